@@ -1,0 +1,27 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+from aime_torchrl.modules.decoders import CNNDecoder, GaussianMLPDecoder, make_decoder
+from aime_torchrl.modules.encoders import CNNEncoder, ObservationEncoder
+from aime_torchrl.modules.mlp import make_mlp
+from aime_torchrl.modules.policy import make_policy, TanhGaussianPolicyNet
+from aime_torchrl.modules.rollout import PosteriorRollout
+from aime_torchrl.modules.rssm import GaussianHead, RSSMTransition
+from aime_torchrl.modules.world_model import RSSMWorldModel, WORLD_MODEL_PRESETS
+
+__all__ = [
+    "CNNDecoder",
+    "CNNEncoder",
+    "GaussianHead",
+    "GaussianMLPDecoder",
+    "ObservationEncoder",
+    "PosteriorRollout",
+    "RSSMTransition",
+    "RSSMWorldModel",
+    "TanhGaussianPolicyNet",
+    "WORLD_MODEL_PRESETS",
+    "make_decoder",
+    "make_mlp",
+    "make_policy",
+]

@@ -1,0 +1,260 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""The variational world model of AIME: encoders, RSSM and per-sensor decoders, with TorchRL keys."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import (
+    ProbabilisticTensorDictSequential,
+    TensorDictModule,
+    TensorDictModuleBase,
+)
+from torch import nn
+
+from aime_torchrl.modules.decoders import CNNDecoder, GaussianMLPDecoder, make_decoder
+from aime_torchrl.modules.encoders import ObservationEncoder
+from aime_torchrl.modules.rollout import PosteriorRollout
+from aime_torchrl.modules.rssm import GaussianHead, RSSMTransition
+
+#: Hyper-parameters of the two world models of the reference (spec section 3.1).
+WORLD_MODEL_PRESETS: dict[str, dict] = {
+    # walker: Dreamer-v1 style RSSM, identity encoders, smlp decoders with learnt std.
+    "rssm": dict(
+        belief_dim=512, state_dim=128, hidden=128, layers=2, activation=nn.ELU, norm=False,
+        min_std=1e-6, std_mapping="softplus", transition_input=None, head_layers=2,
+        vector_encoder=None, learn_std=True,
+    ),
+    # cheetah: "as in the original Dreamer repo", LayerNorm + SiLU, std = 2 sigmoid(x/2) + 0.1.
+    "rssmo": dict(
+        belief_dim=512, state_dim=30, hidden=512, layers=2, activation=nn.SiLU, norm=True,
+        min_std=0.1, std_mapping="sigmoid", transition_input=512, head_layers=1,
+        vector_encoder=512, learn_std=False,
+    ),
+}
+
+
+class RSSMWorldModel(TensorDictModuleBase):
+    """An RSSM world model assembled from TensorDictModules in TorchRL's Dreamer key scheme.
+
+    It turns TorchRL windows into *frames*, encodes them, filters them with a
+    :class:`~aime_torchrl.modules.PosteriorRollout` (optionally with a policy choosing the
+    actions) and evaluates the prior heads batched over the window. Decoders are per sensor
+    probabilistic modules; the losses call ``decoders[key].get_dist(frames)``.
+
+    Any modules with the right keys can be plugged in, including TorchRL's own
+    :class:`~torchrl.modules.RSSMPrior` (as ``transition``, writing the prior parameters itself,
+    with ``prior=None``), :class:`~torchrl.modules.RSSMPosterior`, :class:`~torchrl.modules.ObsEncoder`
+    and :class:`~torchrl.modules.ObsDecoder`. :meth:`from_config` builds the reference's networks.
+
+    Frames: a window ``[*B, T]`` in TorchRL layout (row t holds o_t, ``action`` a_t and
+    ``("next", o)`` o_{t+1}) holds T+1 observations. :meth:`to_frames` lays them out as T+1 rows,
+    row t being the transition into o_t: ``("next", <sensor>)`` = o_t and ``action`` = a_{t-1}.
+    Row 0 starts from the zero state with a zero action, which is exactly the test-time filter
+    after ``reset()``. (The reference feeds the real previous action to the zero state for windows
+    starting mid-episode; see the README.)
+
+    Args:
+        encoder (TensorDictModuleBase): ``("next", <sensor>) -> ("next", "encoded_latents")``.
+        transition (TensorDictModuleBase): ``("state", "belief", "action") -> ("next", "belief")``.
+        posterior (TensorDictModuleBase): ``(("next", "belief"), ("next", "encoded_latents")) ->
+            ("next", "posterior_mean"), ("next", "posterior_std"), ("next", "state")``.
+        decoders (Mapping[str, ProbabilisticTensorDictSequential]): one per reconstructed sensor,
+            reading ``("next", "state"), ("next", "belief")``.
+        prior (TensorDictModuleBase, optional): ``("next", "belief") -> ("next", "prior_mean"),
+            ("next", "prior_std")``, run after the loop. ``None`` if ``transition`` writes them.
+
+    Keyword Args:
+        observation_keys (Sequence[str]): the sensors the model reads, in order.
+        state_dim (int): size of ``state``.
+        belief_dim (int): size of ``belief``.
+        action_dim (int): size of ``action``.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> wm = RSSMWorldModel.from_config({"observation": 5}, action_dim=2, belief_dim=32, state_dim=8, hidden=32)
+        >>> window = TensorDict({"observation": torch.randn(4, 10, 5), "action": torch.rand(4, 10, 2),
+        ...     ("next", "observation"): torch.randn(4, 10, 5)}, [4, 10])
+        >>> frames = wm(wm.to_frames(window))
+        >>> frames["next", "prior_mean"].shape   # 11 frames: o_0 ... o_10
+        torch.Size([4, 11, 8])
+    """
+
+    def __init__(
+        self,
+        encoder: TensorDictModuleBase,
+        transition: TensorDictModuleBase,
+        posterior: TensorDictModuleBase,
+        decoders: Mapping[str, ProbabilisticTensorDictSequential],
+        prior: TensorDictModuleBase | None = None,
+        *,
+        observation_keys: Sequence[str],
+        state_dim: int,
+        belief_dim: int,
+        action_dim: int,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.rollout = PosteriorRollout(transition, posterior)
+        self.prior = prior
+        self.decoders = nn.ModuleDict(decoders)
+        self.observation_keys = list(observation_keys)
+        self.state_dim = state_dim
+        self.belief_dim = belief_dim
+        self.action_dim = action_dim
+        self.in_keys = [("next", key) for key in self.observation_keys] + ["action"]
+        self.out_keys = list(
+            dict.fromkeys(
+                [*encoder.out_keys, *self.rollout.out_keys, *(prior.out_keys if prior else [])]
+            )
+        )
+
+    @property
+    def feature_dim(self) -> int:
+        """Size of the state feature ``[state, belief]`` read by decoders and policies."""
+        return self.state_dim + self.belief_dim
+
+    @property
+    def transition(self) -> TensorDictModuleBase:
+        return self.rollout.transition
+
+    @property
+    def posterior(self) -> TensorDictModuleBase:
+        return self.rollout.posterior
+
+    def to_frames(
+        self, window: TensorDictBase, action_key: str | tuple[str, ...] | None = "action"
+    ) -> TensorDictBase:
+        """Lays a TorchRL window ``[*B, T]`` out as ``[*B, T + 1]`` frames (see the class docstring).
+
+        Args:
+            window (TensorDictBase): o_t at the root, ``("next", o)`` = o_{t+1}, and ``action_key``.
+            action_key (NestedKey, optional): the actions a_t; ``None`` leaves every action at zero
+                (demonstrations: AIME's phase 2 never reads actions). Defaults to ``"action"``.
+        """
+        if window.batch_dims < 1:
+            raise ValueError(
+                f"Expected a window with a time dimension, [*B, T]; got batch_size {window.batch_size}."
+            )
+        wanted = [k for key in self.observation_keys for k in (key, ("next", key))]
+        if action_key is not None:
+            wanted.append(action_key)
+        missing = [k for k in wanted if k not in window.keys(include_nested=True)]
+        if missing:
+            raise KeyError(
+                f"The window lacks {_fmt(missing)}; the world model reads the sensors "
+                f"{_fmt(self.observation_keys)} (at the root and under next) and the actions "
+                f"{_fmt([action_key] if action_key else [])}. Available: {_fmt(window.keys(True, True))}."
+            )
+        *batch, length = window.batch_size
+        time_dim = window.batch_dims - 1
+        frames = TensorDict(batch_size=[*batch, length + 1], device=window.device)
+        for key in self.observation_keys:
+            first = window.get(key).narrow(time_dim, 0, 1)
+            frames.set(("next", key), torch.cat([first, window.get(("next", key))], time_dim))
+        ref = window.get(("next", self.observation_keys[0]))
+        zeros = dict(device=ref.device, dtype=torch.get_default_dtype())
+        n = frames.batch_size
+        if action_key is None:
+            frames.set("action", torch.zeros(*n, self.action_dim, **zeros))
+        else:
+            actions = window.get(action_key)
+            frames.set("action", torch.cat([torch.zeros_like(actions[..., :1, :]), actions], -2))
+        frames.set("state", torch.zeros(*n, self.state_dim, **zeros))
+        frames.set("belief", torch.zeros(*n, self.belief_dim, **zeros))
+        return frames
+
+    def forward(
+        self, frames: TensorDictBase, policy: TensorDictModuleBase | None = None
+    ) -> TensorDictBase:
+        """Encodes, filters (with ``policy`` choosing actions after the first frame) and runs the prior."""
+        frames = self.encoder(frames)
+        frames = self.rollout(frames, policy=policy)
+        if self.prior is not None:
+            frames = self.prior(frames)
+        return frames
+
+    @classmethod
+    def from_config(
+        cls,
+        vector_dims: Mapping[str, int],
+        action_dim: int,
+        *,
+        pixel_keys: Sequence[str] = (),
+        variant: str = "rssm",
+        device: torch.device | str | None = None,
+        **overrides,
+    ) -> RSSMWorldModel:
+        """Builds the reference world model: ``variant="rssm"`` (walker) or ``"rssmo"`` (cheetah).
+
+        Args:
+            vector_dims (Mapping[str, int]): vector sensors (name -> size), in order.
+            action_dim (int): size of the action.
+
+        Keyword Args:
+            pixel_keys (Sequence[str], optional): image sensors (3x64x64, uint8 or [0, 1]).
+            variant (str, optional): ``"rssm"`` or ``"rssmo"``. Defaults to ``"rssm"``.
+            device (torch.device, optional): device of the parameters. Defaults to ``None``.
+            **overrides: any key of :data:`WORLD_MODEL_PRESETS` (``belief_dim``, ``state_dim``,
+                ``hidden``, ``layers``, ``min_std``, ``learn_std``, ...).
+        """
+        if variant not in WORLD_MODEL_PRESETS:
+            raise ValueError(f"Unknown world model {variant!r}; choose from {list(WORLD_MODEL_PRESETS)}.")
+        cfg = dict(WORLD_MODEL_PRESETS[variant])
+        unknown = set(overrides) - set(cfg)
+        if unknown:
+            raise TypeError(f"Unknown world model options {sorted(unknown)}; valid: {sorted(cfg)}.")
+        cfg.update(overrides)
+        state_dim, belief_dim = cfg["state_dim"], cfg["belief_dim"]
+        mlp = dict(hidden=cfg["hidden"], activation=cfg["activation"], norm=cfg["norm"], device=device)
+        if cfg["vector_encoder"] and vector_dims:
+            enc = ObservationEncoder.mlp(vector_dims, pixel_keys, hidden=cfg["vector_encoder"], device=device)
+        else:
+            enc = ObservationEncoder(vector_dims, pixel_keys, device=device)
+        observation_keys = [*vector_dims, *pixel_keys]
+        encoder = TensorDictModule(
+            enc, in_keys=[("next", k) for k in observation_keys], out_keys=[("next", "encoded_latents")]
+        )
+        transition = TensorDictModule(
+            RSSMTransition(state_dim, action_dim, belief_dim, input_hidden=cfg["transition_input"], device=device),
+            in_keys=["state", "belief", "action"],
+            out_keys=[("next", "belief")],
+        )
+        head = dict(mlp, layers=cfg["head_layers"], std_mapping=cfg["std_mapping"], min_std=cfg["min_std"])
+        prior = TensorDictModule(
+            GaussianHead(belief_dim, state_dim, **head),
+            in_keys=[("next", "belief")],
+            out_keys=[("next", "prior_mean"), ("next", "prior_std")],
+        )
+        posterior = TensorDictModule(
+            GaussianHead(belief_dim + enc.embedding_dim, state_dim, sample=True, **head),
+            in_keys=[("next", "belief"), ("next", "encoded_latents")],
+            out_keys=[("next", "posterior_mean"), ("next", "posterior_std"), ("next", "state")],
+        )
+        feature = state_dim + belief_dim
+        decoders = {
+            key: make_decoder(
+                GaussianMLPDecoder(feature, dim, layers=cfg["layers"], learn_std=cfg["learn_std"], **mlp),
+                key,
+                event_dim=1,
+                learn_std=cfg["learn_std"],
+            )
+            for key, dim in vector_dims.items()
+        }
+        for key in pixel_keys:
+            decoders[key] = make_decoder(CNNDecoder(feature, device=device), key, event_dim=3, learn_std=False)
+        return cls(
+            encoder, transition, posterior, decoders, prior,
+            observation_keys=observation_keys, state_dim=state_dim, belief_dim=belief_dim, action_dim=action_dim,
+        )
+
+
+
+def _fmt(keys) -> str:
+    """Nested keys as ``a, next.b`` for error messages."""
+    return ", ".join(sorted(k if isinstance(k, str) else ".".join(k) for k in keys)) or "nothing"

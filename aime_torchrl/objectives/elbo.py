@@ -1,0 +1,234 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""The terms of the ELBO shared by both AIME phases, and the tricks of the reference around them.
+
+Reductions follow the reference: sum over time and dimensions, mean over the batch.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import ProbabilisticTensorDictSequential
+from tensordict.utils import NestedKey
+from torchrl.objectives import LossModule
+
+from aime_torchrl.modules.world_model import RSSMWorldModel
+
+NLL_REWEIGHTS = ("none", "dim_wise")
+
+
+def gaussian_kl(
+    mean_q: torch.Tensor, std_q: torch.Tensor, mean_p: torch.Tensor, std_p: torch.Tensor
+) -> torch.Tensor:
+    """Per-dimension KL(N(mean_q, std_q) || N(mean_p, std_p)) of diagonal Gaussians.
+
+    Examples:
+        >>> import torch
+        >>> gaussian_kl(torch.zeros(2), torch.ones(2), torch.zeros(2), torch.ones(2))
+        tensor([0., 0.])
+    """
+    var_ratio = (std_q / std_p).pow(2)
+    return 0.5 * (var_ratio + ((mean_q - mean_p) / std_p).pow(2) - 1 - var_ratio.log())
+
+
+def balanced_kl(
+    mean_q: torch.Tensor,
+    std_q: torch.Tensor,
+    mean_p: torch.Tensor,
+    std_p: torch.Tensor,
+    balance: float | None = None,
+) -> torch.Tensor:
+    """Per-dimension KL(q || p), optionally with KL balancing (DreamerV2).
+
+    With ``balance = alpha`` the value is unchanged but the gradient is that of
+    ``alpha * KL(sg(q) || p) + (1 - alpha) * KL(q || sg(p))``: the prior moves towards the
+    posterior ``alpha / (1 - alpha)`` times faster than the posterior towards the prior.
+
+    Examples:
+        >>> import torch
+        >>> q, p = torch.tensor([0.5]), torch.tensor([0.0])
+        >>> balanced_kl(q, torch.ones(1), p, torch.ones(1), balance=0.8)
+        tensor([0.1250])
+    """
+    if balance is None:
+        return gaussian_kl(mean_q, std_q, mean_p, std_p)
+    if not 0.0 <= balance <= 1.0:
+        raise ValueError(f"kl_balance must be in [0, 1] or None, got {balance}.")
+    to_prior = gaussian_kl(mean_q.detach(), std_q.detach(), mean_p, std_p)
+    to_posterior = gaussian_kl(mean_q, std_q, mean_p.detach(), std_p.detach())
+    return balance * to_prior + (1 - balance) * to_posterior
+
+
+def free_nats(kl: torch.Tensor, nats: float) -> torch.Tensor:
+    """Straight-through free nats on the per-step KL (last dim = latent dims).
+
+    The value is left unchanged (the logged KL stays the true one), but the gradient is that of
+    ``max(sum_d kl, nats)`` spread equally over the dims: a step whose total KL is below ``nats``
+    gets no KL gradient. With ``nats = 0`` this is the identity.
+
+    Examples:
+        >>> import torch
+        >>> kl = torch.tensor([[0.2, 0.3]], requires_grad=True)
+        >>> out = free_nats(kl, 1.0)
+        >>> out.sum().backward()
+        >>> out.detach(), kl.grad
+        (tensor([[0.2000, 0.3000]]), tensor([[0., 0.]]))
+    """
+    if nats <= 0:
+        return kl
+    dims = kl.shape[-1]
+    clamped = kl.sum(-1, keepdim=True).clamp_min(nats) / dims
+    return clamped + (kl - clamped).detach()
+
+
+def elbo_terms(
+    decoders: Mapping[str, ProbabilisticTensorDictSequential],
+    frames: TensorDictBase,
+    *,
+    prior_mean: tuple[str, ...] | str = ("next", "prior_mean"),
+    prior_std: tuple[str, ...] | str = ("next", "prior_std"),
+    posterior_mean: tuple[str, ...] | str = ("next", "posterior_mean"),
+    posterior_std: tuple[str, ...] | str = ("next", "posterior_std"),
+    kl_scale: float = 1.0,
+    free_nats_value: float = 0.0,
+    kl_balance: float | None = None,
+    nll_reweight: str = "none",
+    kl_only: bool = False,
+) -> TensorDict:
+    """Computes the ELBO of filtered frames ``[B, T]`` and the losses that optimise it.
+
+    Returns a TensorDict with the losses ``loss_recon`` (absent when ``kl_only``) and ``loss_kl``
+    (already multiplied by ``kl_scale``), and the detached diagnostics ``elbo``, ``kl`` and
+    ``recon_<sensor>`` (the log-likelihood term of each sensor). With ``nll_reweight="dim_wise"``
+    (beta-NLL with beta=1/2, Seitzer et al. 2022) each log-likelihood dim is weighted by the
+    detached decoder std, and the KL of every step by the mean decoder std over all output dims of
+    all sensors, as in the reference; decoders with a fixed std of 1 are left unchanged.
+
+    Args:
+        decoders (Mapping[str, ProbabilisticTensorDictSequential]): sensor -> decoder; the target
+            of each is ``frames["next", sensor]`` (uint8 images are scaled to [0, 1]).
+        frames (TensorDictBase): frames holding the posterior and prior parameters.
+
+    Keyword Args:
+        prior_mean, prior_std, posterior_mean, posterior_std (NestedKey): where to read the latents.
+        kl_scale (float): weight of the KL term in the loss.
+        free_nats_value (float): free nats (straight-through, per step); 0 disables.
+        kl_balance (float, optional): KL balancing factor alpha; ``None`` disables.
+        nll_reweight (str): ``"none"`` or ``"dim_wise"``.
+        kl_only (bool): optimise only the KL term (the paper's KL-only ablation).
+    """
+    if nll_reweight not in NLL_REWEIGHTS:
+        raise ValueError(f"nll_reweight must be one of {NLL_REWEIGHTS}, got {nll_reweight!r}.")
+    out = TensorDict()
+    batch_dims = frames.batch_dims
+    recon_total = 0.0
+    recon_loss = 0.0
+    std_sum = 0.0
+    std_count = 0
+    for key, decoder in decoders.items():
+        target = frames.get(("next", key))
+        if target.dtype == torch.uint8:
+            target = target.float().div(255.0)
+        base = decoder.get_dist(frames).base_dist
+        log_prob = base.log_prob(target)
+        event = tuple(range(batch_dims, log_prob.ndim))
+        recon = log_prob.sum(event)  # [B, T]
+        recon_total = recon_total + recon
+        out.set(f"recon_{key}", recon.sum(-1).mean().detach())
+        if nll_reweight == "dim_wise":
+            std = base.scale.detach().expand_as(log_prob)
+            recon_loss = recon_loss - (std * log_prob).sum(event)
+            std_sum = std_sum + std.sum(event)
+            std_count += std[(0,) * batch_dims].numel()
+        else:
+            recon_loss = recon_loss - recon
+
+    mean_q, std_q = frames.get(posterior_mean), frames.get(posterior_std)
+    mean_p, std_p = frames.get(prior_mean), frames.get(prior_std)
+    kl = balanced_kl(mean_q, std_q, mean_p, std_p, kl_balance)  # value: the true KL, [B, T, D]
+    kl_value = kl.detach().sum(-1)
+    kl_opt = free_nats(kl, free_nats_value).sum(-1)
+    if nll_reweight == "dim_wise":
+        kl_opt = kl_opt * (std_sum / std_count)
+
+    out.set("loss_kl", kl_scale * kl_opt.sum(-1).mean())
+    if not kl_only:
+        out.set("loss_recon", recon_loss.sum(-1).mean())
+    out.set("kl", kl_value.sum(-1).mean())
+    out.set("elbo", (recon_total.detach() - kl_value).sum(-1).mean())
+    return out
+
+
+class ELBOLossBase(LossModule):
+    """Keys and options shared by :class:`WorldModelLoss` and :class:`AIMELoss` (same objective).
+
+    Subclasses build the frames (with the data's or the policy's actions) and call :meth:`_elbo`.
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Maintains default values for all configurable tensordict keys.
+
+        Attributes:
+            action (NestedKey): the action a_t of each row of the window (phase 1 reads it; phase 2
+                only compares it with the inferred actions, if present). Defaults to ``"action"``.
+            prior_mean (NestedKey): mean of p(s_t | h_t). Defaults to ``("next", "prior_mean")``.
+            prior_std (NestedKey): std of p(s_t | h_t). Defaults to ``("next", "prior_std")``.
+            posterior_mean (NestedKey): mean of q(s_t | h_t, o_t). Defaults to
+                ``("next", "posterior_mean")``.
+            posterior_std (NestedKey): std of q(s_t | h_t, o_t). Defaults to
+                ``("next", "posterior_std")``.
+        """
+
+        action: NestedKey = "action"
+        prior_mean: NestedKey = ("next", "prior_mean")
+        prior_std: NestedKey = ("next", "prior_std")
+        posterior_mean: NestedKey = ("next", "posterior_mean")
+        posterior_std: NestedKey = ("next", "posterior_std")
+
+    tensor_keys: _AcceptedKeys
+    default_keys = _AcceptedKeys
+
+    def __init__(
+        self,
+        *,
+        kl_scale: float,
+        free_nats: float,
+        kl_balance: float | None,
+        nll_reweight: str,
+    ) -> None:
+        super().__init__()
+        if nll_reweight not in NLL_REWEIGHTS:
+            raise ValueError(f"nll_reweight must be one of {NLL_REWEIGHTS}, got {nll_reweight!r}.")
+        if kl_balance is not None and not 0.0 <= kl_balance <= 1.0:
+            raise ValueError(f"kl_balance must be in [0, 1] or None, got {kl_balance}.")
+        if kl_scale < 0 or free_nats < 0:
+            raise ValueError(f"kl_scale and free_nats must be >= 0, got {kl_scale} and {free_nats}.")
+        self.kl_scale = kl_scale
+        self.free_nats = free_nats
+        self.kl_balance = kl_balance
+        self.nll_reweight = nll_reweight
+
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        pass
+
+    def _elbo(self, world_model: RSSMWorldModel, frames: TensorDictBase, kl_only: bool = False) -> TensorDict:
+        keys = self.tensor_keys
+        return elbo_terms(
+            world_model.decoders,
+            frames,
+            prior_mean=keys.prior_mean,
+            prior_std=keys.prior_std,
+            posterior_mean=keys.posterior_mean,
+            posterior_std=keys.posterior_std,
+            kl_scale=self.kl_scale,
+            free_nats_value=self.free_nats,
+            kl_balance=self.kl_balance,
+            nll_reweight=self.nll_reweight,
+            kl_only=kl_only,
+        )

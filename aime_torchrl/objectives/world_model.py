@@ -1,0 +1,77 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""Phase 1 of AIME: the ELBO of an embodiment dataset (observations and actions)."""
+from __future__ import annotations
+
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import dispatch
+
+from aime_torchrl.modules.world_model import RSSMWorldModel
+from aime_torchrl.objectives.elbo import ELBOLossBase
+
+
+class WorldModelLoss(ELBOLossBase):
+    """Trains a variational world model by maximising the ELBO of observations given actions.
+
+    For a window ``[B, T]`` (TorchRL layout: root o_t and ``action`` a_t, ``("next", o)``
+    o_{t+1}) the model filters the T + 1 observations with the posterior from the zero state,
+    and every frame gets a reconstruction term and a KL term (spec section 3.3):
+
+        ELBO = mean_b sum_t [ sum_sensors log p(o_t | s_t, h_t) - KL(q(s_t | h_t, o_t) || p(s_t | h_t)) ]
+
+    Args:
+        world_model (RSSMWorldModel): the model to train.
+
+    Keyword Args:
+        kl_scale (float, optional): weight of the KL in the loss. Defaults to ``1.0``.
+        free_nats (float, optional): free nats on the per-step KL (straight-through; the logged
+            KL stays exact). Defaults to ``0.0``.
+        kl_balance (float, optional): KL balancing factor; ``None`` disables. Defaults to ``None``.
+        nll_reweight (str, optional): ``"dim_wise"`` (beta-NLL, the KL re-weighted by the mean
+            decoder std, as the reference walker config) or ``"none"``. Defaults to ``"dim_wise"``.
+
+    Returns a TensorDict with ``loss_recon`` and ``loss_kl`` (sum them to optimise), and the
+    detached ``elbo``, ``kl`` and ``recon_<sensor>``.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from aime_torchrl.modules import RSSMWorldModel
+        >>> wm = RSSMWorldModel.from_config({"observation": 5}, action_dim=2, belief_dim=32, state_dim=8, hidden=32)
+        >>> loss = WorldModelLoss(wm)
+        >>> window = TensorDict({"observation": torch.randn(4, 10, 5), "action": torch.rand(4, 10, 2),
+        ...     ("next", "observation"): torch.randn(4, 10, 5)}, [4, 10])
+        >>> out = loss(window)
+        >>> (out["loss_recon"] + out["loss_kl"]).backward()
+        >>> sorted(out.keys())
+        ['elbo', 'kl', 'loss_kl', 'loss_recon', 'recon_observation']
+    """
+
+    out_keys = ["loss_recon", "loss_kl", "elbo", "kl"]
+
+    def __init__(
+        self,
+        world_model: RSSMWorldModel,
+        *,
+        kl_scale: float = 1.0,
+        free_nats: float = 0.0,
+        kl_balance: float | None = None,
+        nll_reweight: str = "dim_wise",
+    ) -> None:
+        super().__init__(
+            kl_scale=kl_scale, free_nats=free_nats, kl_balance=kl_balance, nll_reweight=nll_reweight
+        )
+        self.world_model = world_model
+
+    @property
+    def in_keys(self) -> list:
+        obs = self.world_model.observation_keys
+        return [*obs, *(("next", k) for k in obs), self.tensor_keys.action]
+
+    @dispatch
+    def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        frames = self.world_model.to_frames(tensordict, self.tensor_keys.action)
+        frames = self.world_model(frames)
+        return self._elbo(self.world_model, frames)

@@ -1,0 +1,41 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+from __future__ import annotations
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+from aime_torchrl.modules import RSSMWorldModel
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    yield
+
+
+def make_window(batch: int = 3, time: int = 5, dims: dict | None = None, action_dim: int = 2, device="cpu") -> TensorDict:
+    """A random TorchRL window [B, T] with root and next observations and actions in [-1, 1]."""
+    dims = dims or {"observation": 4}
+    obs = {k: torch.randn(batch, time + 1, d, device=device) for k, d in dims.items()}
+    return TensorDict(
+        {
+            **{k: v[:, :-1] for k, v in obs.items()},
+            "action": torch.rand(batch, time, action_dim, device=device) * 2 - 1,
+            "next": {k: v[:, 1:] for k, v in obs.items()},
+        },
+        batch_size=[batch, time],
+        device=device,
+    )
+
+
+def small_world_model(dims: dict | None = None, action_dim: int = 2, device="cpu", **kwargs) -> RSSMWorldModel:
+    kwargs = {"belief_dim": 16, "state_dim": 6, "hidden": 16, **kwargs}
+    return RSSMWorldModel.from_config(
+        {"observation": 4} if dims is None else dims, action_dim, device=device, **kwargs
+    )

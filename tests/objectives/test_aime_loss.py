@@ -1,0 +1,111 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+from __future__ import annotations
+
+import pytest
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+from torchrl.envs.utils import exploration_type, ExplorationType
+
+from aime_torchrl import AIMELoss, make_policy, WorldModelLoss
+from aime_torchrl.trainers import total_loss
+from conftest import DEVICES, make_window, small_world_model
+
+
+class ReplayActions(TensorDictModuleBase):
+    """A "policy" that feeds given actions, in order, in place of sampled ones.
+
+    The rollout calls the policy once per frame; the first call (the initial frame, whose action
+    is not the policy's) is discarded, so call k >= 1 must return a_{k-1}.
+    """
+
+    in_keys = ["state", "belief"]
+    out_keys = ["action"]
+
+    def __init__(self, actions: torch.Tensor) -> None:
+        super().__init__()
+        self.actions = actions
+        self.calls = 0
+
+    def forward(self, td: TensorDictBase) -> TensorDictBase:
+        td.set("action", self.actions[:, max(self.calls - 1, 0)])
+        self.calls += 1
+        return td
+
+
+@pytest.mark.parametrize("nll_reweight", ["none", "dim_wise"])
+@pytest.mark.parametrize("kl_balance", [None, 0.8])
+def test_true_actions_give_the_phase1_elbo(nll_reweight, kl_balance):
+    dims = {"a": 3, "b": 2}
+    wm = small_world_model(dims)
+    window = make_window(dims=dims, time=6)
+    options = dict(nll_reweight=nll_reweight, kl_balance=kl_balance)
+
+    torch.manual_seed(1)
+    phase1 = WorldModelLoss(wm, **options)(window)
+    torch.manual_seed(1)  # same posterior noise
+    phase2 = AIMELoss(wm, ReplayActions(window["action"]), **options)(window)
+    for key in ("elbo", "kl", "recon_a", "recon_b", "loss_recon", "loss_kl"):
+        torch.testing.assert_close(phase2[key], phase1[key], msg=key)
+    assert phase2["action_mse"].item() == pytest.approx(0.0, abs=1e-12)
+
+    # The match is not trivial: the policy's own actions give another ELBO.
+    torch.manual_seed(1)
+    other = AIMELoss(wm, make_policy(wm.state_dim, wm.belief_dim, 2, hidden=8), **options)(window)
+    assert not torch.allclose(other["elbo"], phase1["elbo"])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradients_reach_the_policy_only(device):
+    wm = small_world_model(device=device)
+    policy = make_policy(wm.state_dim, wm.belief_dim, 2, hidden=16, device=device)
+    loss = AIMELoss(wm, policy)
+    assert {id(p) for p in loss.parameters()} == {id(p) for p in policy.parameters()}
+    before = {k: v.clone() for k, v in wm.state_dict().items()}
+    # An optimiser that (wrongly) holds the world model too must still leave it untouched.
+    optim = torch.optim.Adam([*policy.parameters(), *wm.parameters()], lr=1e-2)
+    demos = make_window(device=device).exclude("action")
+    out = loss(demos)
+    assert "action_mse" not in out.keys()
+    total_loss(out).backward()
+    for name, p in policy.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    for name, p in wm.named_parameters():
+        assert p.grad is None, name
+        assert p.requires_grad, f"{name}: the world model must be handed back trainable"
+    optim.step()
+    for k, v in wm.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_actions_are_sampled_inside_the_loss():
+    wm = small_world_model()
+    policy = make_policy(wm.state_dim, wm.belief_dim, 2, hidden=16)
+    seen = []
+
+    class Spy(TensorDictModuleBase):
+        in_keys = policy.in_keys
+        out_keys = policy.out_keys
+
+        def forward(self, td):
+            seen.append(exploration_type())
+            td = policy(td)
+            seen.append(bool((td["action"] - td["loc"].tanh()).abs().max() > 1e-4))
+            return td
+
+    AIMELoss(wm, Spy())(make_window())
+    assert set(seen[0::2]) == {ExplorationType.RANDOM}
+    assert all(seen[1::2]), "actions must be reparameterised samples, not tanh(loc)"
+
+
+def test_ablations():
+    wm = small_world_model()
+    policy = make_policy(wm.state_dim, wm.belief_dim, 2, hidden=16)
+    demos = make_window()
+    kl_only = AIMELoss(wm, policy, kl_only=True)(demos)
+    assert "loss_recon" not in kl_only.keys() and kl_only["loss_kl"] > 0
+    recon_only = AIMELoss(wm, policy, kl_scale=0.0)(demos)
+    assert recon_only["loss_kl"].item() == 0.0 and recon_only["kl"] > 0
