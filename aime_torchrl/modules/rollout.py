@@ -6,9 +6,9 @@
 from __future__ import annotations
 
 import torch
-from tensordict import TensorDictBase
-from tensordict.nn import TensorDictModuleBase
-from tensordict.utils import NestedKey
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModule, TensorDictModuleBase
+from tensordict.utils import NestedKey, unravel_key
 
 
 class PosteriorRollout(TensorDictModuleBase):
@@ -91,20 +91,48 @@ class PosteriorRollout(TensorDictModuleBase):
         keys = self.in_keys
         if policy is not None:
             keys = keys + [k for k in policy.in_keys if k not in keys]
-        steps = tensordict.select(*keys).unbind(-1)
-        next_state, next_belief = ("next", self.state_key), ("next", self.belief_key)
-        out: list[TensorDictBase] = []
-        for step in steps:
-            if out:
-                step.set(self.state_key, out[-1].get(next_state))
-                step.set(self.belief_key, out[-1].get(next_belief))
-                if policy is not None:
-                    step = policy(step)
-            elif policy is not None:
+        time_dim = tensordict.batch_dims - 1
+        batch_size = tensordict.batch_size[:time_dim]
+        # The loop runs on plain tensors: a TensorDict per step costs more than the step's
+        # elementwise work at this size. Modules that are not plain TensorDictModules (the policy,
+        # any custom module) are called on a small TensorDict built from the step's tensors.
+        inputs = {unravel_key(k): tensordict.get(k).unbind(time_dim) for k in keys}
+        state, belief = unravel_key(self.state_key), unravel_key(self.belief_key)
+        next_state, next_belief = ("next", *_as_tuple(state)), ("next", *_as_tuple(belief))
+        modules = [self.transition, self.posterior]
+        out_keys = [state, belief, *(k for m in modules for k in m.out_keys)]
+        if policy is not None:
+            out_keys = out_keys + [k for k in policy.out_keys if k not in out_keys]
+        outputs: dict = {key: [] for key in out_keys}
+        for t in range(tensordict.batch_size[time_dim]):
+            step = {key: seq[t] for key, seq in inputs.items()}
+            if t:
+                step[state], step[belief] = outputs[next_state][-1], outputs[next_belief][-1]
+            if policy is not None:
                 # Row 0 keeps the data's (zero) action; the policy still writes its distribution
                 # parameters so that every row carries the same keys.
-                action = {k: step.get(k) for k in policy.out_keys if k in step.keys(True)}
-                step = policy(step).update(action)
-            step = self.posterior(self.transition(step))
-            out.append(step)
-        return tensordict.update(torch.stack(out, tensordict.ndim - 1))
+                kept = {k: step[k] for k in policy.out_keys if k in step} if t == 0 else {}
+                step.update(_call(policy, step, batch_size))
+                step.update(kept)
+            for module in modules:
+                step.update(_call(module, step, batch_size))
+            for key, seq in outputs.items():
+                seq.append(step[key])
+        for key, seq in outputs.items():
+            tensordict.set(key, torch.stack(seq, time_dim))
+        return tensordict
+
+
+def _as_tuple(key: NestedKey) -> tuple[str, ...]:
+    return (key,) if isinstance(key, str) else key
+
+
+def _call(module: TensorDictModuleBase, step: dict, batch_size: torch.Size) -> dict:
+    """Runs ``module`` on a dict of tensors and returns its outputs as a dict."""
+    if type(module) is TensorDictModule and module._kwargs is None and module.method is None:
+        out = module.module(*(step[unravel_key(k)] for k in module.in_keys))
+        if not isinstance(out, tuple):
+            out = (out,)
+        return dict(zip(module.out_keys, out))
+    td = module(TensorDict(step, batch_size=batch_size))
+    return {unravel_key(k): td.get(k) for k in module.out_keys}
