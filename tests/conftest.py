@@ -10,7 +10,10 @@ from tensordict import TensorDict
 
 from aime_torchrl.modules import RSSMWorldModel
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")),
+]
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,7 @@
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
 from aime_torchrl.objectives.aime import AIMELoss
-from aime_torchrl.objectives.elbo import balanced_kl, elbo_terms, free_nats, gaussian_kl
+from aime_torchrl.objectives.elbo import balanced_kl, elbo_terms, free_nats_kl, gaussian_kl
 from aime_torchrl.objectives.world_model import WorldModelLoss
 
-__all__ = ["AIMELoss", "WorldModelLoss", "balanced_kl", "elbo_terms", "free_nats", "gaussian_kl"]
+__all__ = ["AIMELoss", "WorldModelLoss", "balanced_kl", "elbo_terms", "free_nats_kl", "gaussian_kl"]

@@ -22,7 +22,9 @@ class AIMELoss(ELBOLossBase):
     the reparameterisation trick from the policy at the previous latent state, ``a_t ~ pi(. | s_t,
     h_t)``. The same ELBO is then maximised with respect to the policy alone: the gradient flows
     into every action through the frozen GRU, posterior, prior and decoders, and back through time.
-    The world model is held out: it is not a parameter of this loss and receives no gradient.
+    The world model is held out: it is not a parameter (nor a submodule) of this loss and receives
+    no gradient, so ``loss.parameters()`` is the policy's and ``loss.to(device)`` moves only the
+    policy: put the world model on the same device yourself.
 
     Sampling is stochastic inside the loss (``deterministic_sampling_mode = RANDOM``), unlike
     TorchRL's default for losses. Demonstration actions are never used, except to log

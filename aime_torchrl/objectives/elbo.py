@@ -64,7 +64,7 @@ def balanced_kl(
     return balance * to_prior + (1 - balance) * to_posterior
 
 
-def free_nats(kl: torch.Tensor, nats: float) -> torch.Tensor:
+def free_nats_kl(kl: torch.Tensor, nats: float) -> torch.Tensor:
     """Straight-through free nats on the per-step KL (last dim = latent dims).
 
     The value is left unchanged (the logged KL stays the true one), but the gradient is that of
@@ -74,7 +74,7 @@ def free_nats(kl: torch.Tensor, nats: float) -> torch.Tensor:
     Examples:
         >>> import torch
         >>> kl = torch.tensor([[0.2, 0.3]], requires_grad=True)
-        >>> out = free_nats(kl, 1.0)
+        >>> out = free_nats_kl(kl, 1.0)
         >>> out.sum().backward()
         >>> out.detach(), kl.grad
         (tensor([[0.2000, 0.3000]]), tensor([[0., 0.]]))
@@ -95,7 +95,7 @@ def elbo_terms(
     posterior_mean: tuple[str, ...] | str = ("next", "posterior_mean"),
     posterior_std: tuple[str, ...] | str = ("next", "posterior_std"),
     kl_scale: float = 1.0,
-    free_nats_value: float = 0.0,
+    free_nats: float = 0.0,
     kl_balance: float | None = None,
     nll_reweight: str = "none",
     kl_only: bool = False,
@@ -117,7 +117,7 @@ def elbo_terms(
     Keyword Args:
         prior_mean, prior_std, posterior_mean, posterior_std (NestedKey): where to read the latents.
         kl_scale (float): weight of the KL term in the loss.
-        free_nats_value (float): free nats (straight-through, per step); 0 disables.
+        free_nats (float): free nats (straight-through, per step); 0 disables.
         kl_balance (float, optional): KL balancing factor alpha; ``None`` disables.
         nll_reweight (str): ``"none"`` or ``"dim_wise"``.
         kl_only (bool): optimise only the KL term (the paper's KL-only ablation).
@@ -152,7 +152,7 @@ def elbo_terms(
     mean_p, std_p = frames.get(prior_mean), frames.get(prior_std)
     kl = balanced_kl(mean_q, std_q, mean_p, std_p, kl_balance)  # value: the true KL, [B, T, D]
     kl_value = kl.detach().sum(-1)
-    kl_opt = free_nats(kl, free_nats_value).sum(-1)
+    kl_opt = free_nats_kl(kl, free_nats).sum(-1)
     if nll_reweight == "dim_wise":
         kl_opt = kl_opt * (std_sum / std_count)
 
@@ -227,7 +227,7 @@ class ELBOLossBase(LossModule):
             posterior_mean=keys.posterior_mean,
             posterior_std=keys.posterior_std,
             kl_scale=self.kl_scale,
-            free_nats_value=self.free_nats,
+            free_nats=self.free_nats,
             kl_balance=self.kl_balance,
             nll_reweight=self.nll_reweight,
             kl_only=kl_only,

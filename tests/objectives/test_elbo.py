@@ -13,7 +13,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from aime_torchrl.modules import make_decoder
-from aime_torchrl.objectives import balanced_kl, elbo_terms, free_nats, gaussian_kl
+from aime_torchrl.objectives import balanced_kl, elbo_terms, free_nats_kl, gaussian_kl
 
 
 def test_gaussian_kl_hand_value():
@@ -28,13 +28,13 @@ def test_gaussian_kl_hand_value():
 def test_free_nats_straight_through():
     # Total KL 0.5 < 1 free nat: value unchanged, no gradient.
     kl = torch.tensor([[0.2, 0.3], [1.0, 2.0]], requires_grad=True)
-    out = free_nats(kl, 1.0)
+    out = free_nats_kl(kl, 1.0)
     torch.testing.assert_close(out.detach(), kl.detach())
     (out * torch.tensor([[1.0, 3.0], [1.0, 3.0]])).sum().backward()
     # Step 0 is below the threshold: zero gradient. Step 1 (total 3 > 1): the gradient of the total,
     # spread equally over the two dims: (1 + 3) / 2 = 2 each.
     torch.testing.assert_close(kl.grad, torch.tensor([[0.0, 0.0], [2.0, 2.0]]))
-    assert free_nats(kl, 0.0) is kl
+    assert free_nats_kl(kl, 0.0) is kl
 
 
 def test_kl_balance_splits_gradients():
