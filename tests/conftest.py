@@ -4,6 +4,10 @@
 # LICENSE file in the root directory of this source tree.
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports dm_control
+
 import pytest
 import torch
 from tensordict import TensorDict

@@ -2,7 +2,22 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
+from aime_torchrl.data.collect import collect_episodes
+from aime_torchrl.data.dataset import AIMEDataset, default_root
+from aime_torchrl.data.npz import DatasetFormatError, episode_files, episode_to_td, load_episode, save_episode, td_to_episode
 from aime_torchrl.data.replay import make_window_buffer
 from aime_torchrl.data.synthetic import LinearControlSystem
 
-__all__ = ["LinearControlSystem", "make_window_buffer"]
+__all__ = [
+    "AIMEDataset",
+    "DatasetFormatError",
+    "LinearControlSystem",
+    "collect_episodes",
+    "default_root",
+    "episode_files",
+    "episode_to_td",
+    "load_episode",
+    "make_window_buffer",
+    "save_episode",
+    "td_to_episode",
+]

@@ -1,0 +1,187 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""AIME npz folders as a TorchRL offline dataset: memmapped once, sampled as windows."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import SliceSampler, TensorStorage
+from torchrl.data.datasets.common import BaseDatasetExperienceReplay
+from torchrl.data.replay_buffers.writers import ImmutableDatasetWriter
+from tqdm.auto import tqdm
+
+from aime_torchrl.data.npz import DatasetFormatError, episode_files, episode_to_td, load_episode, RESERVED
+
+
+def default_root() -> Path:
+    """Where processed datasets are kept: ``$AIME_TORCHRL_DATA`` or ``~/.cache/aime_torchrl``."""
+    return Path(os.environ.get("AIME_TORCHRL_DATA", Path.home() / ".cache" / "aime_torchrl"))
+
+
+class AIMEDataset(BaseDatasetExperienceReplay):
+    """One or more folders of official AIME episodes as a TorchRL replay buffer of windows.
+
+    On first use the episodes are checked, converted to TorchRL's layout (see
+    :func:`~aime_torchrl.data.npz.episode_to_td`) and written episode by episode to a memory-mapped
+    storage under ``root``; later uses open it again (a new file list, size or modification time
+    rebuilds it). Pixels stay uint8 on disk and in the sampled batches, and nothing is held in RAM
+    beyond one episode while building.
+
+    ``sample()`` returns ``[batch_size, horizon]`` windows of consecutive steps that never cross an
+    episode, drawn uniformly with replacement (:class:`~torchrl.data.SliceSampler`).
+
+    Args:
+        folders (path or sequence of paths): npz folders; several are merged in order (the paper's
+            "mix" datasets).
+
+    Keyword Args:
+        horizon (int, optional): steps per window. Defaults to ``50``.
+        batch_size (int, optional): windows per batch. Defaults to ``50``.
+        num_episodes (int, optional): keep only the first N episodes (numeric file order, folders in
+            order), e.g. the number of demonstrations. Defaults to all.
+        root (path, optional): cache folder. Defaults to :func:`default_root`.
+        rebuild (bool, optional): rebuild the storage even if it exists. Defaults to ``False``.
+        transform (Transform, optional): a TorchRL transform applied to sampled batches.
+        prefetch (int, optional): batches to prefetch in background threads.
+        progress (bool, optional): progress bar while building. Defaults to ``True``.
+
+    Attributes:
+        episode_returns (list[float]): the return of every episode, in storage order.
+        files (list[str]): the source files, in storage order.
+
+    Examples:
+        >>> import tempfile, numpy as np
+        >>> from aime_torchrl.data.npz import save_episode
+        >>> folder = tempfile.mkdtemp()
+        >>> for k in range(2):
+        ...     save_episode(f"{folder}/{k}.npz", {"velocity": np.zeros((31, 3), np.float32),
+        ...         "pre_action": np.zeros((31, 2), np.float32), "reward": np.zeros((31, 1), np.float32),
+        ...         "is_first": np.eye(31, 1, dtype=bool), "is_last": np.eye(31, 1, -30, dtype=bool),
+        ...         "is_terminal": np.zeros((31, 1), bool)})
+        >>> data = AIMEDataset(folder, horizon=10, batch_size=4, root=tempfile.mkdtemp(), progress=False)
+        >>> data.sample().batch_size
+        torch.Size([4, 10])
+    """
+
+    def __init__(
+        self,
+        folders: str | Path | Sequence[str | Path],
+        *,
+        horizon: int = 50,
+        batch_size: int = 50,
+        num_episodes: int | None = None,
+        root: str | Path | None = None,
+        rebuild: bool = False,
+        transform: Callable | None = None,
+        prefetch: int | None = None,
+        progress: bool = True,
+    ) -> None:
+        if isinstance(folders, (str, Path)):
+            folders = [folders]
+        if not folders:
+            raise ValueError("AIMEDataset needs at least one folder.")
+        if horizon < 1 or batch_size < 1:
+            raise ValueError(f"horizon and batch_size must be positive, got {horizon} and {batch_size}.")
+        self.folders = [Path(f).expanduser().resolve() for f in folders]
+        self.horizon = horizon
+        self.num_windows = batch_size
+        self.root = Path(root) if root is not None else default_root()
+        files = [f for folder in self.folders for f in episode_files(folder)]
+        if num_episodes is not None:
+            if num_episodes < 1 or num_episodes > len(files):
+                raise ValueError(f"num_episodes={num_episodes}, but {len(files)} episodes are available in {folders}.")
+            files = files[:num_episodes]
+        self._files = files
+        self.dataset_id = self._make_id(files)
+        if rebuild or not self._is_downloaded():
+            self._build(files, progress)
+        meta = json.loads((self.data_path / "meta.json").read_text())
+        self.files = meta["files"]
+        self.episode_returns = meta["returns"]
+        short = [f for f, n in zip(self.files, meta["lengths"]) if n < horizon]
+        if short:
+            raise DatasetFormatError(
+                f"{len(short)} episode(s) have fewer steps than the horizon {horizon}, e.g. {short[:3]}; "
+                "use a shorter horizon or drop them."
+            )
+        storage = TensorStorage(TensorDict.load_memmap(self.data_path / "storage"))
+        super().__init__(
+            storage=storage,
+            sampler=SliceSampler(slice_len=horizon, traj_key="episode", strict_length=True, cache_values=True),
+            writer=ImmutableDatasetWriter(),
+            batch_size=batch_size * horizon,
+            transform=transform,
+            prefetch=prefetch,
+        )
+
+    @property
+    def data_path_root(self) -> Path:
+        return self.root / self.dataset_id
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_path_root
+
+    def _is_downloaded(self) -> bool:
+        return (self.data_path / "meta.json").exists()
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.files)
+
+    def sample(self, batch_size: int | None = None, **kwargs) -> TensorDictBase:
+        """``[batch_size, horizon]`` windows (``batch_size`` counts windows, default: the constructor's)."""
+        windows = self.num_windows if batch_size is None else batch_size
+        return super().sample(windows * self.horizon, **kwargs).reshape(windows, self.horizon)
+
+    @staticmethod
+    def _make_id(files: list[Path]) -> str:
+        digest = hashlib.sha1()
+        for f in files:
+            stat = f.stat()
+            digest.update(f"{f}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+        names = "+".join(dict.fromkeys(f.parent.name for f in files))
+        return f"{names[:80]}-{len(files)}-{digest.hexdigest()[:12]}"
+
+    def _build(self, files: list[Path], progress: bool) -> None:
+        lengths = []
+        for f in files:  # pass 1, cheap: one small array per file, to size the storage
+            try:
+                with np.load(f) as data:
+                    lengths.append(len(data["pre_action"]) - 1)
+            except KeyError as err:
+                raise DatasetFormatError(f"{f}: missing 'pre_action'; an AIME episode needs {list(RESERVED)}.") from err
+            except Exception as err:
+                raise DatasetFormatError(f"{f}: not a readable .npz file ({err}).") from err
+        tmp = self.data_path.with_name(self.data_path.name + ".building")
+        shutil.rmtree(tmp, ignore_errors=True)
+        storage, reference, returns, start = None, None, [], 0
+        for index, f in enumerate(tqdm(files, desc=f"building {self.dataset_id}", disable=not progress)):
+            td = episode_to_td(load_episode(f), index)
+            layout = {k: (v.shape[1:], v.dtype) for k, v in td.items(True, True)}
+            if reference is None:
+                reference = (f, layout)
+                storage = td[0].expand(sum(lengths)).memmap_like(tmp / "storage")
+            elif layout != reference[1]:
+                diff = sorted(str(k) for k in set(layout.items()) ^ set(reference[1].items()))
+                raise DatasetFormatError(
+                    f"{f}: sensors, shapes or dtypes differ from {reference[0]} (e.g. {diff[:4]}); "
+                    "all episodes of a dataset must have the same keys and action size."
+                )
+            storage[start : start + len(td)] = td
+            start += len(td)
+            returns.append(float(td.get(("next", "reward")).sum()))
+        meta = {"files": [str(f) for f in files], "lengths": lengths, "returns": returns}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        shutil.rmtree(self.data_path, ignore_errors=True)
+        tmp.replace(self.data_path)

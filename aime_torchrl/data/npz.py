@@ -1,0 +1,143 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""The official AIME dataset format (one ``<k>.npz`` per episode) and its TorchRL layout.
+
+An episode of L steps is stored as L + 1 *frames*: frame 0 is the ``reset()`` observation. Every
+array has the frame as first axis: sensors (``orientations``, ``velocity``, ...), optional
+``image`` (uint8 HxWx3), ``pre_action`` (the action that led to the frame, zero at frame 0),
+``reward`` (received on the transition into the frame, zero at frame 0), ``is_first``,
+``is_last``, ``is_terminal``; non-image arrays are 2-D (``[L + 1, 1]`` for scalars). This project
+also stores ``physics`` (qpos, qvel) so that images can be re-rendered.
+
+TorchRL's layout has one row per transition: row t holds o_t at the root, ``action`` a_t and
+``("next", ...)`` o_{t+1}, ``reward``, ``done``. So ``action[t] = pre_action[t + 1]``.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+#: Entries of a frame that are not sensors.
+RESERVED = ("pre_action", "reward", "is_first", "is_last", "is_terminal")
+FLAGS = ("is_first", "is_last", "is_terminal")
+
+
+class DatasetFormatError(ValueError):
+    """A file or folder does not follow the AIME dataset format; the message names it."""
+
+
+def episode_files(folder: str | Path) -> list[Path]:
+    """The ``<k>.npz`` files of ``folder`` in numeric order of ``k``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Dataset folder {folder} does not exist (or is not a folder).")
+    files = [f for f in folder.iterdir() if f.suffix == ".npz"]
+    bad = [f.name for f in files if not f.stem.isdigit()]
+    if bad:
+        raise DatasetFormatError(f"{folder}: episode files must be named <k>.npz with an integer k, got {bad[:5]}.")
+    if not files:
+        raise DatasetFormatError(f"Dataset folder {folder} holds no <k>.npz episode files.")
+    return sorted(files, key=lambda f: int(f.stem))
+
+
+def load_episode(path: str | Path) -> dict[str, np.ndarray]:
+    """Reads and checks one episode file; every problem is reported with the file's path."""
+    path = Path(path)
+    try:
+        with np.load(path) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        raise DatasetFormatError(f"{path}: not a readable .npz file ({err}).") from err
+    missing = [k for k in RESERVED if k not in arrays]
+    if missing:
+        raise DatasetFormatError(f"{path}: missing {missing}; an AIME episode needs {list(RESERVED)}.")
+    lengths = {k: len(v) for k, v in arrays.items()}
+    if len(set(lengths.values())) != 1:
+        raise DatasetFormatError(f"{path}: arrays have different numbers of frames: {lengths}.")
+    for key, value in arrays.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            bad = np.nonzero(~np.isfinite(value).reshape(len(value), -1).all(-1))[0]
+            raise DatasetFormatError(f"{path}: {key} has NaN or inf values (frames {bad[:5].tolist()}).")
+    if not bool(arrays["is_first"].reshape(-1)[0]):
+        raise DatasetFormatError(f"{path}: is_first[0] must be true (frame 0 is the reset observation).")
+    return arrays
+
+
+def save_episode(path: str | Path, episode: dict[str, np.ndarray]) -> None:
+    """Writes one episode with ``np.savez_compressed``; 1-D arrays become ``[L + 1, 1]``."""
+    arrays = {k: (v[:, None] if v.ndim == 1 else v) for k, v in episode.items()}
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)  # never leave a half-written episode behind
+
+
+def episode_to_td(episode: dict[str, np.ndarray], index: int = 0) -> TensorDict:
+    """Converts an episode of L + 1 frames to L TorchRL rows.
+
+    Sensors are float32 (``image`` becomes ``pixels``, uint8 3xHxW), ``action = pre_action[1:]``,
+    ``("next", "reward") = reward[1:]``, ``("next", "done") = is_last[1:]``,
+    ``("next", "terminated") = is_terminal[1:]``, ``is_init = is_first[:-1]`` and ``episode = index``.
+    """
+    length = len(episode["pre_action"]) - 1
+    td = TensorDict(batch_size=[length])
+    for key, value in episode.items():
+        if key in RESERVED:
+            continue
+        if key == "image":
+            tensor = torch.from_numpy(np.ascontiguousarray(value.transpose(0, 3, 1, 2)))
+            key = "pixels"
+        else:
+            tensor = torch.as_tensor(value, dtype=torch.float32)
+        td.set(key, tensor[:-1])
+        td.set(("next", key), tensor[1:])
+    flags = {k: torch.as_tensor(episode[k].reshape(-1, 1), dtype=torch.bool) for k in FLAGS}
+    td.set("action", torch.as_tensor(episode["pre_action"][1:], dtype=torch.float32))
+    td.set("is_init", flags["is_first"][:-1])
+    td.set("episode", torch.full((length,), index, dtype=torch.int64))
+    td.set(("next", "reward"), torch.as_tensor(episode["reward"][1:].reshape(-1, 1), dtype=torch.float32))
+    td.set(("next", "done"), flags["is_last"][1:])
+    td.set(("next", "terminated"), flags["is_terminal"][1:])
+    td.set(("next", "truncated"), flags["is_last"][1:] & ~flags["is_terminal"][1:])
+    return td
+
+
+def td_to_episode(td: TensorDictBase) -> dict[str, np.ndarray]:
+    """The inverse of :func:`episode_to_td`: L TorchRL rows of one episode to L + 1 frames.
+
+    Every non-boolean root entry that also stands under ``"next"`` is a sensor (``pixels`` becomes
+    ``image``, uint8 HxWx3). Frame 0 gets ``pre_action = 0``, ``reward = 0``, ``is_first = True``.
+    """
+    if td.batch_dims != 1:
+        raise ValueError(f"Expected the rows of one episode, [L]; got batch_size {td.batch_size}.")
+    episode: dict[str, np.ndarray] = {}
+    next_td = td.get("next")
+    for key in td.keys():
+        if key in ("next", "action", "reward", "episode") or key not in next_td.keys():
+            continue
+        if td.get(key).dtype == torch.bool:  # done, terminated, truncated, is_init
+            continue
+        frames = torch.cat([td.get(key)[:1], next_td.get(key)]).cpu().numpy()
+        if key == "pixels":
+            episode["image"] = np.ascontiguousarray(frames.transpose(0, 2, 3, 1)).astype(np.uint8)
+        else:
+            episode[key] = frames.astype(np.float32).reshape(len(frames), -1)
+    action = td.get("action").cpu().numpy().astype(np.float32)
+    frames = len(td) + 1
+    episode["pre_action"] = np.concatenate([np.zeros_like(action[:1]), action])
+    reward = next_td.get("reward").cpu().numpy().astype(np.float32).reshape(-1, 1)
+    episode["reward"] = np.concatenate([np.zeros((1, 1), np.float32), reward])
+    first = np.zeros((frames, 1), bool)
+    first[0] = True
+    episode["is_first"] = first
+    episode["is_last"] = np.concatenate([[[False]], next_td.get("done").cpu().numpy().reshape(-1, 1)])
+    terminated = next_td.get("terminated", None)
+    terminated = np.zeros((frames - 1, 1), bool) if terminated is None else terminated.cpu().numpy().reshape(-1, 1)
+    episode["is_terminal"] = np.concatenate([[[False]], terminated])
+    return episode

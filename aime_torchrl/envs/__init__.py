@@ -1,0 +1,30 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+from aime_torchrl.envs.dmc import (
+    ensure_mujoco_gl,
+    make_env,
+    PhysicsState,
+    RenderPixels,
+    SENSOR_DIMS,
+    SENSORS,
+    SETUPS,
+    TaskReward,
+    TASKS,
+)
+from aime_torchrl.envs.scores import normalised_score, REFERENCE_EXPERT_RETURNS
+
+__all__ = [
+    "PhysicsState",
+    "REFERENCE_EXPERT_RETURNS",
+    "RenderPixels",
+    "SENSORS",
+    "SENSOR_DIMS",
+    "SETUPS",
+    "TASKS",
+    "TaskReward",
+    "ensure_mujoco_gl",
+    "make_env",
+    "normalised_score",
+]

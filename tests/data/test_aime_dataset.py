@@ -1,0 +1,73 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from aime_torchrl.data import AIMEDataset
+from test_npz_format import official_episode, write_folder
+
+
+def test_windows_match_their_source_and_never_cross_episodes(tmp_path):
+    folder = write_folder(tmp_path / "data", 6, steps=30)
+    data = AIMEDataset(folder, horizon=8, batch_size=32, root=tmp_path / "cache", progress=False)
+    sources = {k: official_episode(k, steps=30) for k in range(6)}
+    starts = set()
+    for _ in range(40):
+        batch = data.sample()
+        assert batch.batch_size == torch.Size([32, 8])
+        counter = batch["counter"].squeeze(-1).long()
+        episode, start = counter[:, 0] // 1000, counter[:, 0] % 1000
+        assert (batch["episode"] == episode[:, None]).all()
+        assert (counter == counter[:, :1] + torch.arange(8)).all(), "a window crossed an episode"
+        for row in range(32):
+            e, s = int(episode[row]), int(start[row])
+            starts.add(s)
+            src = sources[e]
+            np.testing.assert_array_equal(batch["velocity"][row].numpy(), src["velocity"][s : s + 8])
+            np.testing.assert_array_equal(batch["next", "velocity"][row].numpy(), src["velocity"][s + 1 : s + 9])
+            np.testing.assert_array_equal(batch["action"][row].numpy(), src["pre_action"][s + 1 : s + 9])
+            np.testing.assert_array_equal(batch["next", "reward"][row].numpy(), src["reward"][s + 1 : s + 9])
+    assert min(starts) == 0 and max(starts) == 30 - 8, "windows must cover every start, 0 .. L - horizon"
+
+
+def test_demo_subset_mix_and_cache(tmp_path):
+    a = write_folder(tmp_path / "a", 5, steps=20)
+    b = write_folder(tmp_path / "b", 3, steps=20)
+    cache = tmp_path / "cache"
+    demos = AIMEDataset(a, horizon=5, num_episodes=2, root=cache, progress=False)
+    assert demos.num_episodes == 2 and len(demos) == 40
+    assert set(demos.storage[:]["episode"].tolist()) == {0, 1}
+
+    mix = AIMEDataset([a, b], horizon=5, root=cache, progress=False)
+    assert mix.num_episodes == 8 and len(mix) == 160
+    assert [f.split("/")[-2:] for f in mix.files] == [["a", f"{k}.npz"] for k in range(5)] + [["b", f"{k}.npz"] for k in range(3)]
+    expected = [float(official_episode(k, steps=20)["reward"].sum()) for k in (*range(5), *range(3))]
+    np.testing.assert_allclose(mix.episode_returns, expected, rtol=1e-5)
+    # Mixed windows stay inside one episode too, and every episode is sampled.
+    seen = set()
+    for _ in range(20):
+        episode = mix.sample()["episode"]
+        assert (episode == episode[:, :1]).all()
+        seen.update(episode[:, 0].tolist())
+    assert seen == set(range(8))
+
+    # Built once, reused; a changed file rebuilds.
+    meta = mix.data_path / "meta.json"
+    stamp = meta.stat().st_mtime_ns
+    again = AIMEDataset([a, b], horizon=5, root=cache, progress=False)
+    assert again.data_path == mix.data_path and meta.stat().st_mtime_ns == stamp
+    np.savez_compressed(b / "0.npz", **official_episode(9, steps=20))
+    changed = AIMEDataset([a, b], horizon=5, root=cache, progress=False)
+    assert changed.data_path != mix.data_path
+    assert changed.episode_returns[5] == float(official_episode(9, steps=20)["reward"].sum())
+
+
+def test_pixels_stay_uint8(tmp_path):
+    folder = write_folder(tmp_path / "img", 2, steps=12, image=True)
+    data = AIMEDataset(folder, horizon=4, batch_size=3, root=tmp_path / "cache", progress=False)
+    batch = data.sample()
+    assert batch["pixels"].dtype == torch.uint8 and batch["pixels"].shape == (3, 4, 3, 64, 64)
