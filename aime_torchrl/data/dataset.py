@@ -23,6 +23,31 @@ from tqdm.auto import tqdm
 from aime_torchrl.data.npz import DatasetFormatError, episode_files, episode_to_td, load_episode, RESERVED
 
 
+class WindowSampler(SliceSampler):
+    """A :class:`~torchrl.data.SliceSampler` of windows inside one episode that reads only the flags.
+
+    When it marks window starts and ends, TorchRL 0.14's sampler gathers every entry of the
+    storage at the sampled indices, images included, and the replay buffer then gathers them
+    again: three copies of a visual batch for one returned. This one reads only the flags it
+    needs (``done``, ``terminated``, ``is_init``), and the batch is gathered once.
+    """
+
+    _FLAGS = (("next", "done"), ("next", "terminated"), "is_init")
+
+    def _finalize_index(self, *, storage, **kwargs):
+        return super()._finalize_index(storage=_FlagView(storage, self._FLAGS), **kwargs)
+
+
+class _FlagView:
+    """Indexes only a few entries of a storage."""
+
+    def __init__(self, storage: TensorStorage, keys: tuple) -> None:
+        self.flags = storage._storage.select(*keys, strict=False)
+
+    def __getitem__(self, index):
+        return self.flags[index]
+
+
 def default_root() -> Path:
     """Where processed datasets are kept: ``$AIME_TORCHRL_DATA`` or ``~/.cache/aime_torchrl``."""
     return Path(os.environ.get("AIME_TORCHRL_DATA", Path.home() / ".cache" / "aime_torchrl"))
@@ -38,7 +63,8 @@ class AIMEDataset(BaseDatasetExperienceReplay):
     beyond one episode while building.
 
     ``sample()`` returns ``[batch_size, horizon]`` windows of consecutive steps that never cross an
-    episode, drawn uniformly with replacement (:class:`~torchrl.data.SliceSampler`).
+    episode, drawn uniformly with replacement (:class:`WindowSampler`, a TorchRL
+    :class:`~torchrl.data.SliceSampler`).
 
     Args:
         folders (path or sequence of paths): npz folders; several are merged in order (the paper's
@@ -117,7 +143,7 @@ class AIMEDataset(BaseDatasetExperienceReplay):
         storage = TensorStorage(TensorDict.load_memmap(self.data_path / "storage"))
         super().__init__(
             storage=storage,
-            sampler=SliceSampler(slice_len=horizon, traj_key="episode", strict_length=True, cache_values=True),
+            sampler=WindowSampler(slice_len=horizon, traj_key="episode", strict_length=True, cache_values=True),
             writer=ImmutableDatasetWriter(),
             batch_size=batch_size * horizon,
             transform=transform,
