@@ -2,7 +2,8 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
-from aime_torchrl.data.collect import collect_episodes
+from aime_torchrl.data.collect import collect_episodes, UniformRandomPolicy
+from aime_torchrl.data.builder import build_dataset, dataset_folders
 from aime_torchrl.data.dataset import AIMEDataset, default_root
 from aime_torchrl.data.npz import DatasetFormatError, episode_files, episode_to_td, load_episode, save_episode, td_to_episode
 from aime_torchrl.data.replay import make_window_buffer
@@ -12,7 +13,10 @@ __all__ = [
     "AIMEDataset",
     "DatasetFormatError",
     "LinearControlSystem",
+    "UniformRandomPolicy",
+    "build_dataset",
     "collect_episodes",
+    "dataset_folders",
     "default_root",
     "episode_files",
     "episode_to_td",

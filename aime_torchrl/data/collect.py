@@ -16,6 +16,32 @@ from tqdm.auto import tqdm
 from aime_torchrl.data.npz import save_episode, td_to_episode
 
 
+class UniformRandomPolicy(TensorDictModuleBase):
+    """Uniform actions in the bounds of ``action_spec``, from a generator of its own (reproducible
+    whatever else uses the global RNG).
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import Bounded
+        >>> policy = UniformRandomPolicy(Bounded(-1.0, 1.0, (2,)), seed=0)
+        >>> policy(TensorDict(batch_size=[3]))["action"].shape
+        torch.Size([3, 2])
+    """
+
+    in_keys: list = []
+    out_keys = ["action"]
+
+    def __init__(self, action_spec, *, seed: int = 0) -> None:
+        super().__init__()
+        self.low, self.high = action_spec.space.low, action_spec.space.high
+        self.shape = action_spec.shape
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def forward(self, tensordict):
+        u = torch.rand((*tensordict.batch_size, *self.shape), generator=self.generator, dtype=self.low.dtype)
+        return tensordict.set("action", (self.low + (self.high - self.low) * u).to(tensordict.device or "cpu"))
+
+
 def collect_episodes(
     env: EnvBase,
     folder: str | Path,
@@ -38,7 +64,7 @@ def collect_episodes(
         folder (path): created if missing.
         num_episodes (int): episodes to collect.
         policy (TensorDictModuleBase, optional): any TorchRL policy; ``None`` samples uniform random
-            actions from the action spec.
+            actions from the action spec (global RNG; see :class:`UniformRandomPolicy`).
 
     Keyword Args:
         start_index (int, optional): number of the first file. Defaults to ``0``.

@@ -70,12 +70,23 @@ def load_episode(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def save_episode(path: str | Path, episode: dict[str, np.ndarray]) -> None:
-    """Writes one episode with ``np.savez_compressed``; 1-D arrays become ``[L + 1, 1]``."""
-    arrays = {k: (v[:, None] if v.ndim == 1 else v) for k, v in episode.items()}
+    """Writes one episode as a compressed ``.npz`` (what ``np.savez_compressed`` writes, and
+    ``np.load`` reads); 1-D arrays become ``[L + 1, 1]``.
+
+    Unlike ``np.savez_compressed`` the zip entries carry a fixed timestamp, so the same episode
+    always gives the same bytes (datasets can be checked by checksum). The file appears
+    atomically: an interrupted write never leaves a half-written episode.
+    """
     path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)  # never leave a half-written episode behind
+    tmp = path.with_name(path.stem + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for key, value in episode.items():
+            value = np.asarray(value)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, value[:, None] if value.ndim == 1 else value, allow_pickle=False)
+    tmp.replace(path)
 
 
 def episode_to_td(episode: dict[str, np.ndarray], index: int = 0) -> TensorDict:

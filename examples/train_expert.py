@@ -1,0 +1,148 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""Train a state-based SAC expert on an AIME env, with TorchRL, on a CPU.
+
+    python examples/train_expert.py embodiment=walker task=stand total_frames=300000
+
+Saves under ``out_dir``:
+- ``actor.pt``: the actor's weights (load with ``aime_torchrl.experts``);
+- ``buffer_dir`` (default ``<out_dir>/<embodiment>-<task>-buffer/``): every episode the agent
+  collected, in the official AIME npz format with physics states (the paper's "task buffer"
+  embodiment datasets), written as they come;
+- ``eval.csv``: the evaluation curve (frames, mean and std of the deterministic return);
+- ``checkpoint.pt``: everything needed to resume (written atomically; ``resume=true``).
+"""
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from torchrl.collectors import Collector
+from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+from torchrl.envs import CatTensors
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+from torchrl.modules import MLP, ValueOperator
+from torchrl.objectives import SACLoss, SoftUpdate
+from tqdm.auto import tqdm
+
+from aime_torchrl.data import save_episode, td_to_episode
+from aime_torchrl.envs import make_env, SENSORS
+from aime_torchrl.experts import make_sac_actor
+
+
+def make_expert_env(cfg: DictConfig, seed: int):
+    """The MDP env with its sensors also concatenated into ``observation`` for the SAC networks."""
+    env = make_env(cfg.embodiment, cfg.task, "mdp", seed=seed)
+    sensors = list(SENSORS[cfg.embodiment]["mdp"])
+    return env.append_transform(CatTensors(sensors, "observation", del_keys=False, sort=False))
+
+
+def evaluate(actor, env, episodes: int) -> tuple[float, float]:
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+        returns = torch.stack([env.rollout(1000, actor)["next", "reward"].sum() for _ in range(episodes)])
+    return returns.mean().item(), returns.std().item()
+
+
+@hydra.main(config_path="../configs", config_name="train_expert", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(hydra.utils.to_absolute_path(cfg.out_dir))
+    buffer_dir = Path(hydra.utils.to_absolute_path(cfg.buffer_dir))
+    buffer_dir.mkdir(parents=True, exist_ok=True)
+
+    train_env = make_expert_env(cfg, cfg.seed)
+    eval_env = make_expert_env(cfg, cfg.seed + 1000)
+    obs_dim = train_env.observation_spec["observation"].shape[-1]
+    actor = make_sac_actor(obs_dim, train_env.action_spec.shape[-1], cfg.hidden)
+    qvalue = ValueOperator(
+        MLP(
+            in_features=obs_dim + train_env.action_spec.shape[-1],
+            out_features=1,
+            num_cells=[cfg.hidden] * 2,
+            activation_class=torch.nn.ReLU,
+        ),
+        in_keys=["observation", "action"],
+    )
+    loss = SACLoss(actor, qvalue, num_qvalue_nets=2, loss_function="l2", action_spec=train_env.action_spec)
+    loss.make_value_estimator(gamma=cfg.gamma)
+    target_update = SoftUpdate(loss, tau=cfg.tau)
+    optimizer = torch.optim.Adam(loss.parameters(), lr=cfg.lr, fused=True)
+    replay = TensorDictReplayBuffer(storage=LazyTensorStorage(cfg.total_frames), batch_size=cfg.batch_size)
+
+    frames, episodes, curve = 0, 0, []
+    checkpoint = out / "checkpoint.pt"
+    if cfg.resume and checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=False)
+        loss.load_state_dict(state["loss"])
+        optimizer.load_state_dict(state["optimizer"])
+        replay.extend(state["replay"])
+        frames, episodes, curve = state["frames"], state["episodes"], state["curve"]
+        torch.set_rng_state(state["rng"])
+        print(f"resumed from {checkpoint} at {frames} frames")
+    # Episodes beyond the checkpoint were collected after it: they will be collected again.
+    for stale in buffer_dir.glob("*.npz"):
+        if int(stale.stem.split(".")[0]) >= episodes:
+            stale.unlink()
+    if frames >= cfg.total_frames:
+        print("already done")
+        return
+
+    episode_len = 500  # DMC: 1000 physics steps at action repeat 2
+    collector = Collector(
+        train_env,
+        actor,
+        frames_per_batch=episode_len,
+        total_frames=cfg.total_frames - frames,
+        init_random_frames=max(0, cfg.init_random_frames - frames),
+        exploration_type=ExplorationType.RANDOM,
+    )
+    bar = tqdm(total=cfg.total_frames, initial=frames, desc=f"SAC {cfg.embodiment}-{cfg.task}", unit="frame")
+    update_time, updates = 0.0, 0
+    for batch in collector:
+        batch = batch.exclude("collector")
+        save_episode(buffer_dir / f"{episodes}.npz", td_to_episode(batch))
+        replay.extend(batch)
+        frames += batch.numel()
+        episodes += 1
+        if frames >= cfg.init_random_frames:
+            start = time.perf_counter()
+            for _ in range(int(batch.numel() * cfg.updates_per_frame)):
+                losses = loss(replay.sample())
+                total = losses["loss_actor"] + losses["loss_qvalue"] + losses["loss_alpha"]
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                optimizer.step()
+                target_update.step()
+                updates += 1
+            update_time += time.perf_counter() - start
+        collector.update_policy_weights_()
+        bar.update(batch.numel())
+        bar.set_postfix(ret=f"{batch['next', 'reward'].sum().item():.0f}", ups=f"{updates / max(update_time, 1e-9):.0f}")
+        if frames % cfg.eval_every < episode_len or frames >= cfg.total_frames:
+            mean, std = evaluate(actor, eval_env, cfg.eval_episodes)
+            curve.append((frames, mean, std))
+            tqdm.write(f"frames {frames}: eval return {mean:.1f} +- {std:.1f}")
+        if frames % cfg.checkpoint_every < episode_len or frames >= cfg.total_frames:
+            state = {
+                "loss": loss.state_dict(), "optimizer": optimizer.state_dict(), "replay": replay[:],
+                "frames": frames, "episodes": episodes, "curve": curve, "rng": torch.get_rng_state(),
+            }
+            torch.save(state, checkpoint.with_suffix(".tmp"))
+            checkpoint.with_suffix(".tmp").replace(checkpoint)  # atomic: a kill never corrupts it
+            torch.save(actor.state_dict(), out / "actor.pt")
+            with open(out / "eval.csv", "w", newline="") as f:
+                csv.writer(f).writerows([("frames", "mean_return", "std_return"), *curve])
+    collector.shutdown()
+    bar.close()
+    print(f"updates/s {updates / max(update_time, 1e-9):.1f}; saved {out}")
+
+
+if __name__ == "__main__":
+    main()
