@@ -56,7 +56,8 @@ def collect_episodes(
     """Rolls out ``policy`` in ``env`` and writes ``<start_index + i>.npz`` episodes to ``folder``.
 
     Every observation the env returns is stored (sensors, ``pixels`` as ``image``, ``physics``),
-    with ``pre_action``, ``reward`` and the flags of the official format. The env's own seed
+    with ``pre_action`` (the action clipped to the action bounds, as applied), ``reward`` and the
+    flags of the official format. Non-finite actions stop the collection with an error. The env's own seed
     decides the initial states, so a seeded env gives the same files.
 
     Args:
@@ -82,6 +83,11 @@ def collect_episodes(
     with torch.no_grad(), set_exploration_type(exploration_type):
         for i in bar:
             rollout = env.rollout(max_steps, policy, break_when_any_done=True)
+            action = rollout.get("action")
+            if not torch.isfinite(action).all():
+                raise ValueError(f"The policy produced non-finite actions in episode {start_index + i}.")
+            # Stored as applied: the env (MuJoCo) clips actions to their bounds, as the reference does.
+            rollout.set("action", action.clamp(env.action_spec.space.low, env.action_spec.space.high))
             save_episode(folder / f"{start_index + i}.npz", td_to_episode(rollout))
             returns.append(float(rollout.get(("next", "reward")).sum()))
             bar.set_postfix(ret=f"{returns[-1]:.1f}", refresh=False)

@@ -15,37 +15,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import SliceSampler, TensorStorage
+from torchrl.data import TensorStorage
 from torchrl.data.datasets.common import BaseDatasetExperienceReplay
 from torchrl.data.replay_buffers.writers import ImmutableDatasetWriter
 from tqdm.auto import tqdm
 
 from aime_torchrl.data.npz import DatasetFormatError, episode_files, episode_to_td, load_episode, RESERVED
+from aime_torchrl.data.replay import WindowReplayBuffer
 
-
-class WindowSampler(SliceSampler):
-    """A :class:`~torchrl.data.SliceSampler` of windows inside one episode that reads only the flags.
-
-    When it marks window starts and ends, TorchRL 0.14's sampler gathers every entry of the
-    storage at the sampled indices, images included, and the replay buffer then gathers them
-    again: three copies of a visual batch for one returned. This one reads only the flags it
-    needs (``done``, ``terminated``, ``is_init``), and the batch is gathered once.
-    """
-
-    _FLAGS = (("next", "done"), ("next", "terminated"), "is_init")
-
-    def _finalize_index(self, *, storage, **kwargs):
-        return super()._finalize_index(storage=_FlagView(storage, self._FLAGS), **kwargs)
-
-
-class _FlagView:
-    """Indexes only a few entries of a storage."""
-
-    def __init__(self, storage: TensorStorage, keys: tuple) -> None:
-        self.flags = storage._storage.select(*keys, strict=False)
-
-    def __getitem__(self, index):
-        return self.flags[index]
+#: Bump when the processed layout changes, so that old caches are rebuilt rather than reused.
+FORMAT_VERSION = 1
 
 
 def default_root() -> Path:
@@ -53,7 +32,7 @@ def default_root() -> Path:
     return Path(os.environ.get("AIME_TORCHRL_DATA", Path.home() / ".cache" / "aime_torchrl"))
 
 
-class AIMEDataset(BaseDatasetExperienceReplay):
+class AIMEDataset(BaseDatasetExperienceReplay, WindowReplayBuffer):
     """One or more folders of official AIME episodes as a TorchRL replay buffer of windows.
 
     On first use the episodes are checked, converted to TorchRL's layout (see
@@ -63,8 +42,9 @@ class AIMEDataset(BaseDatasetExperienceReplay):
     beyond one episode while building.
 
     ``sample()`` returns ``[batch_size, horizon]`` windows of consecutive steps that never cross an
-    episode, drawn uniformly with replacement (:class:`WindowSampler`, a TorchRL
-    :class:`~torchrl.data.SliceSampler`).
+    episode, drawn uniformly with replacement (:class:`~aime_torchrl.data.replay.WindowSampler`, a
+    TorchRL :class:`~torchrl.data.SliceSampler`): an episode, then a start in it, which is uniform
+    over windows when episodes have the same length (DMC's always do).
 
     Args:
         folders (path or sequence of paths): npz folders; several are merged in order (the paper's
@@ -119,8 +99,6 @@ class AIMEDataset(BaseDatasetExperienceReplay):
         if horizon < 1 or batch_size < 1:
             raise ValueError(f"horizon and batch_size must be positive, got {horizon} and {batch_size}.")
         self.folders = [Path(f).expanduser().resolve() for f in folders]
-        self.horizon = horizon
-        self.num_windows = batch_size
         self.root = Path(root) if root is not None else default_root()
         files = [f for folder in self.folders for f in episode_files(folder)]
         if num_episodes is not None:
@@ -142,10 +120,10 @@ class AIMEDataset(BaseDatasetExperienceReplay):
             )
         storage = TensorStorage(TensorDict.load_memmap(self.data_path / "storage"))
         super().__init__(
+            horizon=horizon,
+            batch_size=batch_size,
             storage=storage,
-            sampler=WindowSampler(slice_len=horizon, traj_key="episode", strict_length=True, cache_values=True),
             writer=ImmutableDatasetWriter(),
-            batch_size=batch_size * horizon,
             transform=transform,
             prefetch=prefetch,
         )
@@ -165,14 +143,9 @@ class AIMEDataset(BaseDatasetExperienceReplay):
     def num_episodes(self) -> int:
         return len(self.files)
 
-    def sample(self, batch_size: int | None = None, **kwargs) -> TensorDictBase:
-        """``[batch_size, horizon]`` windows (``batch_size`` counts windows, default: the constructor's)."""
-        windows = self.num_windows if batch_size is None else batch_size
-        return super().sample(windows * self.horizon, **kwargs).reshape(windows, self.horizon)
-
     @staticmethod
     def _make_id(files: list[Path]) -> str:
-        digest = hashlib.sha1()
+        digest = hashlib.sha1(f"v{FORMAT_VERSION};".encode())
         for f in files:
             stat = f.stat()
             digest.update(f"{f}:{stat.st_size}:{stat.st_mtime_ns};".encode())
@@ -189,8 +162,17 @@ class AIMEDataset(BaseDatasetExperienceReplay):
                 raise DatasetFormatError(f"{f}: missing 'pre_action'; an AIME episode needs {list(RESERVED)}.") from err
             except Exception as err:
                 raise DatasetFormatError(f"{f}: not a readable .npz file ({err}).") from err
-        tmp = self.data_path.with_name(self.data_path.name + ".building")
+        tmp = self.data_path.with_name(f"{self.data_path.name}.building-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            self._write(files, lengths, tmp, progress)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # no half-built storage left behind
+            raise
+        shutil.rmtree(self.data_path, ignore_errors=True)
+        tmp.replace(self.data_path)
+
+    def _write(self, files: list[Path], lengths: list[int], tmp: Path, progress: bool) -> None:
         storage, reference, returns, start = None, None, [], 0
         for index, f in enumerate(tqdm(files, desc=f"building {self.dataset_id}", disable=not progress)):
             td = episode_to_td(load_episode(f), index)
@@ -209,5 +191,3 @@ class AIMEDataset(BaseDatasetExperienceReplay):
             returns.append(float(td.get(("next", "reward")).sum()))
         meta = {"files": [str(f) for f in files], "lengths": lengths, "returns": returns}
         (tmp / "meta.json").write_text(json.dumps(meta))
-        shutil.rmtree(self.data_path, ignore_errors=True)
-        tmp.replace(self.data_path)

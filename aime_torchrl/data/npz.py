@@ -64,8 +64,17 @@ def load_episode(path: str | Path) -> dict[str, np.ndarray]:
         if value.dtype.kind == "f" and not np.isfinite(value).all():
             bad = np.nonzero(~np.isfinite(value).reshape(len(value), -1).all(-1))[0]
             raise DatasetFormatError(f"{path}: {key} has NaN or inf values (frames {bad[:5].tolist()}).")
-    if not bool(arrays["is_first"].reshape(-1)[0]):
-        raise DatasetFormatError(f"{path}: is_first[0] must be true (frame 0 is the reset observation).")
+    first = arrays["is_first"].reshape(len(arrays["is_first"]), -1)[:, 0].astype(bool)
+    if not first[0] or first[1:].any():
+        raise DatasetFormatError(
+            f"{path}: is_first must be true at frame 0 only (one episode per file); "
+            f"it is true at frames {np.nonzero(first)[0][:5].tolist()}."
+        )
+    image = arrays.get("image")
+    if image is not None and (image.dtype != np.uint8 or image.ndim != 4 or image.shape[-1] != 3):
+        raise DatasetFormatError(
+            f"{path}: image must be uint8 [frames, H, W, 3] (channels last); got {image.dtype} {list(image.shape)}."
+        )
     return arrays
 
 
@@ -93,7 +102,7 @@ def episode_to_td(episode: dict[str, np.ndarray], index: int = 0) -> TensorDict:
     """Converts an episode of L + 1 frames to L TorchRL rows.
 
     Sensors are float32 (``image`` becomes ``pixels``, uint8 3xHxW), ``action = pre_action[1:]``,
-    ``("next", "reward") = reward[1:]``, ``("next", "done") = is_last[1:]``,
+    ``("next", "reward") = reward[1:]``, ``("next", "done") = is_last[1:] | is_terminal[1:]``,
     ``("next", "terminated") = is_terminal[1:]``, ``is_init = is_first[:-1]`` and ``episode = index``.
     """
     length = len(episode["pre_action"]) - 1
@@ -113,7 +122,7 @@ def episode_to_td(episode: dict[str, np.ndarray], index: int = 0) -> TensorDict:
     td.set("is_init", flags["is_first"][:-1])
     td.set("episode", torch.full((length,), index, dtype=torch.int64))
     td.set(("next", "reward"), torch.as_tensor(episode["reward"][1:].reshape(-1, 1), dtype=torch.float32))
-    td.set(("next", "done"), flags["is_last"][1:])
+    td.set(("next", "done"), flags["is_last"][1:] | flags["is_terminal"][1:])
     td.set(("next", "terminated"), flags["is_terminal"][1:])
     td.set(("next", "truncated"), flags["is_last"][1:] & ~flags["is_terminal"][1:])
     return td

@@ -5,6 +5,8 @@
 """Expert-normalised scores: ``100 * return / expert return``."""
 from __future__ import annotations
 
+from aime_torchrl.envs.dmc import TASK_ALIASES
+
 #: Mean returns of the reference's expert demonstrations (spec 2.3; the paper's Tables 1-2), used to
 #: normalise scores on the official datasets. Datasets made by this project store their own.
 REFERENCE_EXPERT_RETURNS: dict[str, float] = {
@@ -36,6 +38,8 @@ def normalised_score(episode_return: float, env_name: str | None = None, *, expe
         50.0
     """
     if expert_return is None:
+        embodiment, _, task = (env_name or "").partition("-")
+        env_name = f"{embodiment}-{TASK_ALIASES.get(task, task)}"
         if env_name not in REFERENCE_EXPERT_RETURNS:
             raise KeyError(
                 f"No reference expert return for {env_name!r}; pass expert_return= or one of "

@@ -20,7 +20,7 @@ from aime_torchrl.modules.mlp import make_mlp
 
 
 class GaussianMLPDecoder(nn.Module):
-    """Decodes the state feature ``[state, belief]`` into a diagonal Gaussian over a vector sensor.
+    """Decodes the state feature ``[belief, state]`` into a diagonal Gaussian over a vector sensor.
 
     With ``learn_std=True`` (the reference ``smlp``) the mean and the standard deviation come from
     two separate MLPs and ``std = softplus(x) + min_std``; otherwise (``dmlp``) only the mean is
@@ -44,7 +44,7 @@ class GaussianMLPDecoder(nn.Module):
     Examples:
         >>> import torch
         >>> decoder = GaussianMLPDecoder(640, 14)
-        >>> loc, scale = decoder(torch.zeros(3, 128), torch.zeros(3, 512))
+        >>> loc, scale = decoder(torch.zeros(3, 512), torch.zeros(3, 128))
         >>> loc.shape, bool((scale > 0).all())
         (torch.Size([3, 14]), True)
     """
@@ -98,7 +98,7 @@ class CNNDecoder(nn.Module):
     Examples:
         >>> import torch
         >>> decoder = CNNDecoder(640)
-        >>> decoder(torch.zeros(2, 4, 128), torch.zeros(2, 4, 512)).shape
+        >>> decoder(torch.zeros(2, 4, 512), torch.zeros(2, 4, 128)).shape
         torch.Size([2, 4, 3, 64, 64])
     """
 
@@ -137,7 +137,8 @@ def make_decoder(
 ) -> ProbabilisticTensorDictSequential:
     """Wraps a decoder network into a TorchRL probabilistic module producing ``p(o | s, h)``.
 
-    The network reads ``("next", "state")`` and ``("next", "belief")`` and writes
+    The network reads ``("next", "belief")`` and ``("next", "state")`` (the reference's feature
+    ``[h, s]``) and writes
     ``("next", f"reco_{key}")`` (the mean) and, when ``learn_std``, ``("next", f"reco_{key}_scale")``.
     The distribution is an :class:`~torchrl.modules.IndependentNormal` over the last ``event_dim``
     dimensions (scale 1 when the std is fixed), so ``decoder.get_dist(td)`` gives the likelihood.
@@ -150,7 +151,7 @@ def make_decoder(
         event_dim (int): number of trailing dimensions of one observation (1 vectors, 3 images).
         learn_std (bool): whether ``net`` returns ``(loc, scale)`` rather than ``loc`` alone.
         in_keys (list of NestedKey, optional): feature keys. Defaults to
-            ``[("next", "state"), ("next", "belief")]``.
+            ``[("next", "belief"), ("next", "state")]``.
 
     Examples:
         >>> import torch
@@ -161,7 +162,7 @@ def make_decoder(
         torch.Size([2, 5])
     """
     if in_keys is None:
-        in_keys = [("next", "state"), ("next", "belief")]
+        in_keys = [("next", "belief"), ("next", "state")]
     name = key if isinstance(key, str) else "_".join(key)
     loc_key = ("next", f"reco_{name}")
     if learn_std:

@@ -12,14 +12,14 @@ from torch import nn
 from torchrl.modules import MLP
 
 
-def to_float_image(pixels: torch.Tensor) -> torch.Tensor:
-    """Maps uint8 pixels in [0, 255] to floats in [0, 1]; float pixels pass through.
+def to_float_image(pixels: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Maps uint8 pixels in [0, 255] to floats in [0, 1] (of ``dtype``); float pixels pass through.
 
     Storage keeps images as uint8 (4x smaller than float32); the conversion happens per batch,
     inside the modules that read pixels.
     """
     if pixels.dtype == torch.uint8:
-        return pixels.float().div_(255.0)
+        return pixels.to(dtype or torch.get_default_dtype()).div_(255.0)
     return pixels
 
 
@@ -57,7 +57,7 @@ class CNNEncoder(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         *batch, c, h, w = pixels.shape
-        x = to_float_image(pixels).reshape(-1, c, h, w)
+        x = to_float_image(pixels, self.net[0].weight.dtype).reshape(-1, c, h, w)
         return self.net(x).reshape(*batch, -1)
 
 

@@ -24,7 +24,7 @@ class TanhGaussianPolicyNet(nn.Module):
     ``std = softplus(x) + min_std``, with no upper bound, as in the reference.
 
     Args:
-        feature_dim (int): size of ``[state, belief]``.
+        feature_dim (int): size of ``[belief, state]``.
         action_dim (int): size of the action.
 
     Keyword Args:
@@ -36,7 +36,7 @@ class TanhGaussianPolicyNet(nn.Module):
     Examples:
         >>> import torch
         >>> net = TanhGaussianPolicyNet(640, 6)
-        >>> loc, scale = net(torch.zeros(3, 128), torch.zeros(3, 512))
+        >>> loc, scale = net(torch.zeros(3, 512), torch.zeros(3, 128))
         >>> loc.shape
         torch.Size([3, 6])
     """
@@ -68,10 +68,10 @@ def make_policy(
     *,
     hidden: int = 128,
     layers: int = 2,
-    in_keys: Sequence[NestedKey] = ("state", "belief"),
+    in_keys: Sequence[NestedKey] = ("belief", "state"),
     device: torch.device | str | None = None,
 ) -> ProbabilisticActor:
-    """Builds the AIME policy: ``a = tanh(loc + scale * eps)`` on ``[state, belief]``.
+    """Builds the AIME policy: ``a = tanh(loc + scale * eps)`` on ``[belief, state]``.
 
     A :class:`~torchrl.modules.ProbabilisticActor` writing ``"loc"``, ``"scale"`` and ``"action"``
     with a :class:`~torchrl.modules.TanhNormal` in [-1, 1]. Under
@@ -86,7 +86,8 @@ def make_policy(
     Keyword Args:
         hidden (int, optional): width of the hidden layers. Defaults to ``128``.
         layers (int, optional): number of hidden layers. Defaults to ``2``.
-        in_keys (Sequence[NestedKey], optional): feature keys. Defaults to ``("state", "belief")``.
+        in_keys (Sequence[NestedKey], optional): feature keys. Defaults to ``("belief", "state")``
+            (the reference's feature ``[h, s]``).
         device (torch.device, optional): device of the parameters. Defaults to ``None``.
 
     Examples:

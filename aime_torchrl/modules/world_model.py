@@ -64,7 +64,7 @@ class RSSMWorldModel(TensorDictModuleBase):
         posterior (TensorDictModuleBase): ``(("next", "belief"), ("next", "encoded_latents")) ->
             ("next", "posterior_mean"), ("next", "posterior_std"), ("next", "state")``.
         decoders (Mapping[str, ProbabilisticTensorDictSequential]): one per reconstructed sensor,
-            reading ``("next", "state"), ("next", "belief")``.
+            reading ``("next", "belief"), ("next", "state")``.
         prior (TensorDictModuleBase, optional): ``("next", "belief") -> ("next", "prior_mean"),
             ("next", "prior_std")``, run after the loop. ``None`` if ``transition`` writes them.
 
@@ -116,7 +116,7 @@ class RSSMWorldModel(TensorDictModuleBase):
 
     @property
     def feature_dim(self) -> int:
-        """Size of the state feature ``[state, belief]`` read by decoders and policies."""
+        """Size of the state feature ``[belief, state]`` read by decoders and policies."""
         return self.state_dim + self.belief_dim
 
     @property
@@ -158,7 +158,8 @@ class RSSMWorldModel(TensorDictModuleBase):
             first = window.get(key).narrow(time_dim, 0, 1)
             frames.set(("next", key), torch.cat([first, window.get(("next", key))], time_dim))
         ref = window.get(("next", self.observation_keys[0]))
-        zeros = dict(device=ref.device, dtype=torch.get_default_dtype())
+        param = next(self.parameters(), None)
+        zeros = dict(device=ref.device, dtype=param.dtype if param is not None else torch.get_default_dtype())
         n = frames.batch_size
         if action_key is None:
             frames.set("action", torch.zeros(*n, self.action_dim, **zeros))

@@ -4,6 +4,6 @@
 # LICENSE file in the root directory of this source tree.
 from aime_torchrl.objectives.aime import AIMELoss
 from aime_torchrl.objectives.elbo import balanced_kl, elbo_terms, free_nats_kl, gaussian_kl
-from aime_torchrl.objectives.world_model import WorldModelLoss
+from aime_torchrl.objectives.world_model import LOSS_PRESETS, WorldModelLoss
 
-__all__ = ["AIMELoss", "WorldModelLoss", "balanced_kl", "elbo_terms", "free_nats_kl", "gaussian_kl"]
+__all__ = ["AIMELoss", "LOSS_PRESETS", "WorldModelLoss", "balanced_kl", "elbo_terms", "free_nats_kl", "gaussian_kl"]

@@ -5,11 +5,13 @@
 """Phase 2 of AIME: infer the actions of observation-only demonstrations with a policy."""
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import dispatch, TensorDictModuleBase
 from torchrl.envs.utils import ExplorationType
-from torchrl.objectives.utils import hold_out_net
 
 from aime_torchrl.modules.world_model import RSSMWorldModel
 from aime_torchrl.objectives.elbo import ELBOLossBase
@@ -82,6 +84,10 @@ class AIMELoss(ELBOLossBase):
         super().__init__(
             kl_scale=kl_scale, free_nats=free_nats, kl_balance=kl_balance, nll_reweight=nll_reweight
         )
+        if "action" not in policy.out_keys:
+            raise ValueError(
+                f"The policy must write 'action', which the world model's transition reads; it writes {policy.out_keys}."
+            )
         self.policy = policy
         self.kl_only = kl_only
         # Held out like DreamerActorLoss's value model: not a submodule, so loss.parameters() is
@@ -96,7 +102,7 @@ class AIMELoss(ELBOLossBase):
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         world_model = self.world_model
-        with hold_out_net(world_model):
+        with _held_out(world_model):
             frames = world_model.to_frames(tensordict, action_key=None)
             frames = world_model(frames, policy=self.policy)
             out = self._elbo(world_model, frames, kl_only=self.kl_only)
@@ -105,3 +111,20 @@ class AIMELoss(ELBOLossBase):
             inferred = frames.get("action")[..., 1:, :]
             out.set("action_mse", (inferred.detach() - true_action).pow(2).mean())
         return out
+
+
+@contextlib.contextmanager
+def _held_out(module: torch.nn.Module) -> Iterator[None]:
+    """No parameter of ``module`` requires grad inside; each gets its own flag back on exit.
+
+    (TorchRL's ``hold_out_net`` reads the first parameter's flag only and re-enables all of them,
+    which lets gradients into a partly frozen model and unfreezes what the user froze.)
+    """
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)

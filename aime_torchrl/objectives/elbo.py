@@ -17,6 +17,7 @@ from tensordict.nn import ProbabilisticTensorDictSequential
 from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 
+from aime_torchrl.modules.encoders import to_float_image
 from aime_torchrl.modules.world_model import RSSMWorldModel
 
 NLL_REWEIGHTS = ("none", "dim_wise")
@@ -131,10 +132,8 @@ def elbo_terms(
     std_sum = 0.0
     std_count = 0
     for key, decoder in decoders.items():
-        target = frames.get(("next", key))
-        if target.dtype == torch.uint8:
-            target = target.float().div(255.0)
         base = decoder.get_dist(frames).base_dist
+        target = to_float_image(frames.get(("next", key)), base.loc.dtype)
         log_prob = base.log_prob(target)
         event = tuple(range(batch_dims, log_prob.ndim))
         recon = log_prob.sum(event)  # [B, T]

@@ -11,6 +11,13 @@ from tensordict.nn import dispatch
 from aime_torchrl.modules.world_model import RSSMWorldModel
 from aime_torchrl.objectives.elbo import ELBOLossBase
 
+#: The reference's phase-1 loss options for each world model preset (spec 3.1): pass them with
+#: ``WorldModelLoss(wm, **LOSS_PRESETS["rssmo"])``. Phase 2 uses the true ELBO (no free nats).
+LOSS_PRESETS: dict[str, dict] = {
+    "rssm": dict(nll_reweight="dim_wise", free_nats=0.0, kl_balance=None),
+    "rssmo": dict(nll_reweight="none", free_nats=1.0, kl_balance=0.8),
+}
+
 
 class WorldModelLoss(ELBOLossBase):
     """Trains a variational world model by maximising the ELBO of observations given actions.
@@ -31,6 +38,8 @@ class WorldModelLoss(ELBOLossBase):
         kl_balance (float, optional): KL balancing factor; ``None`` disables. Defaults to ``None``.
         nll_reweight (str, optional): ``"dim_wise"`` (beta-NLL, the KL re-weighted by the mean
             decoder std, as the reference walker config) or ``"none"``. Defaults to ``"dim_wise"``.
+
+    The defaults are the walker (RSSM) settings; :data:`LOSS_PRESETS` holds the cheetah (RSSMO) ones.
 
     Returns a TensorDict with ``loss_recon`` and ``loss_kl`` (sum them to optimise), and the
     detached ``elbo``, ``kl`` and ``recon_<sensor>``.

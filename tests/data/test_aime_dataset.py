@@ -71,3 +71,12 @@ def test_pixels_stay_uint8(tmp_path):
     data = AIMEDataset(folder, horizon=4, batch_size=3, root=tmp_path / "cache", progress=False)
     batch = data.sample()
     assert batch["pixels"].dtype == torch.uint8 and batch["pixels"].shape == (3, 4, 3, 64, 64)
+
+
+def test_windows_are_marked_for_recurrent_modules(tmp_path):
+    folder = write_folder(tmp_path / "data", 3, steps=30)
+    batch = AIMEDataset(folder, horizon=8, batch_size=16, root=tmp_path / "cache", progress=False).sample()
+    # TorchRL's convention: each window starts with is_init and ends truncated (done).
+    assert batch["is_init"][:, 0].all() and not batch["is_init"][:, 1:].any()
+    assert batch["next", "truncated"][:, -1].all() and not batch["next", "truncated"][:, :-1].any()
+    assert batch["next", "done"][:, -1].all()

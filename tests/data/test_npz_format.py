@@ -120,3 +120,24 @@ def test_dataset_level_errors(tmp_path):
         AIMEDataset(short, root=tmp_path / "cache", horizon=10, progress=False)
     with pytest.raises(ValueError, match="num_episodes=5, but 2 episodes"):
         AIMEDataset(short, root=tmp_path / "cache", horizon=4, num_episodes=5, progress=False)
+
+
+def test_more_format_checks(tmp_path):
+    episode = official_episode(0)
+    episode["is_first"][10] = True  # a reset inside the file: windows would cross it
+    np.savez_compressed(tmp_path / "0.npz", **episode)
+    with pytest.raises(DatasetFormatError, match=r"is_first must be true at frame 0 only.*\[0, 10\]"):
+        load_episode(tmp_path / "0.npz")
+
+    episode = official_episode(0, image=True)
+    episode["image"] = episode["image"].transpose(0, 3, 1, 2)  # channels first
+    np.savez_compressed(tmp_path / "1.npz", **episode)
+    with pytest.raises(DatasetFormatError, match=r"image must be uint8 \[frames, H, W, 3\]"):
+        load_episode(tmp_path / "1.npz")
+
+    episode = official_episode(0)
+    episode["is_terminal"][-1] = True  # a terminal end: done and terminated, not truncated
+    td = episode_to_td(episode)
+    assert td["next", "done"][-1].item() and td["next", "terminated"][-1].item()
+    assert not td["next", "truncated"][-1].item()
+    np.testing.assert_array_equal(td_to_episode(td)["is_terminal"], episode["is_terminal"])

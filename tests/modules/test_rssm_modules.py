@@ -9,6 +9,7 @@ import torch
 from tensordict import TensorDict
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
+from aime_torchrl import WorldModelLoss
 from aime_torchrl.modules import CNNDecoder, CNNEncoder, GaussianHead, make_policy, ObservationEncoder, RSSMWorldModel
 from conftest import DEVICES, make_window, small_world_model
 
@@ -84,3 +85,40 @@ def test_policy_modes(device):
         sample = policy(td.clone())["action"]
     assert sample.requires_grad and sample.abs().max() <= 1
     assert not torch.allclose(sample, out["action"])
+
+
+def test_rssmo_structure_and_std_mappings():
+    """Spec 3.1/3.2: RSSMO layers (Linear -> LayerNorm -> SiLU), one-hidden-layer heads, std = 2 sigmoid(x/2) + 0.1."""
+    wm = RSSMWorldModel.from_config({"position": 8, "velocity": 9}, 6, variant="rssmo")
+    assert (wm.belief_dim, wm.state_dim) == (512, 30)
+    names = lambda m: [type(x).__name__ for x in m]  # noqa: E731
+    assert names(wm.transition.module.input_layer) == ["Linear", "LayerNorm", "SiLU"]
+    assert names(wm.prior.module.net) == ["Linear", "LayerNorm", "SiLU", "Linear"]
+    assert wm.posterior.module.net[0].in_features == 512 + 512  # belief + the 512-d MLP embedding
+    assert names(wm.encoder.module.vector_net) == ["Linear", "LayerNorm", "SiLU", "Linear", "LayerNorm", "SiLU"]
+    decoder = wm.decoders["velocity"][0].module
+    assert decoder.std is None and names(decoder.mean) == ["Linear", "LayerNorm", "SiLU"] * 2 + ["Linear"]
+
+    head = GaussianHead(4, 3, layers=1, hidden=8, std_mapping="sigmoid", min_std=0.1)
+    torch.nn.init.zeros_(head.net[-1].weight)
+    torch.nn.init.constant_(head.net[-1].bias, 1.0)
+    mean, std = head(torch.randn(5, 4))
+    torch.testing.assert_close(std, torch.full((5, 3), 2 * torch.sigmoid(torch.tensor(0.5)).item() + 0.1))
+    head = GaussianHead(4, 3, hidden=8, min_std=1e-6)
+    torch.nn.init.zeros_(head.std[-1].weight)
+    torch.nn.init.constant_(head.std[-1].bias, -2.0)
+    torch.testing.assert_close(head(torch.randn(5, 4))[1], torch.full((5, 3), torch.nn.functional.softplus(torch.tensor(-2.0)).item() + 1e-6))
+
+    rssm = RSSMWorldModel.from_config({"orientations": 14, "height": 1, "velocity": 9}, 6)
+    assert (rssm.belief_dim, rssm.state_dim) == (512, 128)
+    assert rssm.transition.module.gru.input_size == 128 + 6  # [s, a] straight into the GRU
+    assert names(rssm.prior.module.mean) == ["Linear", "ELU", "Linear", "ELU", "Linear"]
+    assert type(CNNEncoder().net[-1]).__name__ == "Conv2d"  # no activation after the last conv
+
+
+def test_float64_world_model():
+    wm = small_world_model().double()
+    window = make_window().apply(lambda x: x.double() if x.is_floating_point() else x)
+    frames = wm(wm.to_frames(window))
+    assert frames["next", "state"].dtype == torch.float64
+    assert WorldModelLoss(wm)(window)["elbo"].dtype == torch.float64

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from tensordict import TensorDictBase
-from tensordict.nn import TensorDictModuleBase
+from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from torchrl.envs.utils import exploration_type, ExplorationType
 
 from aime_torchrl import AIMELoss, make_policy, WorldModelLoss
@@ -109,3 +109,45 @@ def test_ablations():
     assert "loss_recon" not in kl_only.keys() and kl_only["loss_kl"] > 0
     recon_only = AIMELoss(wm, policy, kl_scale=0.0)(demos)
     assert recon_only["loss_kl"].item() == 0.0 and recon_only["kl"] > 0
+
+
+def test_partly_frozen_world_model_stays_as_the_user_left_it():
+    wm = small_world_model()
+    wm.prior.requires_grad_(False)  # the first parameters frozen, the rest trainable
+    policy = make_policy(wm.state_dim, wm.belief_dim, 2, hidden=16)
+    total_loss(AIMELoss(wm, policy)(make_window())).backward()
+    assert all(p.grad is None for p in wm.parameters())
+    assert not any(p.requires_grad for p in wm.prior.parameters())
+    assert all(p.requires_grad for p in wm.posterior.parameters())
+
+
+def test_gradient_flows_through_the_policy_inputs():
+    """Spec: the policy inputs are not detached; d loss / d s_{t-1} reaches every action's input."""
+    wm = small_world_model()
+    policy = make_policy(wm.state_dim, wm.belief_dim, 2, hidden=16)
+    inputs = []
+
+    class Spy(TensorDictModuleBase):
+        in_keys = policy.in_keys
+        out_keys = policy.out_keys
+
+        def forward(self, td):
+            state = td["state"]
+            if state.requires_grad:
+                state.retain_grad()
+            inputs.append(state)
+            return policy(td)
+
+    total_loss(AIMELoss(wm, Spy())(make_window(time=5))).backward()
+    # Rows 0..5. Row 0 reads the zero initial state and row 1 the state of frame 0, which no
+    # policy action produced; from row 2 on each input depends on earlier actions.
+    assert len(inputs) == 6
+    for t, state in enumerate(inputs[2:], start=2):
+        assert state.requires_grad and state.grad is not None and state.grad.abs().sum() > 0, t
+
+
+def test_policy_must_write_the_action():
+    wm = small_world_model()
+    wrong = TensorDictModule(torch.nn.Linear(wm.feature_dim, 2), in_keys=["belief", "state"], out_keys=["act"])
+    with pytest.raises(ValueError, match="must write 'action'"):
+        AIMELoss(wm, wrong)

@@ -57,8 +57,8 @@ class _Constant(nn.Module):
         super().__init__()
         self.loc, self.scale, self.dims = loc, scale, dims
 
-    def forward(self, state, belief):
-        shape = (*state.shape[:-1], self.dims)
+    def forward(self, belief, state):
+        shape = (*belief.shape[:-1], self.dims)
         return torch.full(shape, self.loc), torch.full(shape, self.scale)
 
 
@@ -119,3 +119,82 @@ def test_kl_only_drops_reconstruction():
     assert out["loss_kl"].item() == pytest.approx(1.5, rel=1e-5)
     with pytest.raises(ValueError, match="nll_reweight"):
         elbo_terms(decoders, _frames(1.0, 0.0), nll_reweight="per_modality")
+
+
+class _Varying(nn.Module):
+    """A decoder whose mean and std differ per batch row, time step and dim."""
+
+    def __init__(self, dims: int, offset: float) -> None:
+        super().__init__()
+        self.dims, self.offset = dims, offset
+
+    def forward(self, belief, state):
+        b, t = belief.shape[:2]
+        grid = torch.arange(b * t * self.dims, dtype=torch.float32).reshape(b, t, self.dims)
+        return 0.1 * grid, self.offset + 0.05 * grid
+
+
+def test_elbo_against_a_reference_computation():
+    """Several latent dims, stds that vary with (b, t, d): the formulas of spec 3.3, written out."""
+    b, t, d = 2, 4, 3
+    gen = torch.Generator().manual_seed(0)
+    frames = TensorDict(
+        {
+            "next": {
+                "state": torch.zeros(b, t, 1),
+                "belief": torch.zeros(b, t, 1),
+                "x": torch.randn(b, t, 2, generator=gen),
+                "y": torch.randn(b, t, 3, generator=gen),
+                "posterior_mean": torch.randn(b, t, d, generator=gen),
+                "posterior_std": torch.rand(b, t, d, generator=gen) + 0.2,
+                "prior_mean": torch.randn(b, t, d, generator=gen),
+                "prior_std": torch.rand(b, t, d, generator=gen) + 0.2,
+            }
+        },
+        [b, t],
+    )
+    decoders = {
+        "x": make_decoder(_Varying(2, 0.3), "x", event_dim=1, learn_std=True),
+        "y": make_decoder(_Varying(3, 0.7), "y", event_dim=1, learn_std=True),
+    }
+    out = elbo_terms(decoders, frames, nll_reweight="dim_wise", kl_scale=0.7)
+
+    def normal_logp(x, mu, sigma):
+        return -0.5 * math.log(2 * math.pi) - sigma.log() - (x - mu) ** 2 / (2 * sigma**2)
+
+    n = frames["next"]
+    kl = torch.zeros(b, t)
+    for i in range(b):
+        for j in range(t):
+            for k in range(d):
+                mq, sq = n["posterior_mean"][i, j, k], n["posterior_std"][i, j, k]
+                mp, sp = n["prior_mean"][i, j, k], n["prior_std"][i, j, k]
+                kl[i, j] += torch.log(sp / sq) + (sq**2 + (mq - mp) ** 2) / (2 * sp**2) - 0.5
+    logp, weighted, std_sum = {}, 0.0, torch.zeros(b, t)
+    for key, dims, offset in (("x", 2, 0.3), ("y", 3, 0.7)):
+        mu, sigma = _Varying(dims, offset)(torch.zeros(b, t, 1), None)
+        lp = normal_logp(n[key], mu, sigma)
+        logp[key] = lp.sum((1, 2)).mean()
+        weighted = weighted + (sigma * lp).sum((1, 2)).mean()
+        std_sum += sigma.sum(-1)
+    kl_weight = std_sum / 5  # mean std over all 5 output dims, per (b, t)
+    assert out["recon_x"].item() == pytest.approx(logp["x"].item(), rel=1e-5)
+    assert out["recon_y"].item() == pytest.approx(logp["y"].item(), rel=1e-5)
+    assert out["kl"].item() == pytest.approx(kl.sum(1).mean().item(), rel=1e-5)
+    assert out["elbo"].item() == pytest.approx((logp["x"] + logp["y"] - kl.sum(1).mean()).item(), rel=1e-5)
+    assert out["loss_recon"].item() == pytest.approx(-weighted.item(), rel=1e-5)
+    assert out["loss_kl"].item() == pytest.approx(0.7 * (kl * kl_weight).sum(1).mean().item(), rel=1e-5)
+
+
+def test_uint8_targets_are_scaled():
+    frames = _frames(0.0, 0.0)
+    frames["next", "img"] = torch.full((2, 3, 1, 2, 2), 255, dtype=torch.uint8)
+
+    class White(nn.Module):
+        def forward(self, belief, state):
+            return torch.ones(*belief.shape[:-1], 1, 2, 2)
+
+    decoders = {"img": make_decoder(White(), "img", event_dim=3, learn_std=False)}
+    out = elbo_terms(decoders, frames)
+    # Target 255 -> 1.0 = the mean: only the normalising constant remains, 3 frames x 4 pixels.
+    assert out["recon_img"].item() == pytest.approx(-0.5 * math.log(2 * math.pi) * 12, rel=1e-6)
