@@ -17,6 +17,8 @@ Saves under ``out_dir``:
 from __future__ import annotations
 
 import csv
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -76,6 +78,7 @@ def main(cfg: DictConfig) -> None:
     optimizer = torch.optim.Adam(loss.parameters(), lr=cfg.lr, fused=True)
     replay = TensorDictReplayBuffer(storage=LazyTensorStorage(cfg.total_frames), batch_size=cfg.batch_size)
 
+    started, state_wall = time.time(), 0.0
     frames, episodes, curve = 0, 0, []
     checkpoint = out / "checkpoint.pt"
     if cfg.resume and checkpoint.exists():
@@ -84,6 +87,7 @@ def main(cfg: DictConfig) -> None:
         optimizer.load_state_dict(state["optimizer"])
         replay.extend(state["replay"])
         frames, episodes, curve = state["frames"], state["episodes"], state["curve"]
+        state_wall = state.get("wall_s", 0.0)
         torch.set_rng_state(state["rng"])
         print(f"resumed from {checkpoint} at {frames} frames")
     # Episodes beyond the checkpoint were collected after it: they will be collected again.
@@ -133,6 +137,7 @@ def main(cfg: DictConfig) -> None:
             state = {
                 "loss": loss.state_dict(), "optimizer": optimizer.state_dict(), "replay": replay[:],
                 "frames": frames, "episodes": episodes, "curve": curve, "rng": torch.get_rng_state(),
+                "wall_s": time.time() - started + state_wall,
             }
             torch.save(state, checkpoint.with_suffix(".tmp"))
             checkpoint.with_suffix(".tmp").replace(checkpoint)  # atomic: a kill never corrupts it
@@ -141,7 +146,14 @@ def main(cfg: DictConfig) -> None:
                 csv.writer(f).writerows([("frames", "mean_return", "std_return"), *curve])
     collector.shutdown()
     bar.close()
-    print(f"updates/s {updates / max(update_time, 1e-9):.1f}; saved {out}")
+    rate = updates / max(update_time, 1e-9)
+    run = {
+        "command": "python examples/train_expert.py " + " ".join(sys.argv[1:]), "seed": cfg.seed,
+        "frames": frames, "init_random_frames": cfg.init_random_frames, "updates_per_s": rate,
+        "wall_s": time.time() - started + state_wall, "final_eval": curve[-1],
+    }
+    (out / "run.json").write_text(json.dumps(run, indent=1))
+    print(f"updates/s {rate:.1f}; saved {out}")
 
 
 if __name__ == "__main__":
