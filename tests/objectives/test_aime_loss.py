@@ -36,6 +36,20 @@ class ReplayActions(TensorDictModuleBase):
         return td
 
 
+class Spy(TensorDictModuleBase):
+    """Wraps a policy and calls ``record(td)`` on its inputs and outputs at every step of the rollout."""
+
+    def __init__(self, policy: TensorDictModuleBase, record) -> None:
+        super().__init__()
+        self.policy, self.record = policy, record
+        self.in_keys, self.out_keys = policy.in_keys, policy.out_keys
+
+    def forward(self, td: TensorDictBase) -> TensorDictBase:
+        td = self.policy(td)
+        self.record(td)
+        return td
+
+
 @pytest.mark.parametrize("nll_reweight", ["none", "dim_wise"])
 @pytest.mark.parametrize("kl_balance", [None, 0.8])
 def test_true_actions_give_the_phase1_elbo(nll_reweight, kl_balance):
@@ -86,17 +100,11 @@ def test_actions_are_sampled_inside_the_loss():
     policy = make_policy(wm.state_dim, wm.belief_dim, 2, hidden=16)
     seen = []
 
-    class Spy(TensorDictModuleBase):
-        in_keys = policy.in_keys
-        out_keys = policy.out_keys
+    def record(td):
+        seen.append(exploration_type())
+        seen.append(bool((td["action"] - td["loc"].tanh()).abs().max() > 1e-4))
 
-        def forward(self, td):
-            seen.append(exploration_type())
-            td = policy(td)
-            seen.append(bool((td["action"] - td["loc"].tanh()).abs().max() > 1e-4))
-            return td
-
-    AIMELoss(wm, Spy())(make_window())
+    AIMELoss(wm, Spy(policy, record))(make_window())
     assert set(seen[0::2]) == {ExplorationType.RANDOM}
     assert all(seen[1::2]), "actions must be reparameterised samples, not tanh(loc)"
 
@@ -127,18 +135,12 @@ def test_gradient_flows_through_the_policy_inputs():
     policy = make_policy(wm.state_dim, wm.belief_dim, 2, hidden=16)
     inputs = []
 
-    class Spy(TensorDictModuleBase):
-        in_keys = policy.in_keys
-        out_keys = policy.out_keys
+    def record(td):
+        if td["state"].requires_grad:
+            td["state"].retain_grad()
+        inputs.append(td["state"])
 
-        def forward(self, td):
-            state = td["state"]
-            if state.requires_grad:
-                state.retain_grad()
-            inputs.append(state)
-            return policy(td)
-
-    total_loss(AIMELoss(wm, Spy())(make_window(time=5))).backward()
+    total_loss(AIMELoss(wm, Spy(policy, record))(make_window(time=5))).backward()
     # Rows 0..5. Row 0 reads the zero initial state and row 1 the state of frame 0, which no
     # policy action produced; from row 2 on each input depends on earlier actions.
     assert len(inputs) == 6
