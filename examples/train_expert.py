@@ -8,10 +8,12 @@
 
 Saves under ``out_dir``:
 - ``actor.pt``: the actor's weights (load with ``aime_torchrl.experts``);
-- ``buffer_dir`` (default ``<out_dir>/<embodiment>-<task>-buffer/``): every episode the agent
+- ``buffer_dir`` (default ``$AIME_TORCHRL_DATA/<embodiment>-<task>-buffer``, where the dataset
+  builder finds it; ``AIME_TORCHRL_DATA`` defaults to ``~/.cache/aime_torchrl``): every episode the agent
   collected, in the official AIME npz format with physics states (the paper's "task buffer"
   embodiment datasets), written as they come;
-- ``eval.csv``: the evaluation curve (frames, mean and std of the deterministic return);
+- ``eval.csv``: the evaluation curve (frames, mean and std of the deterministic return), and
+  ``logs/``: TorchRL CSVLogger scalars (losses, alpha, entropy, train and eval returns);
 - ``checkpoint.pt``: everything needed to resume (written atomically; ``resume=true``).
 """
 from __future__ import annotations
@@ -31,6 +33,7 @@ from torchrl.envs import CatTensors
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.modules import MLP, ValueOperator
 from torchrl.objectives import SACLoss, SoftUpdate
+from torchrl.record.loggers import CSVLogger
 from tqdm.auto import tqdm
 
 from aime_torchrl.data import save_episode, td_to_episode
@@ -107,6 +110,7 @@ def main(cfg: DictConfig) -> None:
         init_random_frames=max(0, cfg.init_random_frames - frames),
         exploration_type=ExplorationType.RANDOM,
     )
+    logger = CSVLogger(exp_name="sac", log_dir=str(out / "logs"))  # scalars/<name>.csv, appended on resume
     bar = tqdm(total=cfg.total_frames, initial=frames, desc=f"SAC {cfg.embodiment}-{cfg.task}", unit="frame")
     update_time, updates = 0.0, 0
     for batch in collector:
@@ -126,12 +130,16 @@ def main(cfg: DictConfig) -> None:
                 target_update.step()
                 updates += 1
             update_time += time.perf_counter() - start
+            for key in ("loss_actor", "loss_qvalue", "alpha", "entropy"):
+                logger.log_scalar(key, losses[key].item(), step=frames)
         collector.update_policy_weights_()
+        logger.log_scalar("train_return", batch["next", "reward"].sum().item(), step=frames)
         bar.update(batch.numel())
         bar.set_postfix(ret=f"{batch['next', 'reward'].sum().item():.0f}", ups=f"{updates / max(update_time, 1e-9):.0f}")
         if frames % cfg.eval_every < episode_len or frames >= cfg.total_frames:
             mean, std = evaluate(actor, eval_env, cfg.eval_episodes)
             curve.append((frames, mean, std))
+            logger.log_scalar("eval_return", mean, step=frames)
             tqdm.write(f"frames {frames}: eval return {mean:.1f} +- {std:.1f}")
         if frames % cfg.checkpoint_every < episode_len or frames >= cfg.total_frames:
             state = {

@@ -18,7 +18,7 @@ SCRIPT = Path(__file__).parents[2] / "examples" / "train_expert.py"
 def run(out: Path, frames: int) -> str:
     args = [
         f"total_frames={frames}", "init_random_frames=1000", "eval_every=1000", "checkpoint_every=500",
-        "eval_episodes=1", "batch_size=32", "hidden=32", f"out_dir={out}",
+        "eval_episodes=1", "batch_size=32", "hidden=32", f"out_dir={out}", f"buffer_dir={out}/buffer",
     ]
     done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -28,7 +28,7 @@ def run(out: Path, frames: int) -> str:
 def test_train_expert_saves_buffer_and_resumes(tmp_path):
     out = tmp_path / "walker-stand"
     run(out, 1500)
-    buffer = out / "walker-stand-buffer"
+    buffer = out / "buffer"
     assert sorted(p.name for p in buffer.glob("*.npz")) == ["0.npz", "1.npz", "2.npz"]
     assert (out / "actor.pt").exists() and (out / "checkpoint.pt").exists()
     assert json.loads((out / "run.json").read_text())["frames"] == 1500
@@ -40,3 +40,4 @@ def test_train_expert_saves_buffer_and_resumes(tmp_path):
     assert data.num_episodes == 4 and len(data) == 2000
     curve = (out / "eval.csv").read_text().splitlines()
     assert curve[0] == "frames,mean_return,std_return" and curve[-1].startswith("2000,")
+    assert (out / "logs" / "sac" / "scalars" / "eval_return.csv").exists()
