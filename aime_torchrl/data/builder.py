@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 from torchrl.envs.utils import ExplorationType
+from tqdm.auto import tqdm
 
 from aime_torchrl.data.collect import collect_episodes, UniformRandomPolicy
 from aime_torchrl.data.dataset import default_root
@@ -61,14 +64,15 @@ def build_dataset(
     images: bool = False,
     seed: int = 0,
     root: str | Path | None = None,
+    workers: int | None = None,
     progress: bool = True,
 ) -> Path:
     """Builds ``<embodiment>-<task>-expert`` or ``<embodiment>-random`` once, and returns its folder.
 
     Episodes hold every proprioceptive sensor, ``physics`` and, with ``images=True``, 64x64 images
-    (so one dataset serves the mdp, lpomdp and, with images, visual setups). The env seed is
-    ``seed`` and random actions use a generator seeded with ``seed``: the same arguments always
-    give the same files, byte for byte. ``info.json`` records the mean and std of the returns: the
+    (so one dataset serves the mdp, lpomdp and, with images, visual setups). Episode k resets the
+    env with :func:`episode_seed` ``(seed, k)`` and random actions draw from a generator with that
+    seed: the same arguments always give the same files, byte for byte, whatever ``workers``. ``info.json`` records the mean and std of the returns: the
     demonstrations' own return is what scores are normalised by.
 
     Args:
@@ -79,6 +83,7 @@ def build_dataset(
         images (bool, optional): render 64x64 images. Defaults to ``False``.
         seed (int, optional): seed of the env and the random actions. Defaults to ``0``.
         root (path, optional): where datasets live. Defaults to :func:`~aime_torchrl.data.default_root`.
+        workers (int, optional): processes collecting in parallel. Defaults to the number of CPUs.
         progress (bool, optional): show a progress bar. Defaults to ``True``.
     """
     parts = name.split("-")
@@ -95,18 +100,19 @@ def build_dataset(
     if (folder / "info.json").exists():
         return folder
     task = RANDOM_TASK[embodiment] if parts[1] == "random" else parts[1]
-    env = make_env(embodiment, task, "mdp", seed=seed, pixels=images)
-    if parts[1] == "random":
-        policy, expert = UniformRandomPolicy(env.action_spec, seed=seed), None
-    else:
-        from aime_torchrl.experts import load_expert
-
-        policy, expert = load_expert(embodiment, task), f"{embodiment}-{task}"
+    expert = f"{embodiment}-{task}" if parts[-1] == "expert" else None
     tmp = folder.with_name(folder.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
-    returns = collect_episodes(
-        env, tmp, num_episodes, policy, exploration_type=ExplorationType.DETERMINISTIC, progress=progress
-    )
+    tmp.mkdir(parents=True)
+    # One job per episode, each with its own seed: the files do not depend on the number of workers.
+    jobs = [(embodiment, task, expert, images, episode_seed(seed, k), tmp, k) for k in range(num_episodes)]
+    workers = max(1, min(workers or os.cpu_count() or 1, num_episodes))
+    bar = dict(total=num_episodes, desc=f"building {folder.name}", disable=not progress)
+    if workers == 1:
+        returns = [_collect_one(job) for job in tqdm(jobs, **bar)]
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            returns = list(tqdm(pool.imap(_collect_one, jobs), **bar))
     info = {
         "name": name, "embodiment": embodiment, "task": task, "expert": expert, "images": images,
         "seed": seed, "episodes": num_episodes, "returns": returns,
@@ -118,6 +124,37 @@ def build_dataset(
     return folder
 
 
+def episode_seed(seed: int, episode: int) -> int:
+    """The env (and random-action) seed of episode ``episode`` of a dataset built with ``seed``."""
+    return seed * 1_000_003 + episode
+
+
+_WORKER_CACHE: dict = {}
+
+
+def _collect_one(job: tuple) -> float:
+    """Collects episode ``k`` into ``folder`` (in a worker process: env and expert are cached)."""
+    embodiment, task, expert, images, env_seed, folder, k = job
+    key = (embodiment, task, expert, images)
+    if key not in _WORKER_CACHE:
+        _WORKER_CACHE.clear()
+        env = make_env(embodiment, task, "mdp", pixels=images)
+        if expert is not None:
+            from aime_torchrl.experts import load_expert
+
+            _WORKER_CACHE[key] = (env, load_expert(embodiment, task))
+        else:
+            _WORKER_CACHE[key] = (env, None)
+    env, policy = _WORKER_CACHE[key]
+    env.set_seed(env_seed)
+    if policy is None:
+        policy = UniformRandomPolicy(env.action_spec, seed=env_seed)
+    (episode_return,) = collect_episodes(
+        env, folder, 1, policy, start_index=k, exploration_type=ExplorationType.DETERMINISTIC, progress=False
+    )
+    return episode_return
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name")
@@ -125,8 +162,11 @@ def main() -> None:
     parser.add_argument("--images", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", type=Path, default=None)
+    parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args()
-    folder = build_dataset(args.name, num_episodes=args.episodes, images=args.images, seed=args.seed, root=args.root)
+    folder = build_dataset(
+        args.name, num_episodes=args.episodes, images=args.images, seed=args.seed, root=args.root, workers=args.workers
+    )
     info = json.loads((folder / "info.json").read_text())
     print(f"{folder}: {info['episodes']} episodes, return {info['mean_return']:.1f} +- {info['std_return']:.1f}")
 

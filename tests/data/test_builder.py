@@ -18,11 +18,12 @@ def checksums(folder):
 
 
 def test_random_dataset_is_deterministic_and_loads(tmp_path):
-    first = build_dataset("walker-random", num_episodes=2, seed=5, root=tmp_path / "a", progress=False)
-    second = build_dataset("walker-random", num_episodes=2, seed=5, root=tmp_path / "b", progress=False)
+    first = build_dataset("walker-random", num_episodes=2, seed=5, root=tmp_path / "a", workers=1, progress=False)
+    # Two worker processes give the same bytes: each episode has its own seed.
+    second = build_dataset("walker-random", num_episodes=2, seed=5, root=tmp_path / "b", workers=2, progress=False)
     assert checksums(first) == checksums(second)
     assert sorted(checksums(first)) == ["0.npz", "1.npz", "info.json"]
-    other = build_dataset("walker-random", num_episodes=2, seed=6, root=tmp_path / "b", progress=False)
+    other = build_dataset("walker-random", num_episodes=2, seed=6, root=tmp_path / "b", workers=1, progress=False)
     assert checksums(other)["0.npz"] != checksums(first)["0.npz"]
 
     info = json.loads((first / "info.json").read_text())
@@ -33,6 +34,13 @@ def test_random_dataset_is_deterministic_and_loads(tmp_path):
     stamp = (first / "0.npz").stat().st_mtime_ns
     assert build_dataset("walker-random", num_episodes=2, seed=5, root=tmp_path / "a", progress=False) == first
     assert (first / "0.npz").stat().st_mtime_ns == stamp
+
+
+def test_expert_dataset_uses_the_shipped_expert(tmp_path):
+    folder = build_dataset("walker-stand-expert", num_episodes=2, root=tmp_path, workers=1, progress=False)
+    info = json.loads((folder / "info.json").read_text())
+    assert info["expert"] == "walker-stand" and info["task"] == "stand"
+    assert min(info["returns"]) > 800, info["returns"]  # a random policy stands for ~130
 
 
 def test_dataset_names(tmp_path):
