@@ -72,8 +72,9 @@ def build_dataset(
     Episodes hold every proprioceptive sensor, ``physics`` and, with ``images=True``, 64x64 images
     (so one dataset serves the mdp, lpomdp and, with images, visual setups). Episode k resets the
     env with :func:`episode_seed` ``(seed, k)`` and random actions draw from a generator with that
-    seed: the same arguments always give the same files, byte for byte, whatever ``workers``. ``info.json`` records the mean and std of the returns: the
-    demonstrations' own return is what scores are normalised by.
+    seed: the same arguments always give the same files, byte for byte, whatever ``workers``.
+    ``info.json`` records the mean and std of the returns: the demonstrations' own return is what
+    scores are normalised by.
 
     Args:
         name (str): ``"walker-stand-expert"``, ``"walker-random"``, ...

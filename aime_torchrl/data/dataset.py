@@ -13,8 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDict
 from torchrl.data import TensorStorage
 from torchrl.data.datasets.common import BaseDatasetExperienceReplay
 from torchrl.data.replay_buffers.writers import ImmutableDatasetWriter
@@ -105,7 +104,6 @@ class AIMEDataset(BaseDatasetExperienceReplay, WindowReplayBuffer):
             if num_episodes < 1 or num_episodes > len(files):
                 raise ValueError(f"num_episodes={num_episodes}, but {len(files)} episodes are available in {folders}.")
             files = files[:num_episodes]
-        self._files = files
         self.dataset_id = self._make_id(files)
         if rebuild or not self._is_downloaded():
             self._build(files, progress)

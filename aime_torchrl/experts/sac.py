@@ -18,7 +18,9 @@ from aime_torchrl.envs.dmc import SENSOR_DIMS, SENSORS
 EXPERTS_DIR = Path(__file__).parent
 
 
-def make_sac_actor(obs_dim: int, action_dim: int, hidden: int = 256, device: torch.device | str | None = None) -> ProbabilisticActor:
+def make_sac_actor(
+    obs_dim: int, action_dim: int, hidden: int = 256, device: torch.device | str | None = None
+) -> ProbabilisticActor:
     """SAC's TanhNormal actor: a ``2 x hidden`` ReLU MLP on ``"observation"``, writing ``"action"``.
 
     Examples:
@@ -27,7 +29,13 @@ def make_sac_actor(obs_dim: int, action_dim: int, hidden: int = 256, device: tor
         ['action']
     """
     net = nn.Sequential(
-        MLP(in_features=obs_dim, out_features=2 * action_dim, num_cells=[hidden, hidden], activation_class=nn.ReLU, device=device),
+        MLP(
+            in_features=obs_dim,
+            out_features=2 * action_dim,
+            num_cells=[hidden, hidden],
+            activation_class=nn.ReLU,
+            device=device,
+        ),
         NormalParamExtractor(scale_mapping="biased_softplus_1.0", scale_lb=1e-4),
     )
     return ProbabilisticActor(

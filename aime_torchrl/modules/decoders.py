@@ -183,4 +183,3 @@ def make_decoder(
             distribution_kwargs=dist_kwargs,
         ),
     )
-

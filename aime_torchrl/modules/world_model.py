@@ -255,7 +255,6 @@ class RSSMWorldModel(TensorDictModuleBase):
         )
 
 
-
 def _fmt(keys) -> str:
     """Nested keys as ``a, next.b`` for error messages."""
     return ", ".join(sorted(k if isinstance(k, str) else ".".join(k) for k in keys)) or "nothing"
