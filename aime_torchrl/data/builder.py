@@ -21,10 +21,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from tensordict import TensorDict
 from torchrl.envs.utils import ExplorationType
 from tqdm.auto import tqdm
 
 from aime_torchrl.data.collect import collect_episodes, UniformRandomPolicy
+from aime_torchrl.data.npz import DatasetFormatError, episode_files, load_episode, save_episode
 from aime_torchrl.data.dataset import default_root
 from aime_torchrl.envs.dmc import make_env, TASKS
 
@@ -123,6 +125,44 @@ def build_dataset(
     shutil.rmtree(folder, ignore_errors=True)
     tmp.replace(folder)
     return folder
+
+
+def render_images(folder: str | Path, out: str | Path, embodiment: str, *, fast_render: bool = True, progress: bool = True) -> Path:
+    """Copies a dataset adding ``image`` (64x64 uint8 from camera 0), re-rendered from ``physics``.
+
+    This turns a state-based dataset (e.g. a task buffer of ``examples/train_expert.py``) into one
+    for the visual setup, with the same images the env renders (same settings as
+    :func:`~aime_torchrl.envs.make_env`).
+    """
+    from aime_torchrl.envs.dmc import RenderPixels
+
+    folder, out = Path(folder), Path(out)
+    env = make_env(embodiment, RANDOM_TASK[embodiment], "mdp", pixels=True, fast_render=fast_render)
+    env.reset()
+    physics = env.base_env._env.physics
+    renderer = next(t for t in env.transform if isinstance(t, RenderPixels))
+    nq = physics.model.nq
+    tmp = out.with_name(out.name + ".building")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    files = episode_files(folder)
+    for f in tqdm(files, desc=f"rendering {folder.name}", disable=not progress):
+        episode = load_episode(f)
+        if "physics" not in episode:
+            raise DatasetFormatError(f"{f}: no 'physics' entry to render images from.")
+        images = []
+        for state in episode["physics"]:
+            with physics.reset_context():
+                physics.data.qpos[:] = state[:nq]
+                physics.data.qvel[:] = state[nq:]
+            images.append(renderer._render(TensorDict())["pixels"].permute(1, 2, 0).numpy())
+        episode["image"] = np.stack(images)
+        save_episode(tmp / f.name, episode)
+    for extra in folder.glob("*.json"):
+        shutil.copyfile(extra, tmp / extra.name)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+    return out
 
 
 def episode_seed(seed: int, episode: int) -> int:
