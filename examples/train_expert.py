@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 from torchrl.envs import CatTensors
-from torchrl.envs.utils import ExplorationType, set_exploration_type
+from torchrl.envs.utils import ExplorationType
 from torchrl.modules import MLP, ValueOperator
 from torchrl.objectives import SACLoss, SoftUpdate
 from torchrl.record.loggers import CSVLogger
@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from aime_torchrl.data import save_episode, td_to_episode
 from aime_torchrl.envs import make_env, SENSORS
 from aime_torchrl.experts import make_sac_actor
+from aime_torchrl.experts.card import episode_returns
 
 
 def make_expert_env(cfg: DictConfig, seed: int):
@@ -46,12 +47,6 @@ def make_expert_env(cfg: DictConfig, seed: int):
     env = make_env(cfg.embodiment, cfg.task, "mdp", seed=seed)
     sensors = list(SENSORS[cfg.embodiment]["mdp"])
     return env.append_transform(CatTensors(sensors, "observation", del_keys=False, sort=False))
-
-
-def evaluate(actor, env, episodes: int) -> tuple[float, float]:
-    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-        returns = torch.stack([env.rollout(1000, actor)["next", "reward"].sum() for _ in range(episodes)])
-    return returns.mean().item(), returns.std().item()
 
 
 @hydra.main(config_path="../configs", config_name="train_expert", version_base="1.3")
@@ -95,7 +90,7 @@ def main(cfg: DictConfig) -> None:
         print(f"resumed from {checkpoint} at {frames} frames")
     # Episodes beyond the checkpoint were collected after it: they will be collected again.
     for stale in buffer_dir.glob("*.npz"):
-        if int(stale.stem.split(".")[0]) >= episodes:
+        if int(stale.stem) >= episodes:
             stale.unlink()
     if frames >= cfg.total_frames:
         print("already done")
@@ -137,7 +132,8 @@ def main(cfg: DictConfig) -> None:
         bar.update(batch.numel())
         bar.set_postfix(ret=f"{batch['next', 'reward'].sum().item():.0f}", ups=f"{updates / max(update_time, 1e-9):.0f}")
         if frames % cfg.eval_every < episode_len or frames >= cfg.total_frames:
-            mean, std = evaluate(actor, eval_env, cfg.eval_episodes)
+            returns = torch.tensor(episode_returns(actor, eval_env, cfg.eval_episodes))
+            mean, std = returns.mean().item(), returns.std().item()
             curve.append((frames, mean, std))
             logger.log_scalar("eval_return", mean, step=frames)
             tqdm.write(f"frames {frames}: eval return {mean:.1f} +- {std:.1f}")

@@ -28,12 +28,15 @@ from aime_torchrl.experts.sac import EXPERTS_DIR, load_expert
 EVAL_SEED = 10_000
 
 
+def episode_returns(policy, env, episodes: int) -> list[float]:
+    """Returns of ``episodes`` episodes of ``policy`` acting deterministically (``tanh(mean)``) in ``env``."""
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+        return [env.rollout(100_000, policy)["next", "reward"].sum().item() for _ in range(episodes)]
+
+
 def evaluate_expert(embodiment: str, task: str, episodes: int = 10, seed: int = EVAL_SEED) -> list[float]:
     """Returns of ``episodes`` deterministic episodes of the shipped expert."""
-    policy = load_expert(embodiment, task)
-    env = make_env(embodiment, task, "mdp", seed=seed)
-    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-        return [env.rollout(1000, policy)["next", "reward"].sum().item() for _ in range(episodes)]
+    return episode_returns(load_expert(embodiment, task), make_env(embodiment, task, "mdp", seed=seed), episodes)
 
 
 def main() -> None:
