@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from aime_torchrl.data import save_episode, td_to_episode
 from aime_torchrl.envs import make_env, SENSORS
 from aime_torchrl.experts import make_sac_actor
-from aime_torchrl.experts.card import episode_returns
+from aime_torchrl.evaluation import episode_returns
 
 
 def make_expert_env(cfg: DictConfig, seed: int):

@@ -8,11 +8,11 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports dm_control
 
-import pytest
-import torch
-from tensordict import TensorDict
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from tensordict import TensorDict  # noqa: E402
 
-from aime_torchrl.modules import RSSMWorldModel
+from aime_torchrl.modules import RSSMWorldModel  # noqa: E402
 
 DEVICES = [
     "cpu",

@@ -2,7 +2,7 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
-from aime_torchrl.data.collect import collect_episodes, UniformRandomPolicy
+from aime_torchrl.data.collect import collect_episodes, GaussianActionNoise, UniformRandomPolicy
 from aime_torchrl.data.builder import build_dataset, dataset_folders, render_images
 from aime_torchrl.data.dataset import AIMEDataset, default_root
 from aime_torchrl.data.npz import DatasetFormatError, episode_files, episode_to_td, load_episode, save_episode, td_to_episode
@@ -12,6 +12,7 @@ from aime_torchrl.data.synthetic import LinearControlSystem
 __all__ = [
     "AIMEDataset",
     "DatasetFormatError",
+    "GaussianActionNoise",
     "LinearControlSystem",
     "UniformRandomPolicy",
     "build_dataset",

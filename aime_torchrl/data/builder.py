@@ -7,6 +7,8 @@
     python -m aime_torchrl.data.builder walker-stand-expert --episodes 100 [--images] [--seed 0]
 
 Names: ``<embodiment>-<task>-expert`` (a shipped expert acting with ``tanh(mean)``),
+``<embodiment>-<task>-noisy`` (the expert with Gaussian action noise whose std falls from 1 to 0
+over the episodes: a stand-in for a task buffer that takes a minute to build instead of an hour),
 ``<embodiment>-random`` (uniform actions); ``<embodiment>-<task>-buffer`` folders come from
 ``examples/train_expert.py``, and ``walker-mix`` is random + stand-buffer + walk-buffer (the paper's
 p2e buffer has no counterpart here).
@@ -21,14 +23,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from tensordict import TensorDict
+from tensordict.nn import TensorDictSequential
 from torchrl.envs.utils import ExplorationType
 from tqdm.auto import tqdm
 
-from aime_torchrl.data.collect import collect_episodes, UniformRandomPolicy
+from aime_torchrl.data.collect import collect_episodes, GaussianActionNoise, UniformRandomPolicy
 from aime_torchrl.data.npz import DatasetFormatError, episode_files, load_episode, save_episode
 from aime_torchrl.data.dataset import default_root
-from aime_torchrl.envs.dmc import make_env, TASKS
+from aime_torchrl.envs.dmc import make_env, render_states, TASKS
 
 #: The reward of random play is irrelevant; the reference collects it on these tasks.
 RANDOM_TASK = {"walker": "walk", "cheetah": "run"}
@@ -69,11 +71,14 @@ def build_dataset(
     workers: int | None = None,
     progress: bool = True,
 ) -> Path:
-    """Builds ``<embodiment>-<task>-expert`` or ``<embodiment>-random`` once, and returns its folder.
+    """Builds ``<embodiment>-<task>-expert|noisy`` or ``<embodiment>-random`` once, and returns its folder.
 
     Episodes hold every proprioceptive sensor, ``physics`` and, with ``images=True``, 64x64 images
-    (so one dataset serves the mdp, lpomdp and, with images, visual setups). Episode k resets the
-    env with :func:`episode_seed` ``(seed, k)`` and random actions draw from a generator with that
+    (so one dataset serves the mdp, lpomdp and, with images, visual setups). In a ``noisy``
+    dataset, episode k of N adds Gaussian noise of std ``1 - k / (N - 1)`` to the expert's actions
+    (clipped to the bounds): the first episodes are nearly random, the last are the expert's, like
+    the replay buffer of an agent that learns the task. Episode k resets the env with
+    :func:`episode_seed` ``(seed, k)`` and random actions and noise draw from a generator with that
     seed: the same arguments always give the same files, byte for byte, whatever ``workers``.
     ``info.json`` records the mean and std of the returns: the demonstrations' own return is what
     scores are normalised by.
@@ -92,23 +97,25 @@ def build_dataset(
     parts = name.split("-")
     embodiment = parts[0]
     if embodiment not in TASKS or not (
-        (len(parts) == 2 and parts[1] == "random") or (len(parts) == 3 and parts[2] == "expert")
+        (len(parts) == 2 and parts[1] == "random")
+        or (len(parts) == 3 and parts[2] in ("expert", "noisy") and parts[1] in TASKS[embodiment])
     ):
         raise ValueError(
-            f"Unknown dataset {name!r}: expected <embodiment>-random or <embodiment>-<task>-expert "
-            f"with embodiment in {sorted(TASKS)}."
+            f"Unknown dataset {name!r}: expected <embodiment>-random, <embodiment>-<task>-expert, "
+            f"<embodiment>-<task>-noisy or <embodiment>-<task>-buffer, with embodiment in {sorted(TASKS)}."
         )
     root = Path(root) if root is not None else default_root()
     folder = root / f"{name}{'-images' if images else ''}-n{num_episodes}-seed{seed}"
     if (folder / "info.json").exists():
         return folder
     task = RANDOM_TASK[embodiment] if parts[1] == "random" else parts[1]
-    expert = f"{embodiment}-{task}" if parts[-1] == "expert" else None
+    expert = f"{embodiment}-{task}" if parts[-1] in ("expert", "noisy") else None
     tmp = folder.with_name(folder.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     # One job per episode, each with its own seed: the files do not depend on the number of workers.
-    jobs = [(embodiment, task, expert, images, episode_seed(seed, k), tmp, k) for k in range(num_episodes)]
+    sigmas = [1.0 - k / max(num_episodes - 1, 1) if parts[-1] == "noisy" else 0.0 for k in range(num_episodes)]
+    jobs = [(embodiment, task, expert, images, episode_seed(seed, k), tmp, k, sigmas[k]) for k in range(num_episodes)]
     workers = max(1, min(workers or os.cpu_count() or 1, num_episodes))
     bar = dict(total=num_episodes, desc=f"building {folder.name}", disable=not progress)
     if workers == 1:
@@ -127,21 +134,16 @@ def build_dataset(
     return folder
 
 
-def render_images(folder: str | Path, out: str | Path, embodiment: str, *, fast_render: bool = True, progress: bool = True) -> Path:
+def render_images(
+    folder: str | Path, out: str | Path, embodiment: str, *, fast_render: bool = True, progress: bool = True
+) -> Path:
     """Copies a dataset adding ``image`` (64x64 uint8 from camera 0), re-rendered from ``physics``.
 
     This turns a state-based dataset (e.g. a task buffer of ``examples/train_expert.py``) into one
     for the visual setup, with the same images the env renders (same settings as
     :func:`~aime_torchrl.envs.make_env`).
     """
-    from aime_torchrl.envs.dmc import RenderPixels
-
     folder, out = Path(folder), Path(out)
-    env = make_env(embodiment, RANDOM_TASK[embodiment], "mdp", pixels=True, fast_render=fast_render)
-    env.reset()
-    physics = env.base_env._env.physics
-    renderer = next(t for t in env.transform if isinstance(t, RenderPixels))
-    nq = physics.model.nq
     tmp = out.with_name(out.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -150,13 +152,7 @@ def render_images(folder: str | Path, out: str | Path, embodiment: str, *, fast_
         episode = load_episode(f)
         if "physics" not in episode:
             raise DatasetFormatError(f"{f}: no 'physics' entry to render images from.")
-        images = []
-        for state in episode["physics"]:
-            with physics.reset_context():
-                physics.data.qpos[:] = state[:nq]
-                physics.data.qvel[:] = state[nq:]
-            images.append(renderer._render(TensorDict())["pixels"].permute(1, 2, 0).numpy())
-        episode["image"] = np.stack(images)
+        episode["image"] = render_states(embodiment, episode["physics"], fast_render=fast_render)
         save_episode(tmp / f.name, episode)
     for extra in folder.glob("*.json"):
         shutil.copyfile(extra, tmp / extra.name)
@@ -175,7 +171,7 @@ _WORKER_CACHE: dict = {}
 
 def _collect_one(job: tuple) -> float:
     """Collects episode ``k`` into ``folder`` (in a worker process: env and expert are cached)."""
-    embodiment, task, expert, images, env_seed, folder, k = job
+    embodiment, task, expert, images, env_seed, folder, k, sigma = job
     key = (embodiment, task, expert, images)
     if key not in _WORKER_CACHE:
         _WORKER_CACHE.clear()
@@ -190,6 +186,8 @@ def _collect_one(job: tuple) -> float:
     env.set_seed(env_seed)
     if policy is None:
         policy = UniformRandomPolicy(env.action_spec, seed=env_seed)
+    elif sigma > 0:
+        policy = TensorDictSequential(policy, GaussianActionNoise(env.action_spec, sigma=sigma, seed=env_seed))
     (episode_return,) = collect_episodes(
         env, folder, 1, policy, start_index=k, exploration_type=ExplorationType.DETERMINISTIC, progress=False
     )

@@ -42,6 +42,35 @@ class UniformRandomPolicy(TensorDictModuleBase):
         return tensordict.set("action", (self.low + (self.high - self.low) * u).to(tensordict.device or "cpu"))
 
 
+class GaussianActionNoise(TensorDictModuleBase):
+    """Adds ``N(0, sigma^2)`` to ``"action"`` and clips it to the action bounds, from a generator
+    of its own. Unlike TorchRL's :class:`~torchrl.modules.AdditiveGaussianModule` it acts whatever
+    the exploration type (an expert acting with ``tanh(mean)`` plus fixed noise).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import Bounded
+        >>> noise = GaussianActionNoise(Bounded(-1.0, 1.0, (2,)), sigma=0.5, seed=0)
+        >>> bool(noise(TensorDict({"action": torch.zeros(3, 2)}, [3]))["action"].abs().max() <= 1)
+        True
+    """
+
+    in_keys = ["action"]
+    out_keys = ["action"]
+
+    def __init__(self, action_spec, *, sigma: float, seed: int = 0) -> None:
+        super().__init__()
+        self.low, self.high = action_spec.space.low, action_spec.space.high
+        self.sigma = sigma
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def forward(self, tensordict):
+        action = tensordict.get("action")
+        noise = torch.randn(action.shape, generator=self.generator, dtype=action.dtype).to(action.device)
+        return tensordict.set("action", (action + self.sigma * noise).clamp(self.low, self.high))
+
+
 def collect_episodes(
     env: EnvBase,
     folder: str | Path,

@@ -116,7 +116,8 @@ class AIMEDataset(BaseDatasetExperienceReplay, WindowReplayBuffer):
                 f"{len(short)} episode(s) have fewer steps than the horizon {horizon}, e.g. {short[:3]}; "
                 "use a shorter horizon or drop them."
             )
-        storage = TensorStorage(TensorDict.load_memmap(self.data_path / "storage"))
+        self._data = TensorDict.load_memmap(self.data_path / "storage")
+        storage = TensorStorage(self._data)
         super().__init__(
             horizon=horizon,
             batch_size=batch_size,
@@ -125,6 +126,56 @@ class AIMEDataset(BaseDatasetExperienceReplay, WindowReplayBuffer):
             transform=transform,
             prefetch=prefetch,
         )
+
+    @property
+    def sensors(self) -> dict[str, tuple[int, ...]]:
+        """The observations of the episodes (name -> shape of one observation)."""
+        skip = {"action", "episode", "is_init", "done", "terminated", "truncated", "physics"}
+        return {k: tuple(v.shape[1:]) for k, v in self._data.items() if k not in skip and not isinstance(k, tuple)
+                and not hasattr(v, "keys")}
+
+    @property
+    def action_dim(self) -> int:
+        return self._data.get("action").shape[-1]
+
+    def require(
+        self, keys: Sequence[str], *, action_dim: int | None = None, embodiment: str | None = None, purpose: str = ""
+    ) -> None:
+        """Raises an error naming the problem unless the episodes have the sensors ``keys`` (and
+        actions of size ``action_dim``, and the sensors of ``embodiment``).
+
+        Args:
+            keys (Sequence[str]): the sensors a model reads.
+
+        Keyword Args:
+            action_dim (int, optional): the size of the actions, checked if given.
+            embodiment (str, optional): ``"walker"`` or ``"cheetah"``: episodes of another
+                embodiment (told by their sensors) are rejected.
+            purpose (str, optional): what the data is for, to say in the message.
+        """
+        from aime_torchrl.envs.dmc import infer_embodiment
+
+        where = ", ".join(str(f) for f in self.folders)
+        sensors = self.sensors
+        found = infer_embodiment(sensors)
+        if embodiment is not None and found is not None and found != embodiment:
+            raise ValueError(
+                f"{where} holds {found} episodes (sensors {sorted(sensors)}), but {purpose or 'the data'} must be "
+                f"{embodiment} episodes (embodiment={embodiment})."
+            )
+        missing = [k for k in keys if k not in sensors]
+        if missing:
+            hint = ""
+            if "pixels" in missing:
+                hint = (" Images can be added to a dataset with physics states by aime_torchrl.data.render_images, "
+                        "or built with images: python -m aime_torchrl.data.builder <name> --images.")
+            raise KeyError(
+                f"{where} lacks the sensors {missing} needed by {purpose or 'the model'} (it has {sorted(sensors)}).{hint}"
+            )
+        if action_dim is not None and self.action_dim != action_dim:
+            raise ValueError(
+                f"{where} has {self.action_dim}-d actions, but {purpose or 'the model'} expects {action_dim}-d actions."
+            )
 
     @property
     def data_path_root(self) -> Path:

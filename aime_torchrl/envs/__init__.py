@@ -4,9 +4,11 @@
 # LICENSE file in the root directory of this source tree.
 from aime_torchrl.envs.dmc import (
     ensure_mujoco_gl,
+    infer_embodiment,
     make_env,
     PhysicsState,
     RenderPixels,
+    render_states,
     SENSOR_DIMS,
     SENSORS,
     SETUPS,
@@ -25,6 +27,8 @@ __all__ = [
     "TASKS",
     "TaskReward",
     "ensure_mujoco_gl",
+    "infer_embodiment",
     "make_env",
     "normalised_score",
+    "render_states",
 ]

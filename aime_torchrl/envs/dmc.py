@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Composite, Unbounded
 from torchrl.envs import DMControlWrapper, DoubleToFloat, ExcludeTransform, Transform, TransformedEnv
 
@@ -149,6 +149,42 @@ class TaskReward(Transform):
         reward = next_tensordict.get("reward")
         next_tensordict.set("reward", torch.full_like(reward, self.reward_fn(_physics(self))))
         return next_tensordict
+
+
+def infer_embodiment(sensors) -> str | None:
+    """The embodiment whose proprioceptive sensors are all among ``sensors`` (``None`` if none is).
+
+    Examples:
+        >>> infer_embodiment(["orientations", "height", "velocity", "pixels"])
+        'walker'
+    """
+    found = [name for name, dims in SENSOR_DIMS.items() if set(dims) <= set(sensors)]
+    return found[0] if len(found) == 1 else None
+
+
+def render_states(embodiment: str, states: np.ndarray, *, size: int = 64, fast_render: bool = True) -> np.ndarray:
+    """Images (uint8, ``[T, size, size, 3]``, camera 0) of stored physics states (``qpos`` then ``qvel``,
+    the ``physics`` entry of collected episodes), rendered as :func:`make_env` renders them.
+
+    Examples:
+        >>> env = make_env("walker", "stand", seed=0)
+        >>> rollout = env.rollout(3)
+        >>> render_states("walker", rollout["physics"].numpy()).shape
+        (3, 64, 64, 3)
+    """
+    env = make_env(embodiment, next(iter(TASKS[embodiment])), "mdp", pixels=True, image_size=size, fast_render=fast_render)
+    env.reset()
+    physics = env.base_env._env.physics
+    renderer = next(t for t in env.transform if isinstance(t, RenderPixels))
+    nq = physics.model.nq
+    images = []
+    for state in np.asarray(states):
+        with physics.reset_context():
+            physics.data.qpos[:] = state[:nq]
+            physics.data.qvel[:] = state[nq:]
+        images.append(renderer._render(TensorDict())["pixels"].permute(1, 2, 0).numpy())
+    env.close()
+    return np.stack(images)
 
 
 def ensure_mujoco_gl() -> str:

@@ -19,19 +19,11 @@ import shutil
 import statistics
 from pathlib import Path
 
-import torch
-from torchrl.envs.utils import ExplorationType, set_exploration_type
-
 from aime_torchrl.envs import make_env
+from aime_torchrl.evaluation import episode_returns
 from aime_torchrl.experts.sac import EXPERTS_DIR, load_expert
 
 EVAL_SEED = 10_000
-
-
-def episode_returns(policy, env, episodes: int) -> list[float]:
-    """Returns of ``episodes`` episodes of ``policy`` acting deterministically (``tanh(mean)``) in ``env``."""
-    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-        return [env.rollout(100_000, policy)["next", "reward"].sum().item() for _ in range(episodes)]
 
 
 def evaluate_expert(embodiment: str, task: str, episodes: int = 10, seed: int = EVAL_SEED) -> list[float]:

@@ -4,6 +4,7 @@
 # LICENSE file in the root directory of this source tree.
 from aime_torchrl.modules.decoders import CNNDecoder, GaussianMLPDecoder, make_decoder
 from aime_torchrl.modules.encoders import CNNEncoder, ObservationEncoder
+from aime_torchrl.modules.filter_actor import FilteringActor
 from aime_torchrl.modules.mlp import make_mlp
 from aime_torchrl.modules.policy import make_policy, TanhGaussianPolicyNet
 from aime_torchrl.modules.rollout import PosteriorRollout
@@ -13,6 +14,7 @@ from aime_torchrl.modules.world_model import RSSMWorldModel, WORLD_MODEL_PRESETS
 __all__ = [
     "CNNDecoder",
     "CNNEncoder",
+    "FilteringActor",
     "GaussianHead",
     "GaussianMLPDecoder",
     "ObservationEncoder",

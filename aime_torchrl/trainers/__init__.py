@@ -2,6 +2,23 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
+from aime_torchrl.trainers.checkpoint import (
+    load_checkpoint,
+    load_module,
+    rng_state,
+    save_checkpoint,
+    save_module,
+    set_rng_state,
+)
 from aime_torchrl.trainers.offline import total_loss, train_offline
 
-__all__ = ["total_loss", "train_offline"]
+__all__ = [
+    "load_checkpoint",
+    "load_module",
+    "rng_state",
+    "save_checkpoint",
+    "save_module",
+    "set_rng_state",
+    "total_loss",
+    "train_offline",
+]

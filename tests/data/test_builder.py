@@ -43,9 +43,27 @@ def test_expert_dataset_uses_the_shipped_expert(tmp_path):
     assert min(info["returns"]) > 800, info["returns"]  # a random policy stands for ~130
 
 
+def test_noisy_dataset_goes_from_noisy_to_the_expert(tmp_path):
+    expert = build_dataset("walker-stand-expert", num_episodes=3, root=tmp_path, workers=1, progress=False)
+    noisy = build_dataset("walker-stand-noisy", num_episodes=3, root=tmp_path, workers=1, progress=False)
+    info = json.loads((noisy / "info.json").read_text())
+    assert info["expert"] == "walker-stand" and info["name"] == "walker-stand-noisy"
+    # Episode k has the env seed of the expert dataset's episode k; noise std 1, 0.5, then 0.
+    last, first = (load_episode(noisy / f"{k}.npz") for k in (2, 0))
+    same_start = load_episode(expert / "0.npz")
+    for key, value in load_episode(expert / "2.npz").items():
+        np.testing.assert_array_equal(last[key], value, err_msg=key)
+    np.testing.assert_array_equal(first["physics"][0], same_start["physics"][0])
+    jerk = np.abs(np.diff(first["pre_action"][1:], axis=0)).mean()
+    assert jerk > 2 * np.abs(np.diff(same_start["pre_action"][1:], axis=0)).mean()
+    assert np.abs(first["pre_action"]).max() <= 1.0
+
+
 def test_dataset_names(tmp_path):
     with pytest.raises(ValueError, match="Unknown dataset 'walker-stand'"):
         build_dataset("walker-stand", root=tmp_path)
+    with pytest.raises(ValueError, match="Unknown dataset 'walker-jump-noisy'"):
+        build_dataset("walker-jump-noisy", root=tmp_path)
     with pytest.raises(FileNotFoundError, match="examples/train_expert.py embodiment=walker task=stand"):
         dataset_folders("walker-stand-buffer", root=tmp_path)
 

@@ -107,7 +107,8 @@ def test_rssmo_structure_and_std_mappings():
     head = GaussianHead(4, 3, hidden=8, min_std=1e-6)
     torch.nn.init.zeros_(head.std[-1].weight)
     torch.nn.init.constant_(head.std[-1].bias, -2.0)
-    torch.testing.assert_close(head(torch.randn(5, 4))[1], torch.full((5, 3), torch.nn.functional.softplus(torch.tensor(-2.0)).item() + 1e-6))
+    expected = torch.nn.functional.softplus(torch.tensor(-2.0)).item() + 1e-6
+    torch.testing.assert_close(head(torch.randn(5, 4))[1], torch.full((5, 3), expected))
 
     rssm = RSSMWorldModel.from_config({"orientations": 14, "height": 1, "velocity": 9}, 6)
     assert (rssm.belief_dim, rssm.state_dim) == (512, 128)

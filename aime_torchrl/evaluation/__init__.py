@@ -1,0 +1,21 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""Evaluation in the real environment: returns, normalised scores, videos, plots."""
+from aime_torchrl.envs.scores import normalised_score, REFERENCE_EXPERT_RETURNS
+from aime_torchrl.evaluation.plots import plot_scores
+from aime_torchrl.evaluation.prediction import open_loop_prediction
+from aime_torchrl.evaluation.rollouts import episode_returns, record_episode
+from aime_torchrl.evaluation.video import save_gif, side_by_side
+
+__all__ = [
+    "REFERENCE_EXPERT_RETURNS",
+    "episode_returns",
+    "normalised_score",
+    "open_loop_prediction",
+    "plot_scores",
+    "record_episode",
+    "save_gif",
+    "side_by_side",
+]

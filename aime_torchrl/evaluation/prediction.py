@@ -1,0 +1,63 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""Open-loop prediction: filter a few frames, then imagine the rest with the prior."""
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+from aime_torchrl.modules.world_model import RSSMWorldModel
+
+
+@torch.no_grad()
+def open_loop_prediction(world_model: RSSMWorldModel, window: TensorDictBase, *, context: int = 5) -> TensorDict:
+    """Reconstructs the first ``context`` frames of a window and predicts the others open loop.
+
+    The first ``context`` frames are filtered with the posterior (as in training); from the last
+    filtered state on, the prior alone is rolled forward with the window's actions (its mean, no
+    sampling), and every decoder's mean is read out. Comparing the output with the window shows
+    how far the model's imagination holds.
+
+    Args:
+        world_model (RSSMWorldModel): a trained world model.
+        window (TensorDictBase): a ``[*B, T]`` TorchRL window with actions (T + 1 frames).
+
+    Keyword Args:
+        context (int, optional): frames seen by the posterior (at least 1). Defaults to ``5``.
+
+    Returns a ``[*B, T + 1]`` TensorDict with one entry per decoded sensor: the predicted mean, on the
+    data's scale (images in ``[0, 1]``).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> wm = RSSMWorldModel.from_config({"observation": 5}, action_dim=2, belief_dim=16, state_dim=4, hidden=16)
+        >>> window = TensorDict({"observation": torch.randn(3, 10, 5), "action": torch.rand(3, 10, 2),
+        ...     ("next", "observation"): torch.randn(3, 10, 5)}, [3, 10])
+        >>> open_loop_prediction(wm, window, context=4)["observation"].shape
+        torch.Size([3, 11, 5])
+    """
+    frames = world_model.to_frames(window)
+    length = frames.batch_size[-1]
+    if not 1 <= context <= length:
+        raise ValueError(f"context must be in [1, {length}] for a window of {length} frames; got {context}.")
+    observed = world_model(frames[..., :context].clone())
+    belief, state = observed.get(("next", "belief"))[..., -1, :], observed.get(("next", "state"))[..., -1, :]
+    beliefs, states = [observed.get(("next", "belief"))], [observed.get(("next", "state"))]
+    batch = frames.batch_size[:-1]
+    for t in range(context, length):
+        step = TensorDict({"state": state, "belief": belief, "action": frames.get("action")[..., t, :]}, batch)
+        step = world_model.transition(step)
+        if world_model.prior is not None:
+            step = world_model.prior(step)
+        belief, state = step.get(("next", "belief")), step.get(("next", "prior_mean"))
+        beliefs.append(belief.unsqueeze(-2))
+        states.append(state.unsqueeze(-2))
+    latents = TensorDict(
+        {("next", "belief"): torch.cat(beliefs, -2), ("next", "state"): torch.cat(states, -2)}, frames.batch_size
+    )
+    return TensorDict(
+        {key: decoder.get_dist(latents).mean for key, decoder in world_model.decoders.items()}, frames.batch_size
+    )

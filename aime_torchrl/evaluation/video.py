@@ -1,0 +1,48 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""Videos as animated GIFs (Pillow only: no ffmpeg, torchvision or codec needed)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def side_by_side(*videos: torch.Tensor | np.ndarray, gap: int = 2) -> torch.Tensor:
+    """Puts videos (uint8 ``[T, 3, H, W]``, same H) next to each other, white gaps between them;
+    shorter ones hold their last frame.
+
+    Examples:
+        >>> import torch
+        >>> side_by_side(torch.zeros(5, 3, 8, 8, dtype=torch.uint8), torch.zeros(3, 3, 8, 6, dtype=torch.uint8)).shape
+        torch.Size([5, 3, 8, 16])
+    """
+    videos = [torch.as_tensor(v) for v in videos]
+    length = max(len(v) for v in videos)
+    parts = []
+    for i, v in enumerate(videos):
+        if len(v) < length:
+            v = torch.cat([v, v[-1:].expand(length - len(v), *v.shape[1:])])
+        if i:
+            parts.append(torch.full((length, 3, v.shape[2], gap), 255, dtype=torch.uint8))
+        parts.append(v)
+    return torch.cat(parts, -1)
+
+
+def save_gif(video: torch.Tensor | np.ndarray, path: str | Path, *, fps: int = 25, scale: int = 2) -> Path:
+    """Writes a uint8 ``[T, 3, H, W]`` video to ``path`` as a looping GIF, upscaled ``scale`` times."""
+    from PIL import Image
+
+    video = torch.as_tensor(video)
+    if video.dim() != 4 or video.shape[1] != 3 or video.dtype != torch.uint8:
+        raise ValueError(f"Expected a uint8 video [T, 3, H, W], got {tuple(video.shape)} {video.dtype}.")
+    if scale > 1:
+        video = video.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
+    frames = [Image.fromarray(frame.permute(1, 2, 0).numpy()) for frame in video]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=round(1000 / fps), loop=0)
+    return path

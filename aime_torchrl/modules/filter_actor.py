@@ -1,0 +1,103 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""The test-time actor of AIME: filter real observations through the world model, then act."""
+from __future__ import annotations
+
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import dispatch, TensorDictModuleBase
+from torchrl.data import Unbounded
+from torchrl.envs import TensorDictPrimer
+
+from aime_torchrl.modules.world_model import RSSMWorldModel
+
+
+class FilteringActor(TensorDictModuleBase):
+    """A recurrent TorchRL policy: the world model's posterior filter followed by the AIME policy.
+
+    At every env step, with the current observation o_t at the root of the tensordict and the
+    recurrent state carried in it (``"belief"``, ``"state"`` and ``"prev_action"``, the action
+    actually executed before o_t; all zero after a reset, as in training):
+
+    1. ``belief' = transition(state, belief, prev_action)``;
+    2. ``state' ~ posterior(belief', encoder(o_t))`` (sampled, as the reference's test-time actor;
+       ``sample_posterior=False`` takes the mean);
+    3. ``action = policy(belief', state')``: ``tanh(loc)`` under
+       ``set_exploration_type(ExplorationType.DETERMINISTIC)``, a sample otherwise.
+
+    It writes ``"action"`` and the next recurrent state under ``"next"``, like TorchRL's
+    :class:`~torchrl.modules.LSTMModule`: append :meth:`make_tensordict_primer` to the env so
+    that ``reset()`` zeroes the state and ``step_mdp`` carries it, and it runs under
+    ``env.rollout`` and TorchRL collectors. Where ``"is_init"`` is present (TorchRL's
+    :class:`~torchrl.envs.InitTracker`) and true, the state is zeroed too.
+
+    Args:
+        world_model (RSSMWorldModel): the trained world model (only its encoder, transition and
+            posterior run here).
+        policy (TensorDictModuleBase): reads ``"belief"`` and ``"state"``, writes ``"action"``
+            (e.g. :func:`~aime_torchrl.modules.make_policy`).
+
+    Keyword Args:
+        sample_posterior (bool, optional): sample the posterior state (the reference) rather than
+            take its mean. Defaults to ``True``.
+
+    Examples:
+        >>> import torch
+        >>> from aime_torchrl.envs import make_env
+        >>> from aime_torchrl.modules import make_policy, RSSMWorldModel
+        >>> env = make_env("walker", "stand", "mdp", seed=0)
+        >>> wm = RSSMWorldModel.from_config({"orientations": 14, "height": 1, "velocity": 9}, 6,
+        ...     belief_dim=32, state_dim=8, hidden=32)
+        >>> actor = FilteringActor(wm, make_policy(8, 32, 6, hidden=32))
+        >>> env = env.append_transform(actor.make_tensordict_primer())
+        >>> with torch.no_grad():
+        ...     rollout = env.rollout(5, actor)
+        >>> rollout["next", "belief"].shape
+        torch.Size([5, 32])
+    """
+
+    def __init__(
+        self,
+        world_model: RSSMWorldModel,
+        policy: TensorDictModuleBase,
+        *,
+        sample_posterior: bool = True,
+    ) -> None:
+        super().__init__()
+        self.world_model = world_model
+        self.policy = policy
+        self.sample_posterior = sample_posterior
+        self.recurrent_keys = ["belief", "state", "prev_action"]
+        self.in_keys = [*world_model.observation_keys, *self.recurrent_keys]
+        self.out_keys = ["action", *(("next", key) for key in self.recurrent_keys)]
+
+    def make_tensordict_primer(self) -> TensorDictPrimer:
+        """A transform that adds the zero recurrent state to the env's ``reset()`` and specs."""
+        wm = self.world_model
+        sizes = {"belief": wm.belief_dim, "state": wm.state_dim, "prev_action": wm.action_dim}
+        return TensorDictPrimer({key: Unbounded(shape=(size,)) for key, size in sizes.items()}, expand_specs=True)
+
+    @dispatch(auto_batch_size=False)
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        wm = self.world_model
+        belief, state, prev_action = (tensordict.get(key) for key in self.recurrent_keys)
+        is_init = tensordict.get("is_init", None)
+        if is_init is not None:
+            keep = (~is_init).to(belief.dtype)
+            belief, state, prev_action = belief * keep, state * keep, prev_action * keep
+        frame = TensorDict(
+            {"belief": belief, "state": state, "action": prev_action,
+             **{("next", key): tensordict.get(key) for key in wm.observation_keys}},
+            batch_size=tensordict.batch_size,
+        )
+        frame = wm.posterior(wm.transition(wm.encoder(frame)))
+        next_state = frame.get(("next", "state") if self.sample_posterior else ("next", "posterior_mean"))
+        next_belief = frame.get(("next", "belief"))
+        acting = self.policy(TensorDict({"belief": next_belief, "state": next_state}, batch_size=tensordict.batch_size))
+        action = acting.get("action")
+        tensordict.set("action", action)
+        tensordict.set(("next", "belief"), next_belief)
+        tensordict.set(("next", "state"), next_state)
+        tensordict.set(("next", "prev_action"), action)
+        return tensordict

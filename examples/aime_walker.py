@@ -1,0 +1,272 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""AIME end to end on DeepMind Control: zero-shot imitation from observations with a world model.
+
+    python examples/aime_walker.py                                   # quick profile, CPU, ~10 min
+    python examples/aime_walker.py profile=paper data.embodiment=<folder> data.demos=<folder>
+    python examples/aime_walker.py setup=lpomdp task=walk data.embodiment=walker-mix logger=wandb
+    python examples/aime_walker.py resume=true out_dir=<a run folder>  # continue an interrupted run
+
+1. Data: the embodiment dataset (observations and actions) and the demonstrations (observations
+   only are used), built here from the shipped experts when missing, or official npz folders.
+2. Phase 1: an RSSM world model maximises the ELBO of the embodiment dataset (WorldModelLoss).
+3. Phase 2: the world model is frozen; a policy inside the posterior rollout maximises the ELBO of
+   the demonstrations (AIMELoss).
+4. Evaluation in the real env with the filtering actor (posterior filter + policy mean), next to a
+   random policy and the demonstrations themselves; scores are % of the demonstrations' return.
+
+The run folder (``out_dir``) holds the config, ``checkpoint.pt`` (atomic, every
+``checkpoint_every`` steps and on Ctrl-C; ``resume=true`` continues it), ``world_model.pt``,
+``policy.pt``, the logs, ``results.json``, ``scores.png`` and ``videos/``.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torchrl.record.loggers import get_logger
+from tqdm.auto import tqdm
+
+from aime_torchrl import AIMELoss, make_policy, RSSMWorldModel, WorldModelLoss
+from aime_torchrl.data import AIMEDataset, dataset_folders, load_episode, UniformRandomPolicy
+from aime_torchrl.envs import make_env, render_states, SENSOR_DIMS, SENSORS
+from aime_torchrl.evaluation import episode_returns, open_loop_prediction, plot_scores, record_episode, save_gif, side_by_side
+from aime_torchrl.modules import FilteringActor
+from aime_torchrl.trainers import (
+    load_checkpoint, load_module, rng_state, save_checkpoint, save_module, set_rng_state, train_offline,
+)
+
+# Keys that may change between a run and its resumption.
+RESUMABLE = {"resume", "progress", "device", "threads", "out_dir"}
+
+
+def flat(config: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    items = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            items.update(flat(value, f"{prefix}{key}."))
+        else:
+            items[f"{prefix}{key}"] = value
+    return items
+
+
+def resolve(name_or_folders, cfg: DictConfig, episodes: int | None) -> list[Path]:
+    """Folders of a dataset given by name (built if this project can) or as folder path(s)."""
+    items = list(name_or_folders) if OmegaConf.is_list(name_or_folders) else [name_or_folders]
+    folders = []
+    for item in items:
+        path = Path(hydra.utils.to_absolute_path(str(item))).expanduser()
+        if "/" in str(item) or path.exists():
+            if not path.is_dir():
+                raise FileNotFoundError(f"Dataset folder {path} does not exist (given as {item!r}).")
+            folders.append(path)
+        else:
+            build = dict(num_episodes=episodes or 100, seed=cfg.data.build_seed, workers=cfg.data.workers,
+                         progress=cfg.progress)
+            folders += dataset_folders(str(item), root=cfg.data.root, **build)
+    return folders
+
+
+def evaluate(actor, cfg: DictConfig, episodes: int, seed: int, desc: str) -> list[float]:
+    """Returns of the filtering actor in a fresh env; the training RNG stream is left untouched."""
+    env = make_env(cfg.embodiment, cfg.task, cfg.setup, seed=seed).append_transform(actor.make_tensordict_primer())
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return episode_returns(actor, env, episodes, progress=cfg.progress, desc=desc)
+
+
+@hydra.main(config_path="../configs", config_name="aime_walker", version_base="1.3")
+def main(cfg: DictConfig) -> dict:
+    # --- run folder, resumption, seeds, logger ------------------------------------------------------
+    out = Path(hydra.utils.to_absolute_path(cfg.out_dir))
+    ckpt_path = out / "checkpoint.pt"
+    resumed = None
+    if cfg.resume:
+        resumed = load_checkpoint(ckpt_path)
+        before, now = flat(resumed["config"]), flat(OmegaConf.to_container(cfg))
+        changed = {k for k in set(before) | set(now) if k not in RESUMABLE and before.get(k) != now.get(k)}
+        if changed:
+            raise ValueError(f"resume=true, but the config differs from the checkpointed run's in {sorted(changed)}.")
+    elif ckpt_path.exists():
+        raise FileExistsError(f"{out} already holds a run: pass resume=true to continue it, or another out_dir.")
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "config.yaml")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if cfg.device == "auto" else cfg.device)
+    torch.manual_seed(cfg.seed)
+    logger = None
+    if cfg.logger.backend:
+        resume_logger = resumed.get("logger") if resumed and cfg.logger.backend != "wandb" else None
+        logger = get_logger(
+            cfg.logger.backend, logger_name=str(out / "logs"), experiment_name=out.name, state_dict=resume_logger,
+            wandb_kwargs=dict(offline=cfg.logger.get("mode") == "offline", project=cfg.logger.get("project")),
+        )
+        logger.log_hparams(OmegaConf.to_container(cfg, resolve=True))
+    print(f"run folder: {out}")
+
+    # --- data -------------------------------------------------------------------------------------
+    sensors = list(SENSORS[cfg.embodiment][cfg.setup])
+    vector_dims = {k: SENSOR_DIMS[cfg.embodiment][k] for k in sensors if k != "pixels"}
+    pixel_keys = [k for k in sensors if k == "pixels"]
+    action_dim = make_env(cfg.embodiment, cfg.task, cfg.setup).action_spec.shape[-1]
+    embodiment_data = AIMEDataset(
+        resolve(cfg.data.embodiment, cfg, cfg.data.embodiment_episodes), horizon=cfg.phase1.horizon,
+        batch_size=cfg.phase1.batch_size, num_episodes=cfg.data.embodiment_episodes, root=cfg.data.root,
+        progress=cfg.progress,
+    )
+    embodiment_data.require(sensors, action_dim=action_dim, embodiment=cfg.embodiment,
+                            purpose=f"the embodiment dataset of the {cfg.setup} setup")
+    demos = AIMEDataset(
+        resolve(cfg.data.demos, cfg, cfg.data.num_demos), horizon=cfg.phase2.horizon,
+        batch_size=cfg.phase2.batch_size, num_episodes=cfg.data.num_demos, root=cfg.data.root, progress=cfg.progress,
+    )
+    demos.require(sensors, embodiment=cfg.embodiment, purpose=f"the demonstrations of the {cfg.setup} setup")
+
+    def sample_embodiment():
+        return embodiment_data.sample().to(device)
+
+    def sample_demos():  # observations only: AIME never sees the demonstrations' actions
+        return demos.sample().exclude("action").to(device)
+
+    # --- phase 1: world model -----------------------------------------------------------------------
+    wm_config = dict(OmegaConf.to_container(cfg.world_model), vector_dims=vector_dims, pixel_keys=pixel_keys,
+                     action_dim=action_dim)
+    wm_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.world_model).items() if k != "variant"}
+    world_model = RSSMWorldModel.from_config(
+        vector_dims, action_dim, pixel_keys=pixel_keys, variant=cfg.world_model.variant, device=device, **wm_kwargs
+    )
+    stage = resumed["stage"] if resumed else "phase1"
+
+    def checkpoint(stage: str, step: int, optimizer: torch.optim.Optimizer, policy=None) -> None:
+        save_checkpoint(ckpt_path, {
+            "config": OmegaConf.to_container(cfg), "stage": stage, "step": step,
+            "world_model": world_model.state_dict(), "policy": policy.state_dict() if policy else None,
+            "optimizer": optimizer.state_dict(), "rng": rng_state(),
+            "logger": logger.state_dict() if logger is not None else None,
+        })
+
+    if cfg.phase1.world_model:
+        load_module(hydra.utils.to_absolute_path(cfg.phase1.world_model), world_model, wm_config, what="world model")
+    elif stage == "phase1":
+        wm_loss = WorldModelLoss(world_model, kl_scale=cfg.loss.kl_scale, nll_reweight=cfg.loss.nll_reweight,
+                                 free_nats=cfg.phase1.free_nats, kl_balance=cfg.phase1.kl_balance)
+        optimizer = torch.optim.Adam(world_model.parameters(), lr=cfg.phase1.lr)
+        start = 0
+        if resumed:
+            world_model.load_state_dict(resumed["world_model"])
+            optimizer.load_state_dict(resumed["optimizer"])
+            set_rng_state(resumed["rng"])
+            start = resumed["step"]
+        train_offline(
+            wm_loss, sample_embodiment, optimizer, steps=cfg.phase1.steps, start=start, grad_clip=cfg.phase1.grad_clip,
+            progress=cfg.progress, desc="phase 1: world model", logger=logger, log_every=cfg.log_every,
+            log_prefix="phase1",
+            on_step=lambda done, last: (last or done % cfg.checkpoint_every == 0) and checkpoint("phase1", done, optimizer),
+        )
+        save_module(out / "world_model.pt", world_model, wm_config)
+    else:
+        world_model.load_state_dict(resumed["world_model"])
+    world_model.requires_grad_(False)
+
+    # --- phase 2: AIME policy from the demonstrations' observations ---------------------------------
+    policy = make_policy(world_model.state_dim, world_model.belief_dim, action_dim, hidden=cfg.phase2.policy_hidden,
+                         layers=cfg.phase2.policy_layers, device=device)
+    policy_config = dict(world_model=wm_config, hidden=cfg.phase2.policy_hidden, layers=cfg.phase2.policy_layers)
+    actor = FilteringActor(world_model, policy, sample_posterior=cfg.eval.sample_posterior)
+    eval_seed = cfg.eval.seed if cfg.eval.seed is not None else cfg.seed + 100
+    if cfg.phase2.policy:
+        load_module(hydra.utils.to_absolute_path(cfg.phase2.policy), policy, policy_config, what="policy")
+    else:
+        aime_loss = AIMELoss(world_model, policy, kl_scale=cfg.loss.kl_scale, nll_reweight=cfg.loss.nll_reweight,
+                             free_nats=cfg.phase2.free_nats, kl_balance=cfg.phase2.kl_balance,
+                             kl_only=cfg.phase2.kl_only)
+        optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.phase2.lr)
+        start = 0
+        if resumed and resumed["stage"] == "phase2":
+            policy.load_state_dict(resumed["policy"])
+            optimizer.load_state_dict(resumed["optimizer"])
+            set_rng_state(resumed["rng"])
+            start = resumed["step"]
+
+        def on_step(done: int, last: bool) -> None:
+            if cfg.eval.every and done % cfg.eval.every == 0 and logger is not None:
+                returns = evaluate(actor, cfg, cfg.eval.every_episodes, eval_seed + done, desc=f"eval @{done}")
+                logger.log_metrics({"eval/return": statistics.mean(returns)}, step=cfg.phase1.steps + done)
+            if last or done % cfg.checkpoint_every == 0:
+                checkpoint("phase2", done, optimizer, policy)
+
+        train_offline(
+            aime_loss, sample_demos, optimizer, steps=cfg.phase2.steps, start=start, grad_clip=cfg.phase2.grad_clip,
+            progress=cfg.progress, desc="phase 2: AIME policy", logger=logger, log_every=cfg.log_every,
+            log_prefix="phase2", log_offset=cfg.phase1.steps, on_step=on_step,
+        )
+        save_module(out / "policy.pt", policy, policy_config)
+
+    # --- evaluation in the real environment ---------------------------------------------------------
+    aime_returns = evaluate(actor, cfg, cfg.eval.episodes, eval_seed, desc="eval AIME")
+    random_env = make_env(cfg.embodiment, cfg.task, cfg.setup, seed=eval_seed)
+    random_returns = episode_returns(UniformRandomPolicy(random_env.action_spec, seed=eval_seed), random_env,
+                                     cfg.eval.episodes, progress=cfg.progress, desc="eval random")
+    demo_returns = demos.episode_returns
+    expert = statistics.mean(demo_returns)
+    rows = {"random policy": random_returns, "AIME": aime_returns, "demonstrations": demo_returns}
+    scores = {name: [100 * r / expert for r in returns] for name, returns in rows.items()}
+    results = {
+        "embodiment_dataset": [str(f) for f in embodiment_data.folders], "demos": [str(f) for f in demos.folders],
+        "setup": cfg.setup, "task": cfg.task, "seed": cfg.seed, "expert_return": expert,
+        **{name: {"returns": rows[name], "mean": statistics.mean(rows[name]), "std": statistics.pstdev(rows[name]),
+                  "score_mean": statistics.mean(scores[name]), "score_std": statistics.pstdev(scores[name])}
+           for name in rows},
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    if logger is not None:
+        logger.log_metrics({f"final/{name.split()[0]}_score": results[name]["score_mean"] for name in rows},
+                           step=cfg.phase1.steps + cfg.phase2.steps)
+    plot_scores(scores, out / "scores.png",
+                title=f"{cfg.embodiment}-{cfg.task} ({cfg.setup})\nembodiment data: {embodiment_data.folders[0].name}")
+    table = [
+        f"\n{cfg.embodiment}-{cfg.task}, {cfg.setup} setup; embodiment data: "
+        f"{', '.join(f.name for f in embodiment_data.folders)}; {demos.num_episodes} demonstrations",
+        "| policy | episodes | return | % of the demonstrations |",
+        "|---|---|---|---|",
+        *(f"| {name} | {len(rows[name])} | {results[name]['mean']:.1f} +- {results[name]['std']:.1f} | "
+          f"{results[name]['score_mean']:.1f} +- {results[name]['score_std']:.1f} |" for name in rows),
+    ]
+    print("\n".join(table))
+    (out / "results.md").write_text("\n".join(table) + "\n")
+
+    # --- videos -------------------------------------------------------------------------------------
+    if cfg.eval.video:
+        video_env = make_env(cfg.embodiment, cfg.task, cfg.setup, seed=eval_seed, pixels=True)
+        with torch.random.fork_rng():
+            _, frames = record_episode(actor, video_env.append_transform(actor.make_tensordict_primer()))
+        demo_episode = load_episode(demos.files[0])
+        if "physics" in demo_episode:
+            demo_frames = torch.from_numpy(render_states(cfg.embodiment, demo_episode["physics"])).permute(0, 3, 1, 2)
+        elif "image" in demo_episode:
+            demo_frames = torch.from_numpy(demo_episode["image"]).permute(0, 3, 1, 2)
+        else:
+            demo_frames = torch.zeros_like(frames)
+        save_gif(side_by_side(frames, demo_frames), out / "videos" / "aime_vs_demonstration.gif")
+        if pixel_keys:
+            window = embodiment_data.sample()[:4].to(device)
+            predicted = open_loop_prediction(world_model, window, context=5)["pixels"]
+            truth = world_model.to_frames(window).get(("next", "pixels"))
+            video = [side_by_side(t, (p.clamp(0, 1) * 255).to(torch.uint8)) for t, p in zip(truth.cpu(), predicted.cpu())]
+            save_gif(torch.cat(video, -2), out / "videos" / "open_loop_prediction.gif", fps=10)
+        tqdm.write(f"videos in {out / 'videos'}")
+    print(f"run folder: {out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""examples/aime_walker.py with tiny settings: the run folder, resuming, errors, wandb offline."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from aime_torchrl.data import AIMEDataset, build_dataset
+
+ROOT = Path(__file__).parents[2]
+SCRIPT = ROOT / "examples" / "aime_walker.py"
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("datasets")
+    for name in ("walker-random", "walker-stand-expert"):
+        build_dataset(name, num_episodes=2, root=root, workers=1, progress=False)
+    return root
+
+
+def tiny(data_root: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "data.embodiment=walker-random", "data.embodiment_episodes=2", "data.demos=walker-stand-expert",
+        "data.num_demos=2", "data.workers=1", f"data.root={data_root}",
+        "world_model.belief_dim=16", "world_model.state_dim=4", "world_model.hidden=16",
+        "phase1.steps=6", "phase1.batch_size=4", "phase1.horizon=8",
+        "phase2.steps=6", "phase2.batch_size=4", "phase2.horizon=8", "phase2.policy_hidden=16",
+        "eval.episodes=1", "eval.video=false", "checkpoint_every=2", "log_every=2", "progress=false",
+        f"out_dir={out}", *extra,
+    ]
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("aime_walker", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_in_process(overrides: list[str]) -> dict:
+    """Runs the example's main with a config composed by Hydra from ``overrides``."""
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("aime_walker", overrides=overrides)
+    return load_example().main(cfg)
+
+
+def test_pipeline_through_hydra_cli(data_root, tmp_path):
+    out = tmp_path / "run"
+    args = tiny(data_root, out, "eval.video=true")
+    done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| AIME | 1 |" in done.stdout and "| random policy | 1 |" in done.stdout
+    for name in ("config.yaml", "checkpoint.pt", "world_model.pt", "policy.pt", "results.json", "results.md",
+                 "scores.png", "videos/aime_vs_demonstration.gif"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["AIME"]["returns"]) == 1 and len(results["demonstrations"]["returns"]) == 2
+    assert results["demonstrations"]["score_mean"] == pytest.approx(100.0)
+    elbo = next((out / "logs").rglob("phase1/elbo.csv")).read_text().splitlines()
+    assert [line.split(",")[0] for line in elbo] == ["2", "4", "6"]
+    assert next((out / "logs").rglob("phase2/elbo.csv")).read_text().splitlines()[-1].startswith("12,")
+    saved = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert saved["stage"] == "phase2" and saved["step"] == 6
+
+
+def test_resume_gives_the_uninterrupted_weights(data_root, tmp_path, monkeypatch):
+    full = run_in_process(tiny(data_root, tmp_path / "full"))
+
+    calls = {"n": 0, "at": 0}
+    original = AIMEDataset.sample
+
+    def sample(self, *args, **kwargs):  # a Ctrl-C arriving while batch number `at` is sampled
+        calls["n"] += 1
+        if calls["n"] == calls["at"]:
+            signal.raise_signal(signal.SIGINT)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(AIMEDataset, "sample", sample)
+    out = tmp_path / "interrupted"
+    calls["at"] = 3  # phase 1, step 3
+    with pytest.raises(KeyboardInterrupt):
+        run_in_process(tiny(data_root, out))
+    saved = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert (saved["stage"], saved["step"]) == ("phase1", 3)
+    with pytest.raises(FileExistsError, match="resume=true"):
+        run_in_process(tiny(data_root, out))
+    calls["n"], calls["at"] = 0, 3 + 4  # phase 1 steps 4-6, then phase 2, step 4
+    with pytest.raises(KeyboardInterrupt):
+        run_in_process(tiny(data_root, out, "resume=true"))
+    saved = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert (saved["stage"], saved["step"]) == ("phase2", 4)
+    resumed = run_in_process(tiny(data_root, out, "resume=true"))
+
+    for name in ("world_model.pt", "policy.pt"):
+        a = torch.load(tmp_path / "full" / name)["state_dict"]
+        b = torch.load(out / name)["state_dict"]
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{name}: {key}")
+    assert resumed["AIME"]["returns"] == full["AIME"]["returns"]
+    with pytest.raises(ValueError, match="phase2.lr"):
+        run_in_process(tiny(data_root, out, "resume=true", "phase2.lr=0.1"))
+
+
+def test_clear_errors(data_root, tmp_path):
+    cheetah = build_dataset("cheetah-random", num_episodes=2, root=data_root, workers=1, progress=False)
+    cases = [
+        (["data.embodiment=walker-nonsense"], ValueError, "Unknown dataset 'walker-nonsense'"),
+        ([f"data.embodiment={tmp_path}/missing"], FileNotFoundError, "missing does not exist"),
+        ([f"data.demos={cheetah}"], ValueError, "holds cheetah episodes"),
+        (["setup=visual"], KeyError, "lacks the sensors \\['pixels'\\]"),
+    ]
+    for i, (extra, error, message) in enumerate(cases):
+        with pytest.raises(error, match=message):
+            run_in_process(tiny(data_root, tmp_path / f"run{i}", *extra))
+    run_in_process(tiny(data_root, tmp_path / "ok", "phase2.steps=0", "eval.episodes=1"))
+    wm = tmp_path / "ok" / "world_model.pt"
+    with pytest.raises(ValueError, match="different world model config: belief_dim: saved 16, now 32"):
+        run_in_process(tiny(data_root, tmp_path / "other", f"phase1.world_model={wm}", "world_model.belief_dim=32"))
+
+
+def test_wandb_offline(data_root, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "run"
+    run_in_process(tiny(data_root, out, "logger=wandb", "phase1.steps=2", "phase2.steps=2"))
+    import wandb
+
+    wandb.finish()
+    runs = list((out / "logs").rglob("offline-run-*"))
+    assert runs and list(runs[0].glob("run-*.wandb")), sorted(p.name for p in (out / "logs").rglob("*"))

@@ -1,0 +1,55 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""train_offline: resuming, Ctrl-C handling, logging, non-finite losses."""
+from __future__ import annotations
+
+import signal
+
+import pytest
+import torch
+from torchrl.record.loggers import CSVLogger
+
+from aime_torchrl import WorldModelLoss
+from aime_torchrl.trainers import train_offline
+
+from conftest import make_window, small_world_model
+
+
+def test_ctrl_c_finishes_the_step_then_stops(tmp_path):
+    wm = small_world_model()
+    batch = make_window()
+    calls, seen = [0], []
+
+    def sample():
+        calls[0] += 1
+        if calls[0] == 3:
+            signal.raise_signal(signal.SIGINT)
+        return batch
+
+    logger = CSVLogger("t", log_dir=str(tmp_path))
+    with pytest.raises(KeyboardInterrupt, match="after step 3"):
+        train_offline(WorldModelLoss(wm), sample, torch.optim.Adam(wm.parameters()), steps=10, progress=False,
+                      on_step=lambda done, last: seen.append((done, last)), logger=logger, log_every=2)
+    assert seen == [(1, False), (2, False), (3, True)]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    lines = (tmp_path / "t" / "scalars" / "train" / "elbo.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["2"]
+
+
+def test_resuming_continues_the_step_count():
+    wm = small_world_model()
+    batch = make_window()
+    seen = []
+    history = train_offline(WorldModelLoss(wm), lambda: batch, torch.optim.Adam(wm.parameters()), steps=5, start=3,
+                            progress=False, on_step=lambda done, last: seen.append((done, last)))
+    assert seen == [(4, False), (5, True)] and history["elbo"].shape == (2,)
+
+
+def test_non_finite_loss_names_the_step():
+    wm = small_world_model()
+    batch = make_window()
+    batch["next", "observation"][0, 2] = float("nan")
+    with pytest.raises(FloatingPointError, match="non-finite loss .* at step 0"):
+        train_offline(WorldModelLoss(wm), lambda: batch, torch.optim.Adam(wm.parameters()), steps=2, progress=False)
