@@ -34,9 +34,11 @@ from torchrl.record.loggers import get_logger
 from tqdm.auto import tqdm
 
 from aime_torchrl import AIMELoss, make_policy, RSSMWorldModel, WorldModelLoss
-from aime_torchrl.data import AIMEDataset, dataset_folders, load_episode, UniformRandomPolicy
+from aime_torchrl.data import AIMEDataset, load_episode, resolve_datasets, UniformRandomPolicy
 from aime_torchrl.envs import make_env, render_states, SENSOR_DIMS, SENSORS
-from aime_torchrl.evaluation import episode_returns, open_loop_prediction, plot_scores, record_episode, save_gif, side_by_side
+from aime_torchrl.evaluation import (
+    episode_returns, open_loop_prediction, plot_scores, record_episode, save_gif, score_report, side_by_side,
+)
 from aime_torchrl.modules import FilteringActor
 from aime_torchrl.trainers import (
     load_checkpoint, load_module, rng_state, save_checkpoint, save_module, set_rng_state, train_offline,
@@ -57,29 +59,34 @@ def flat(config: dict, prefix: str = "") -> dict:
     return items
 
 
-def resolve(name_or_folders, cfg: DictConfig, episodes: int | None) -> list[Path]:
-    """Folders of a dataset given by name (built if this project can) or as folder path(s)."""
-    items = list(name_or_folders) if OmegaConf.is_list(name_or_folders) else [name_or_folders]
-    folders = []
-    for item in items:
-        path = Path(hydra.utils.to_absolute_path(str(item))).expanduser()
-        if "/" in str(item) or path.exists():
-            if not path.is_dir():
-                raise FileNotFoundError(f"Dataset folder {path} does not exist (given as {item!r}).")
-            folders.append(path)
-        else:
-            build = dict(num_episodes=episodes or 100, seed=cfg.data.build_seed, workers=cfg.data.workers,
-                         progress=cfg.progress)
-            folders += dataset_folders(str(item), root=cfg.data.root, **build)
-    return folders
-
-
 def evaluate(actor, cfg: DictConfig, episodes: int, seed: int, desc: str) -> list[float]:
     """Returns of the filtering actor in a fresh env; the training RNG stream is left untouched."""
     env = make_env(cfg.embodiment, cfg.task, cfg.setup, seed=seed).append_transform(actor.make_tensordict_primer())
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return episode_returns(actor, env, episodes, progress=cfg.progress, desc=desc)
+
+
+def save_videos(actor, world_model, demos, embodiment_data, cfg: DictConfig, seed: int, folder: Path, device) -> None:
+    """The AIME policy next to a demonstration and, with images, open-loop predictions of the model."""
+    env = make_env(cfg.embodiment, cfg.task, cfg.setup, seed=seed, pixels=True)
+    with torch.random.fork_rng():
+        _, frames = record_episode(actor, env.append_transform(actor.make_tensordict_primer()))
+    demo = load_episode(demos.files[0])
+    if "physics" in demo:
+        demo_frames = torch.from_numpy(render_states(cfg.embodiment, demo["physics"])).permute(0, 3, 1, 2)
+    elif "image" in demo:
+        demo_frames = torch.from_numpy(demo["image"]).permute(0, 3, 1, 2)
+    else:
+        demo_frames = torch.zeros_like(frames)
+    save_gif(side_by_side(frames, demo_frames), folder / "aime_vs_demonstration.gif")
+    if "pixels" in world_model.observation_keys:
+        window = embodiment_data.sample()[:4].to(device)
+        predicted = open_loop_prediction(world_model, window, context=5)["pixels"].clamp(0, 1).mul(255).to(torch.uint8)
+        truth = world_model.to_frames(window).get(("next", "pixels"))
+        rows = [side_by_side(t, p) for t, p in zip(truth.cpu(), predicted.cpu())]
+        save_gif(torch.cat(rows, -2), folder / "open_loop_prediction.gif", fps=10)
+    tqdm.write(f"videos in {folder}")
 
 
 @hydra.main(config_path="../configs", config_name="aime_walker", version_base="1.3")
@@ -118,15 +125,22 @@ def main(cfg: DictConfig) -> dict:
     vector_dims = {k: SENSOR_DIMS[cfg.embodiment][k] for k in sensors if k != "pixels"}
     pixel_keys = [k for k in sensors if k == "pixels"]
     action_dim = make_env(cfg.embodiment, cfg.task, cfg.setup).action_spec.shape[-1]
+
+    def folders(spec, episodes: int | None) -> list[Path]:  # dataset names or folders (relative to the launch dir)
+        spec = OmegaConf.to_container(spec) if OmegaConf.is_list(spec) else [spec]
+        spec = [hydra.utils.to_absolute_path(str(s)) if "/" in str(s) else s for s in spec]
+        return resolve_datasets(spec, root=cfg.data.root, num_episodes=episodes, seed=cfg.data.build_seed,
+                                workers=cfg.data.workers, progress=cfg.progress)
+
     embodiment_data = AIMEDataset(
-        resolve(cfg.data.embodiment, cfg, cfg.data.embodiment_episodes), horizon=cfg.phase1.horizon,
+        folders(cfg.data.embodiment, cfg.data.embodiment_episodes), horizon=cfg.phase1.horizon,
         batch_size=cfg.phase1.batch_size, num_episodes=cfg.data.embodiment_episodes, root=cfg.data.root,
         progress=cfg.progress,
     )
     embodiment_data.require(sensors, action_dim=action_dim, embodiment=cfg.embodiment,
                             purpose=f"the embodiment dataset of the {cfg.setup} setup")
     demos = AIMEDataset(
-        resolve(cfg.data.demos, cfg, cfg.data.num_demos), horizon=cfg.phase2.horizon,
+        folders(cfg.data.demos, cfg.data.num_demos), horizon=cfg.phase2.horizon,
         batch_size=cfg.phase2.batch_size, num_episodes=cfg.data.num_demos, root=cfg.data.root, progress=cfg.progress,
     )
     demos.require(sensors, embodiment=cfg.embodiment, purpose=f"the demonstrations of the {cfg.setup} setup")
@@ -212,58 +226,35 @@ def main(cfg: DictConfig) -> dict:
         save_module(out / "policy.pt", policy, policy_config)
 
     # --- evaluation in the real environment ---------------------------------------------------------
+    if not cfg.eval.episodes:
+        print(f"run folder: {out} (no evaluation: eval.episodes=0)")
+        return {}
     aime_returns = evaluate(actor, cfg, cfg.eval.episodes, eval_seed, desc="eval AIME")
     random_env = make_env(cfg.embodiment, cfg.task, cfg.setup, seed=eval_seed)
     random_returns = episode_returns(UniformRandomPolicy(random_env.action_spec, seed=eval_seed), random_env,
                                      cfg.eval.episodes, progress=cfg.progress, desc="eval random")
-    demo_returns = demos.episode_returns
-    expert = statistics.mean(demo_returns)
-    rows = {"random policy": random_returns, "AIME": aime_returns, "demonstrations": demo_returns}
-    scores = {name: [100 * r / expert for r in returns] for name, returns in rows.items()}
-    results = {
-        "embodiment_dataset": [str(f) for f in embodiment_data.folders], "demos": [str(f) for f in demos.folders],
-        "setup": cfg.setup, "task": cfg.task, "seed": cfg.seed, "expert_return": expert,
-        **{name: {"returns": rows[name], "mean": statistics.mean(rows[name]), "std": statistics.pstdev(rows[name]),
-                  "score_mean": statistics.mean(scores[name]), "score_std": statistics.pstdev(scores[name])}
-           for name in rows},
-    }
+    rows = {"random policy": random_returns, "AIME": aime_returns, "demonstrations": demos.episode_returns}
+    results, table = score_report(
+        rows, statistics.mean(demos.episode_returns),
+        title=f"\n{cfg.embodiment}-{cfg.task}, {cfg.setup} setup; embodiment data: "
+              f"{', '.join(f.name for f in embodiment_data.folders)}; {demos.num_episodes} demonstrations",
+    )
+    results.update(embodiment_dataset=[str(f) for f in embodiment_data.folders],
+                   demos=[str(f) for f in demos.folders], setup=cfg.setup, task=cfg.task, seed=cfg.seed)
     (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text(table + "\n")
+    print(table)
     if logger is not None:
         logger.log_metrics({f"final/{name.split()[0]}_score": results[name]["score_mean"] for name in rows},
                            step=cfg.phase1.steps + cfg.phase2.steps)
-    plot_scores(scores, out / "scores.png",
+    plot_scores({name: [100 * r / results["expert_return"] for r in rows[name]] for name in rows}, out / "scores.png",
                 title=f"{cfg.embodiment}-{cfg.task} ({cfg.setup})\nembodiment data: {embodiment_data.folders[0].name}")
-    table = [
-        f"\n{cfg.embodiment}-{cfg.task}, {cfg.setup} setup; embodiment data: "
-        f"{', '.join(f.name for f in embodiment_data.folders)}; {demos.num_episodes} demonstrations",
-        "| policy | episodes | return | % of the demonstrations |",
-        "|---|---|---|---|",
-        *(f"| {name} | {len(rows[name])} | {results[name]['mean']:.1f} +- {results[name]['std']:.1f} | "
-          f"{results[name]['score_mean']:.1f} +- {results[name]['score_std']:.1f} |" for name in rows),
-    ]
-    print("\n".join(table))
-    (out / "results.md").write_text("\n".join(table) + "\n")
 
-    # --- videos -------------------------------------------------------------------------------------
     if cfg.eval.video:
-        video_env = make_env(cfg.embodiment, cfg.task, cfg.setup, seed=eval_seed, pixels=True)
-        with torch.random.fork_rng():
-            _, frames = record_episode(actor, video_env.append_transform(actor.make_tensordict_primer()))
-        demo_episode = load_episode(demos.files[0])
-        if "physics" in demo_episode:
-            demo_frames = torch.from_numpy(render_states(cfg.embodiment, demo_episode["physics"])).permute(0, 3, 1, 2)
-        elif "image" in demo_episode:
-            demo_frames = torch.from_numpy(demo_episode["image"]).permute(0, 3, 1, 2)
-        else:
-            demo_frames = torch.zeros_like(frames)
-        save_gif(side_by_side(frames, demo_frames), out / "videos" / "aime_vs_demonstration.gif")
-        if pixel_keys:
-            window = embodiment_data.sample()[:4].to(device)
-            predicted = open_loop_prediction(world_model, window, context=5)["pixels"]
-            truth = world_model.to_frames(window).get(("next", "pixels"))
-            video = [side_by_side(t, (p.clamp(0, 1) * 255).to(torch.uint8)) for t, p in zip(truth.cpu(), predicted.cpu())]
-            save_gif(torch.cat(video, -2), out / "videos" / "open_loop_prediction.gif", fps=10)
-        tqdm.write(f"videos in {out / 'videos'}")
+        try:
+            save_videos(actor, world_model, demos, embodiment_data, cfg, eval_seed, out / "videos", device)
+        except RuntimeError as err:  # e.g. no OpenGL: the results above are kept
+            tqdm.write(f"no videos: {err}")
     print(f"run folder: {out}")
     return results
 

@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 
 from aime_torchrl.data.collect import collect_episodes, GaussianActionNoise, UniformRandomPolicy
 from aime_torchrl.data.npz import DatasetFormatError, episode_files, load_episode, save_episode
-from aime_torchrl.data.dataset import default_root
+from aime_torchrl.data.dataset import default_root, file_lock
 from aime_torchrl.envs.dmc import make_env, render_states, TASKS
 
 #: The reward of random play is irrelevant; the reference collects it on these tasks.
@@ -59,6 +60,36 @@ def dataset_folders(name: str, *, root: str | Path | None = None, **build_kwargs
             )
         return [folder]
     return [build_dataset(name, root=root, **build_kwargs)]
+
+
+def resolve_datasets(
+    spec: str | Path | Sequence[str | Path],
+    *,
+    root: str | Path | None = None,
+    num_episodes: int | None = None,
+    **build_kwargs,
+) -> list[Path]:
+    """Folders of datasets given by name (see :func:`dataset_folders`; built here if this project
+    can make them, with ``num_episodes`` episodes, 100 if ``None``) or as folder paths (anything
+    with a ``/`` or that exists), one or a list.
+
+    Examples:
+        >>> resolve_datasets("/no/such/folder")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: Dataset folder /no/such/folder does not exist.
+    """
+    items = [spec] if isinstance(spec, (str, Path)) else list(spec)
+    folders = []
+    for item in items:
+        path = Path(item).expanduser()
+        if "/" in str(item) or path.exists():
+            if not path.is_dir():
+                raise FileNotFoundError(f"Dataset folder {path} does not exist.")
+            folders.append(path.resolve())
+        else:
+            folders += dataset_folders(str(item), root=root, num_episodes=num_episodes or 100, **build_kwargs)
+    return folders
 
 
 def build_dataset(
@@ -108,6 +139,15 @@ def build_dataset(
     folder = root / f"{name}{'-images' if images else ''}-n{num_episodes}-seed{seed}"
     if (folder / "info.json").exists():
         return folder
+    with file_lock(folder.with_name(folder.name + ".lock")):  # another process may be building it
+        if not (folder / "info.json").exists():
+            _build(folder, name, parts, num_episodes, images, seed, workers, progress)
+    return folder
+
+
+def _build(folder: Path, name: str, parts: list[str], num_episodes: int, images: bool, seed: int,
+           workers: int | None, progress: bool) -> None:
+    embodiment = parts[0]
     task = RANDOM_TASK[embodiment] if parts[1] == "random" else parts[1]
     expert = f"{embodiment}-{task}" if parts[-1] in ("expert", "noisy") else None
     tmp = folder.with_name(folder.name + ".building")
@@ -131,7 +171,6 @@ def build_dataset(
     (tmp / "info.json").write_text(json.dumps(info, indent=1))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.replace(folder)
-    return folder
 
 
 def render_images(

@@ -5,11 +5,13 @@
 """AIME npz folders as a TorchRL offline dataset: memmapped once, sampled as windows."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,18 @@ from aime_torchrl.data.replay import WindowReplayBuffer
 
 #: Bump when the processed layout changes, so that old caches are rebuilt rather than reused.
 FORMAT_VERSION = 1
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (``flock`` on ``path``), e.g. around building a dataset."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def default_root() -> Path:
@@ -54,6 +68,8 @@ class AIMEDataset(BaseDatasetExperienceReplay, WindowReplayBuffer):
         batch_size (int, optional): windows per batch. Defaults to ``50``.
         num_episodes (int, optional): keep only the first N episodes (numeric file order, folders in
             order), e.g. the number of demonstrations. Defaults to all.
+        episodes (Sequence[int], optional): then keep only these episodes (indices into those N),
+            e.g. a split by episodes into training and validation data. Defaults to all.
         root (path, optional): cache folder. Defaults to :func:`default_root`.
         rebuild (bool, optional): rebuild the storage even if it exists. Defaults to ``False``.
         transform (Transform, optional): a TorchRL transform applied to sampled batches.
@@ -85,6 +101,7 @@ class AIMEDataset(BaseDatasetExperienceReplay, WindowReplayBuffer):
         horizon: int = 50,
         batch_size: int = 50,
         num_episodes: int | None = None,
+        episodes: Sequence[int] | None = None,
         root: str | Path | None = None,
         rebuild: bool = False,
         transform: Callable | None = None,
@@ -104,9 +121,15 @@ class AIMEDataset(BaseDatasetExperienceReplay, WindowReplayBuffer):
             if num_episodes < 1 or num_episodes > len(files):
                 raise ValueError(f"num_episodes={num_episodes}, but {len(files)} episodes are available in {folders}.")
             files = files[:num_episodes]
+        if episodes is not None:
+            if not episodes or min(episodes) < 0 or max(episodes) >= len(files):
+                raise ValueError(f"episodes must be non-empty indices below {len(files)}, got {list(episodes)[:10]}.")
+            files = [files[i] for i in episodes]
         self.dataset_id = self._make_id(files)
         if rebuild or not self._is_downloaded():
-            self._build(files, progress)
+            with file_lock(self.root / f"{self.dataset_id}.lock"):  # other processes may build it too
+                if rebuild or not self._is_downloaded():
+                    self._build(files, progress)
         meta = json.loads((self.data_path / "meta.json").read_text())
         self.files = meta["files"]
         self.episode_returns = meta["returns"]

@@ -4,8 +4,9 @@
 # LICENSE file in the root directory of this source tree.
 """Evaluation in the real environment: returns, normalised scores, videos, plots."""
 from aime_torchrl.envs.scores import normalised_score, REFERENCE_EXPERT_RETURNS
-from aime_torchrl.evaluation.plots import plot_scores
+from aime_torchrl.evaluation.plots import plot_grid, plot_scores
 from aime_torchrl.evaluation.prediction import open_loop_prediction
+from aime_torchrl.evaluation.report import score_report
 from aime_torchrl.evaluation.rollouts import episode_returns, record_episode
 from aime_torchrl.evaluation.video import save_gif, side_by_side
 
@@ -14,8 +15,10 @@ __all__ = [
     "episode_returns",
     "normalised_score",
     "open_loop_prediction",
+    "plot_grid",
     "plot_scores",
     "record_episode",
     "save_gif",
+    "score_report",
     "side_by_side",
 ]

@@ -41,3 +41,67 @@ def plot_scores(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_grid(
+    scores: Mapping[tuple[str, str, str], Sequence[float]],
+    path: str | Path,
+    *,
+    title: str = "",
+    ylabel: str = "% of the expert",
+) -> Path:
+    """A Figure-2-style grid: one panel per (embodiment dataset, demonstration task) with a bar per
+    method (mean over seeds, error bar: std over seeds, or over episodes with one seed), plus a last
+    row and column of averages.
+
+    Args:
+        scores (Mapping[tuple[str, str, str], Sequence[float]]): ``(embodiment, task, method) ->``
+            one score per seed.
+        path (path): the image file.
+
+    Examples:
+        >>> import tempfile
+        >>> scores = {(e, t, m): [50.0, 60.0] for e in ("random", "mix") for t in ("stand", "walk") for m in ("AIME", "BC")}
+        >>> plot_grid(scores, f"{tempfile.mkdtemp()}/grid.png").suffix
+        '.png'
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    embodiments = list(dict.fromkeys(k[0] for k in scores))
+    tasks = list(dict.fromkeys(k[1] for k in scores))
+    methods = list(dict.fromkeys(k[2] for k in scores))
+
+    def cell(es, ts, m):
+        values = [np.mean(scores[(e, t, m)]) for e in es for t in ts if (e, t, m) in scores]
+        spread = [np.std(scores[(e, t, m)]) for e in es for t in ts if (e, t, m) in scores]
+        if not values:
+            return np.nan, 0.0
+        return float(np.mean(values)), float(np.std(values) if len(values) > 1 else spread[0])
+
+    rows, cols = embodiments + ["average"], tasks + ["average"]
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.3 * len(cols), 1.8 * len(rows)), sharey=True, squeeze=False)
+    for i, e in enumerate(rows):
+        for j, t in enumerate(cols):
+            ax = axes[i][j]
+            es, ts = (embodiments if e == "average" else [e]), (tasks if t == "average" else [t])
+            stats = [cell(es, ts, m) for m in methods]
+            ax.bar(range(len(methods)), [s[0] for s in stats], yerr=[s[1] for s in stats], capsize=3,
+                   color=[f"C{k}" for k in range(len(methods))])
+            ax.axhline(100, color="grey", lw=0.6, ls="--")
+            ax.set_xticks(range(len(methods)), methods if i == len(rows) - 1 else [""] * len(methods), fontsize=7,
+                          rotation=30)
+            ax.set_title(f"{e} -> {t}", fontsize=8)
+            ax.set_ylim(0, 115)
+            if j == 0:
+                ax.set_ylabel(ylabel, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -5,6 +5,7 @@
 from aime_torchrl.modules.decoders import CNNDecoder, GaussianMLPDecoder, make_decoder
 from aime_torchrl.modules.encoders import CNNEncoder, ObservationEncoder
 from aime_torchrl.modules.filter_actor import FilteringActor
+from aime_torchrl.modules.frame_stack import frame_stack_transform, FrameStackMLP, make_stack_module, stack_window
 from aime_torchrl.modules.mlp import make_mlp
 from aime_torchrl.modules.policy import make_policy, TanhGaussianPolicyNet
 from aime_torchrl.modules.rollout import PosteriorRollout
@@ -15,6 +16,7 @@ __all__ = [
     "CNNDecoder",
     "CNNEncoder",
     "FilteringActor",
+    "FrameStackMLP",
     "GaussianHead",
     "GaussianMLPDecoder",
     "ObservationEncoder",
@@ -23,7 +25,10 @@ __all__ = [
     "RSSMWorldModel",
     "TanhGaussianPolicyNet",
     "WORLD_MODEL_PRESETS",
+    "frame_stack_transform",
     "make_decoder",
     "make_mlp",
     "make_policy",
+    "make_stack_module",
+    "stack_window",
 ]

@@ -3,7 +3,20 @@
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
 from aime_torchrl.objectives.aime import AIMELoss
+from aime_torchrl.objectives.bc import BCLoss
 from aime_torchrl.objectives.elbo import balanced_kl, elbo_terms, free_nats_kl, gaussian_kl
+from aime_torchrl.objectives.iidm import ForwardModelLoss, IIDMLoss
 from aime_torchrl.objectives.world_model import LOSS_PRESETS, WorldModelLoss
 
-__all__ = ["AIMELoss", "LOSS_PRESETS", "WorldModelLoss", "balanced_kl", "elbo_terms", "free_nats_kl", "gaussian_kl"]
+__all__ = [
+    "AIMELoss",
+    "BCLoss",
+    "ForwardModelLoss",
+    "IIDMLoss",
+    "LOSS_PRESETS",
+    "WorldModelLoss",
+    "balanced_kl",
+    "elbo_terms",
+    "free_nats_kl",
+    "gaussian_kl",
+]

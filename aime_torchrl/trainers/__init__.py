@@ -11,6 +11,7 @@ from aime_torchrl.trainers.checkpoint import (
     set_rng_state,
 )
 from aime_torchrl.trainers.offline import total_loss, train_offline
+from aime_torchrl.trainers.supervised import train_with_validation, validation_loss
 
 __all__ = [
     "load_checkpoint",
@@ -21,4 +22,6 @@ __all__ = [
     "set_rng_state",
     "total_loss",
     "train_offline",
+    "train_with_validation",
+    "validation_loss",
 ]

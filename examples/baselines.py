@@ -1,0 +1,174 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""The paper's baselines on DeepMind Control: BC (oracle), BCO(0) and IIDM.
+
+    python examples/baselines.py method=bco                    # quick CPU settings, ~2 min
+    python examples/baselines.py method=bc task=walk
+    python examples/baselines.py method=iidm data.embodiment=walker-mix
+
+All three act from a stack of the last k observations (k = 1 in the mdp setup, 5 otherwise) with
+deterministic 128x2 ELU MLP heads (tanh actions), trained by MSE with Adam (lr 1e-3, batch 50):
+
+- BC: the policy regresses the demonstrations' *true* actions (an oracle: AIME never sees them).
+- BCO(0): an inverse dynamics model (IDM) ``o_{t-k+1..t+1} -> a_t`` is trained on the embodiment
+  data, frozen, and labels the demonstrations; the policy (encoder initialised from the IDM's)
+  regresses those labels.
+- IIDM: a forward model ``[o_{t-k+1..t}, a_t] -> o_{t+1}`` is trained on the embodiment data,
+  frozen, and the policy is trained so that the model predicts the demonstrations' next
+  observation from the policy's action.
+
+Each model is selected by its validation loss on episodes held out of training (a split by
+episodes: the reference splits overlapping windows, so its validation windows overlap training
+ones). The run folder gets ``results.json`` and ``results.md`` in the format of
+examples/aime_walker.py, next to a random policy and the demonstrations.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torchrl.record.loggers import get_logger
+
+from aime_torchrl.data import AIMEDataset, resolve_datasets, UniformRandomPolicy
+from aime_torchrl.envs import make_env, SENSOR_DIMS, SENSORS
+from aime_torchrl.evaluation import episode_returns, score_report
+from aime_torchrl.modules import frame_stack_transform, make_stack_module, stack_window
+from aime_torchrl.objectives import BCLoss, ForwardModelLoss, IIDMLoss
+from aime_torchrl.trainers import train_with_validation
+
+METHODS = {"bc": "BC", "bco": "BCO(0)", "iidm": "IIDM"}
+
+
+@hydra.main(config_path="../configs", config_name="baselines", version_base="1.3")
+def main(cfg: DictConfig) -> dict:
+    if cfg.method not in METHODS:
+        raise ValueError(f"Unknown method {cfg.method!r}; choose from {sorted(METHODS)}.")
+    out = Path(hydra.utils.to_absolute_path(cfg.out_dir))
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "config.yaml")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if cfg.device == "auto" else cfg.device)
+    torch.manual_seed(cfg.seed)
+    logger = None
+    if cfg.logger.backend:
+        logger = get_logger(cfg.logger.backend, logger_name=str(out / "logs"), experiment_name=out.name,
+                            wandb_kwargs=dict(offline=cfg.logger.get("mode") == "offline", project=cfg.logger.get("project")))
+    print(f"run folder: {out}")
+
+    # --- data, split by episodes ---------------------------------------------------------------------
+    sensors = list(SENSORS[cfg.embodiment][cfg.setup])
+    vector_dims = {k: SENSOR_DIMS[cfg.embodiment][k] for k in sensors if k != "pixels"}
+    pixel_keys = [k for k in sensors if k == "pixels"]
+    shapes = {**{k: (d,) for k, d in vector_dims.items()}, **{k: (3, 64, 64) for k in pixel_keys}}
+    action_dim = make_env(cfg.embodiment, cfg.task, cfg.setup).action_spec.shape[-1]
+    frames = cfg.frames or (1 if cfg.setup == "mdp" else 5)
+    if cfg.method == "iidm" and pixel_keys:
+        raise ValueError("IIDM predicts vector observations only (the reference's default setup is mdp); "
+                         "use setup=mdp or lpomdp.")
+
+    def split(spec, episodes: int | None, purpose: str) -> tuple[AIMEDataset, list]:
+        """Training windows and fixed validation batches, from disjoint episodes."""
+        spec = OmegaConf.to_container(spec) if OmegaConf.is_list(spec) else [spec]
+        spec = [hydra.utils.to_absolute_path(str(s)) if "/" in str(s) else s for s in spec]
+        folders = resolve_datasets(spec, root=cfg.data.root, num_episodes=episodes, seed=cfg.data.build_seed,
+                                   workers=cfg.data.workers, progress=cfg.progress)
+        kwargs = dict(horizon=frames, batch_size=cfg.batch_size, num_episodes=episodes, root=cfg.data.root,
+                      progress=cfg.progress)
+        total = AIMEDataset(folders, **kwargs).num_episodes
+        if total < 2:
+            raise ValueError(f"{purpose}: {total} episode(s); a split into training and validation needs 2 or more.")
+        order = torch.randperm(total, generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+        held_out = min(total - 1, max(1, round(cfg.data.validation * total)))
+        train = AIMEDataset(folders, episodes=sorted(order[held_out:]), **kwargs)
+        valid = AIMEDataset(folders, episodes=sorted(order[:held_out]), **kwargs)
+        for data in (train, valid):
+            data.require(sensors, embodiment=cfg.embodiment, purpose=purpose)
+        with torch.random.fork_rng():
+            torch.manual_seed(cfg.seed)
+            batches = [stack_window(valid.sample(), sensors).to(device) for _ in range(cfg.validation_batches)]
+        return train, batches
+
+    demos, demo_valid = split(cfg.data.demos, cfg.data.num_demos, f"the demonstrations of the {cfg.setup} setup")
+    if cfg.method in ("bco", "iidm"):
+        embodiment_data, embodiment_valid = split(cfg.data.embodiment, cfg.data.embodiment_episodes,
+                                                  f"the embodiment dataset of the {cfg.setup} setup")
+
+    def demo_batch():
+        return stack_window(demos.sample(), sensors).to(device)
+
+    def embodiment_batch():
+        return stack_window(embodiment_data.sample(), sensors).to(device)
+
+    # --- training ----------------------------------------------------------------------------------
+    net = dict(hidden=cfg.hidden, layers=cfg.layers, device=device)
+    policy = make_stack_module(vector_dims, pixel_keys, action_dim, frames=frames, **net)
+    fit = dict(validate_every=cfg.validate_every, progress=cfg.progress, logger=logger)
+    summary = {}
+    if cfg.method == "bc":  # the oracle: regress the demonstrations' own actions
+        loss = BCLoss(policy)
+        summary["policy"] = train_with_validation(
+            loss, demo_batch, demo_valid, torch.optim.Adam(loss.parameters(), cfg.lr), steps=cfg.policy_steps,
+            desc="BC policy", log_prefix="policy", **fit)
+    elif cfg.method == "bco":
+        idm = make_stack_module(vector_dims, pixel_keys, action_dim, frames=frames + 1, in_group="transition", **net)
+        loss = BCLoss(idm)
+        summary["idm"] = train_with_validation(
+            loss, embodiment_batch, embodiment_valid, torch.optim.Adam(loss.parameters(), cfg.lr),
+            steps=cfg.model_steps, desc="BCO(0) inverse dynamics", log_prefix="idm", **fit)
+        idm.requires_grad_(False)
+        policy.module.encoder.load_state_dict(idm.module.encoder.state_dict())
+
+        def label(batch):  # the demonstrations' actions are replaced by the IDM's
+            with torch.no_grad():
+                return batch.set("action", idm(batch.exclude("action"))["action"])
+
+        loss = BCLoss(policy)
+        summary["policy"] = train_with_validation(
+            loss, lambda: label(demo_batch()), [label(b) for b in demo_valid], torch.optim.Adam(loss.parameters(), cfg.lr),
+            steps=cfg.policy_steps, desc="BCO(0) policy", log_prefix="policy", **fit)
+    else:
+        keys = list(vector_dims)
+        model = make_stack_module(vector_dims, [], sum(vector_dims.values()), frames=frames, extra_keys=["action"],
+                                  extra_dim=action_dim, out_key="prediction", squash=False, **net)
+        loss = ForwardModelLoss(model, keys)
+        summary["model"] = train_with_validation(
+            loss, embodiment_batch, embodiment_valid, torch.optim.Adam(loss.parameters(), cfg.lr),
+            steps=cfg.model_steps, desc="IIDM forward model", log_prefix="model", **fit)
+        model.requires_grad_(False)
+        loss = IIDMLoss(model, policy, keys)
+        summary["policy"] = train_with_validation(
+            loss, demo_batch, demo_valid, torch.optim.Adam(loss.parameters(), cfg.lr), steps=cfg.policy_steps,
+            desc="IIDM policy", log_prefix="policy", **fit)
+    torch.save(policy.state_dict(), out / "policy.pt")
+
+    # --- evaluation ----------------------------------------------------------------------------------
+    eval_seed = cfg.eval.seed if cfg.eval.seed is not None else cfg.seed + 100
+    env = make_env(cfg.embodiment, cfg.task, cfg.setup, seed=eval_seed).append_transform(frame_stack_transform(shapes, frames))
+    returns = episode_returns(policy, env, cfg.eval.episodes, progress=cfg.progress, desc=f"eval {METHODS[cfg.method]}")
+    random_env = make_env(cfg.embodiment, cfg.task, cfg.setup, seed=eval_seed)
+    random_returns = episode_returns(UniformRandomPolicy(random_env.action_spec, seed=eval_seed), random_env,
+                                     cfg.eval.episodes, progress=cfg.progress, desc="eval random")
+    all_demos = AIMEDataset(demos.folders, horizon=frames, num_episodes=cfg.data.num_demos, root=cfg.data.root,
+                            progress=False)
+    expert = statistics.mean(all_demos.episode_returns)
+    rows = {"random policy": random_returns, METHODS[cfg.method]: returns, "demonstrations": all_demos.episode_returns}
+    results, table = score_report(rows, expert, title=f"\n{cfg.embodiment}-{cfg.task}, {cfg.setup} setup, frames {frames}")
+    results.update(method=METHODS[cfg.method], training=summary, setup=cfg.setup, task=cfg.task, seed=cfg.seed,
+                   demos=[str(f) for f in demos.folders])
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text(table + "\n")
+    print(table)
+    print(f"run folder: {out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

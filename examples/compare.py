@@ -1,0 +1,194 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""The paper's comparison (Figure 2): AIME against BCO(0) and BC over a grid of datasets.
+
+    python examples/compare.py                                  # walker, mdp, 4 x 2 x 3, seed 0 (CPU, ~1 h)
+    python examples/compare.py seeds=[0,1,2] publish=docs/compare
+    python examples/compare.py methods=[aime,aime_kl_only,aime_recon_only] embodiments=[walker-mix]
+
+Every cell is one run of examples/aime_walker.py or examples/baselines.py in its own folder under
+``out_dir``; a cell whose ``results.json`` exists is skipped, and an interrupted AIME cell resumes
+from its checkpoint, so a long grid can be finished over several sessions. One world model is
+trained per embodiment dataset, setup and seed, and shared by the demonstration tasks; BC does not
+use the embodiment data and runs once per task. ``parallel`` cells run at a time.
+
+Writes ``scores.csv`` (one row per evaluation episode), ``table.md`` (next to the paper's numbers)
+and ``figure.png`` (a panel per dataset -> task pair, averages in the last row and column).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from aime_torchrl.data import resolve_datasets
+from aime_torchrl.evaluation import plot_grid
+
+EXAMPLES = Path(__file__).parent
+#: method -> (script, overrides, label in results.json)
+METHODS = {
+    "aime": ("aime_walker.py", [], "AIME"),
+    "aime_kl_only": ("aime_walker.py", ["phase2.kl_only=true"], "AIME"),
+    "aime_recon_only": ("aime_walker.py", ["loss.kl_scale=0"], "AIME"),
+    "bco": ("baselines.py", ["method=bco"], "BCO(0)"),
+    "bc": ("baselines.py", ["method=bc"], "BC"),
+    "iidm": ("baselines.py", ["method=iidm"], "IIDM"),
+}
+LABELS = {"aime": "AIME", "aime_kl_only": "AIME (KL only)", "aime_recon_only": "AIME (recon only)",
+          "bco": "BCO(0)", "bc": "BC", "iidm": "IIDM"}
+#: The paper's walker MDP scores (% of the expert; spec 7.1): (dataset, task) -> (AIME, BCO(0)).
+PAPER_MDP = {
+    ("random", "stand"): (40.1, 57.1), ("random", "walk"): (17.6, 13.5),
+    ("stand", "stand"): (91.6, 94.1), ("stand", "walk"): (86.9, 89.6),
+    ("walk", "stand"): (92.3, 80.7), ("walk", "walk"): (81.8, 88.0),
+    ("mix", "stand"): (87.8, 87.8), ("mix", "walk"): (78.5, 89.2),
+}
+
+
+def short(dataset: str) -> str:
+    """walker-stand-buffer -> stand, walker-random -> random, walker-mix -> mix."""
+    parts = dataset.split("-")
+    return parts[1] if len(parts) > 1 else dataset
+
+
+def run(command: list[str], folder: Path, done_file: str, wait: Future | None = None) -> float:
+    """Runs one cell unless ``folder/done_file`` exists; returns its wall time (0 if skipped)."""
+    if wait is not None:
+        wait.result()
+    if (folder / done_file).exists():
+        return 0.0
+    if (folder / "checkpoint.pt").exists():
+        command = command + ["resume=true"]
+    folder.mkdir(parents=True, exist_ok=True)
+    tic = time.time()
+    with open(folder / "stdout.log", "w") as log:
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise RuntimeError(f"cell {folder} failed (exit {done.returncode}); see {folder / 'stdout.log'}")
+    return time.time() - tic
+
+
+@hydra.main(config_path="../configs", config_name="compare", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    out = Path(hydra.utils.to_absolute_path(cfg.out_dir))
+    out.mkdir(parents=True, exist_ok=True)
+    unknown = set(cfg.methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"Unknown methods {sorted(unknown)}; choose from {sorted(METHODS)}.")
+    # Build every dataset once here, so that no two cells build the same one.
+    for dataset in cfg.embodiments:
+        resolve_datasets(dataset, root=cfg.data_root, num_episodes=cfg.embodiment_episodes)
+    for task in cfg.tasks:
+        resolve_datasets(f"{cfg.embodiment}-{task}-expert", root=cfg.data_root, num_episodes=cfg.num_demos)
+
+    episodes = "null" if cfg.embodiment_episodes is None else cfg.embodiment_episodes
+    common = [f"embodiment={cfg.embodiment}", f"data.num_demos={cfg.num_demos}", f"threads={cfg.threads}",
+              "progress=false", f"data.embodiment_episodes={episodes}"]
+    if cfg.data_root:
+        common.append(f"data.root={cfg.data_root}")
+    python = [sys.executable]
+    jobs: dict[str, tuple[list[str], Path, str, str | None]] = {}
+    cells = []  # (dataset, task, method, setup, seed, folder)
+    for setup in cfg.setups:
+        for seed in cfg.seeds:
+            for dataset in cfg.embodiments:
+                wm = out / "world_models" / f"{short(dataset)}-{setup}-seed{seed}"
+                if any(m.startswith("aime") for m in cfg.methods):
+                    args = [str(EXAMPLES / "aime_walker.py"), *common, f"data.embodiment={dataset}", f"task={cfg.tasks[0]}",
+                            f"setup={setup}", f"seed={seed}", "phase2.steps=0", "eval.episodes=0", f"out_dir={wm}",
+                            *cfg.aime_overrides]
+                    jobs[str(wm)] = (python + args, wm, "world_model.pt", None)
+                for task in cfg.tasks:
+                    for method in cfg.methods:
+                        script, extra, _ = METHODS[method]
+                        if method == "bc":  # the oracle does not use the embodiment data
+                            folder = out / "cells" / "bc" / f"{task}-{setup}-seed{seed}"
+                        else:
+                            folder = out / "cells" / short(dataset) / task / f"{method}-{setup}-seed{seed}"
+                        cells.append((dataset, task, method, setup, seed, folder))
+                        args = [str(EXAMPLES / script), *common, *extra, f"data.embodiment={dataset}", f"task={task}",
+                                f"setup={setup}", f"seed={seed}", f"eval.episodes={cfg.eval_episodes}", f"out_dir={folder}"]
+                        if script == "aime_walker.py":
+                            args += [f"phase1.world_model={wm / 'world_model.pt'}", "eval.video=false", *cfg.aime_overrides]
+                        else:
+                            args += [*cfg.baseline_overrides]
+                        needs = str(wm) if script == "aime_walker.py" else None
+                        jobs.setdefault(str(folder), (python + args, folder, "results.json", needs))
+
+    todo = [name for name, (_, folder, done_file, _) in jobs.items() if not (folder / done_file).exists()]
+    print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} already done; running {len(todo)} ({cfg.parallel} at a time) in {out}")
+    futures: dict[str, Future] = {}
+    walls = {}
+    with ThreadPoolExecutor(cfg.parallel) as pool:
+        # World models first: a cell waits for its world model's future, and those never wait.
+        for name in sorted(jobs, key=lambda n: jobs[n][3] is not None):
+            command, folder, done_file, needs = jobs[name]
+            futures[name] = pool.submit(run, command, folder, done_file, futures.get(needs) if needs else None)
+        for name, future in futures.items():
+            walls[name] = future.result()
+            if walls[name]:
+                print(f"done in {walls[name] / 60:.1f} min: {Path(name).relative_to(out)}", flush=True)
+
+    # --- collect -------------------------------------------------------------------------------------
+    rows, per_seed = [], {}
+    for dataset, task, method, setup, seed, folder in cells:
+        results = json.loads((folder / "results.json").read_text())
+        scores = [100 * r / results["expert_return"] for r in results[METHODS[method][2]]["returns"]]
+        key = (short(dataset) if len(cfg.setups) == 1 else f"{short(dataset)} ({setup})", task, LABELS[method])
+        per_seed.setdefault(key, []).append(statistics.mean(scores))
+        rows += [dict(embodiment=dataset, task=task, method=LABELS[method], setup=setup, seed=seed, episode=i,
+                      score=s) for i, s in enumerate(scores)]
+    with open(out / "scores.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    walls = {Path(k).relative_to(out).as_posix(): v for k, v in walls.items()}
+    (out / "walls.json").write_text(json.dumps(walls, indent=1))
+    methods = [LABELS[m] for m in cfg.methods]
+    paper = "aime" in cfg.methods and "bco" in cfg.methods and cfg.embodiment == "walker" and list(cfg.setups) == ["mdp"]
+    header = "| embodiment -> demos | " + " | ".join(methods) + (" | paper AIME-MDP | paper BCO-MDP |" if paper else " |")
+    lines = [header, "|---" * (len(methods) + 1 + 2 * paper) + "|"]
+    for (dataset, task) in dict.fromkeys((k[0], k[1]) for k in per_seed):
+        cells_text = []
+        for m in methods:
+            values = per_seed.get((dataset, task, m), [])
+            if not values:
+                cells_text.append("-")
+            elif len(values) == 1:
+                cells_text.append(f"{values[0]:.1f}")
+            else:
+                cells_text.append(f"{statistics.mean(values):.1f} +- {statistics.pstdev(values):.1f}")
+        extra = []
+        if paper:
+            extra = [f"{v:.1f}" for v in PAPER_MDP[(dataset, task)]] if (dataset, task) in PAPER_MDP else ["-", "-"]
+        lines.append(f"| {dataset} -> {task} | " + " | ".join(cells_text + extra) + " |")
+    means = [statistics.mean(statistics.mean(v) for k, v in per_seed.items() if k[2] == m) for m in methods]
+    lines.append("| **mean** | " + " | ".join(f"**{v:.1f}**" for v in means) + (" | | |" if paper else " |"))
+    seeds = f"{len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}"
+    note = (f"Mean score (% of the demonstrations' return) over {cfg.eval_episodes} evaluation episodes"
+            f"{', then mean +- std over ' + seeds if len(cfg.seeds) > 1 else ' (1 seed)'}.")
+    (out / "table.md").write_text("\n".join([note, "", *lines]) + "\n")
+    plot_grid(per_seed, out / "figure.png", title=f"{cfg.embodiment}, {', '.join(cfg.setups)}; {seeds}")
+    print("\n".join(lines))
+    if cfg.publish:
+        target = Path(hydra.utils.to_absolute_path(cfg.publish))
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("table.md", "scores.csv", "figure.png", "walls.json"):
+            shutil.copyfile(out / name, target / name)
+        (target / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+        print(f"published to {target}")
+
+
+if __name__ == "__main__":
+    main()
