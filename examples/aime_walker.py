@@ -153,10 +153,11 @@ def main(cfg: DictConfig) -> dict:
 
     # --- phase 1: world model -----------------------------------------------------------------------
     wm_config = dict(OmegaConf.to_container(cfg.world_model), vector_dims=vector_dims, pixel_keys=pixel_keys,
-                     action_dim=action_dim)
+                     action_dim=action_dim, idm=cfg.phase1.idm)
     wm_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.world_model).items() if k != "variant"}
     world_model = RSSMWorldModel.from_config(
-        vector_dims, action_dim, pixel_keys=pixel_keys, variant=cfg.world_model.variant, device=device, **wm_kwargs
+        vector_dims, action_dim, pixel_keys=pixel_keys, variant=cfg.world_model.variant, idm=cfg.phase1.idm,
+        device=device, **wm_kwargs
     )
     stage = resumed["stage"] if resumed else "phase1"
 
@@ -190,6 +191,8 @@ def main(cfg: DictConfig) -> dict:
     else:
         world_model.load_state_dict(resumed["world_model"])
     world_model.requires_grad_(False)
+    if cfg.phase2.idm_trainable and world_model.idm is not None:
+        world_model.idm.requires_grad_(True)
 
     # --- phase 2: AIME policy from the demonstrations' observations ---------------------------------
     policy = make_policy(world_model.state_dim, world_model.belief_dim, action_dim, hidden=cfg.phase2.policy_hidden,
@@ -202,10 +205,12 @@ def main(cfg: DictConfig) -> dict:
     else:
         aime_loss = AIMELoss(world_model, policy, kl_scale=cfg.loss.kl_scale, nll_reweight=cfg.loss.nll_reweight,
                              free_nats=cfg.phase2.free_nats, kl_balance=cfg.phase2.kl_balance,
-                             kl_only=cfg.phase2.kl_only)
-        optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.phase2.lr)
+                             kl_only=cfg.phase2.kl_only, use_idm=cfg.phase2.use_idm,
+                             idm_trainable=cfg.phase2.idm_trainable)
+        optimizer = torch.optim.Adam(aime_loss.parameters(), lr=cfg.phase2.lr)  # the policy (and a trainable IDM)
         start = 0
         if resumed and resumed["stage"] == "phase2":
+            world_model.load_state_dict(resumed["world_model"])  # a trainable IDM changed in phase 2
             policy.load_state_dict(resumed["policy"])
             optimizer.load_state_dict(resumed["optimizer"])
             set_rng_state(resumed["rng"])
@@ -224,6 +229,8 @@ def main(cfg: DictConfig) -> dict:
             log_prefix="phase2", log_offset=cfg.phase1.steps, on_step=on_step,
         )
         save_module(out / "policy.pt", policy, policy_config)
+        if cfg.phase2.idm_trainable:
+            save_module(out / "world_model_phase2.pt", world_model, wm_config)
 
     # --- evaluation in the real environment ---------------------------------------------------------
     if not cfg.eval.episodes:

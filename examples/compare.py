@@ -41,11 +41,12 @@ METHODS = {
     "aime": ("aime_walker.py", [], "AIME"),
     "aime_kl_only": ("aime_walker.py", ["phase2.kl_only=true"], "AIME"),
     "aime_recon_only": ("aime_walker.py", ["loss.kl_scale=0"], "AIME"),
+    "aime_idm": ("aime_walker.py", ["phase2.use_idm=true"], "AIME"),
     "bco": ("baselines.py", ["method=bco"], "BCO(0)"),
     "bc": ("baselines.py", ["method=bc"], "BC"),
     "iidm": ("baselines.py", ["method=iidm"], "IIDM"),
 }
-LABELS = {"aime": "AIME", "aime_kl_only": "AIME (KL only)", "aime_recon_only": "AIME (recon only)",
+LABELS = {"aime": "AIME", "aime_kl_only": "AIME (KL only)", "aime_recon_only": "AIME (recon only)", "aime_idm": "AIME + IDM",
           "bco": "BCO(0)", "bc": "BC", "iidm": "IIDM"}
 #: The paper's walker MDP scores (% of the expert; spec 7.1): (dataset, task) -> (AIME, BCO(0)).
 PAPER_MDP = {
@@ -97,6 +98,7 @@ def main(cfg: DictConfig) -> None:
               "progress=false", f"data.embodiment_episodes={episodes}"]
     if cfg.data_root:
         common.append(f"data.root={cfg.data_root}")
+    aime_common = ["phase1.idm=true"] if "aime_idm" in cfg.methods else []  # one world model, with its IDM
     python = [sys.executable]
     jobs: dict[str, tuple[list[str], Path, str, str | None]] = {}
     cells = []  # (dataset, task, method, setup, seed, folder)
@@ -107,7 +109,7 @@ def main(cfg: DictConfig) -> None:
                 if any(m.startswith("aime") for m in cfg.methods):
                     args = [str(EXAMPLES / "aime_walker.py"), *common, f"data.embodiment={dataset}", f"task={cfg.tasks[0]}",
                             f"setup={setup}", f"seed={seed}", "phase2.steps=0", "eval.episodes=0", f"out_dir={wm}",
-                            *cfg.aime_overrides]
+                            *aime_common, *cfg.aime_overrides]
                     jobs[str(wm)] = (python + args, wm, "world_model.pt", None)
                 for task in cfg.tasks:
                     for method in cfg.methods:
@@ -120,7 +122,8 @@ def main(cfg: DictConfig) -> None:
                         args = [str(EXAMPLES / script), *common, *extra, f"data.embodiment={dataset}", f"task={task}",
                                 f"setup={setup}", f"seed={seed}", f"eval.episodes={cfg.eval_episodes}", f"out_dir={folder}"]
                         if script == "aime_walker.py":
-                            args += [f"phase1.world_model={wm / 'world_model.pt'}", "eval.video=false", *cfg.aime_overrides]
+                            args += [f"phase1.world_model={wm / 'world_model.pt'}", "eval.video=false", *aime_common,
+                                     *cfg.aime_overrides]
                         else:
                             args += [*cfg.baseline_overrides]
                         needs = str(wm) if script == "aime_walker.py" else None

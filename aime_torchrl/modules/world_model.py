@@ -67,6 +67,9 @@ class RSSMWorldModel(TensorDictModuleBase):
             reading ``("next", "belief"), ("next", "state")``.
         prior (TensorDictModuleBase, optional): ``("next", "belief") -> ("next", "prior_mean"),
             ("next", "prior_std")``, run after the loop. ``None`` if ``transition`` writes them.
+        idm (TensorDictModuleBase, optional): a latent inverse dynamics model (see
+            :func:`~aime_torchrl.modules.make_idm`), trained in phase 1 by
+            :class:`~aime_torchrl.WorldModelLoss` and used by AIME with IDM. Defaults to ``None``.
 
     Keyword Args:
         observation_keys (Sequence[str]): the sensors the model reads, in order.
@@ -92,6 +95,7 @@ class RSSMWorldModel(TensorDictModuleBase):
         posterior: TensorDictModuleBase,
         decoders: Mapping[str, ProbabilisticTensorDictSequential],
         prior: TensorDictModuleBase | None = None,
+        idm: TensorDictModuleBase | None = None,
         *,
         observation_keys: Sequence[str],
         state_dim: int,
@@ -102,6 +106,7 @@ class RSSMWorldModel(TensorDictModuleBase):
         self.encoder = encoder
         self.rollout = PosteriorRollout(transition, posterior)
         self.prior = prior
+        self.idm = idm
         self.decoders = nn.ModuleDict(decoders)
         self.observation_keys = list(observation_keys)
         self.state_dim = state_dim
@@ -188,6 +193,7 @@ class RSSMWorldModel(TensorDictModuleBase):
         *,
         pixel_keys: Sequence[str] = (),
         variant: str = "rssm",
+        idm: bool = False,
         device: torch.device | str | None = None,
         **overrides,
     ) -> RSSMWorldModel:
@@ -200,6 +206,8 @@ class RSSMWorldModel(TensorDictModuleBase):
         Keyword Args:
             pixel_keys (Sequence[str], optional): image sensors (3x64x64, uint8 or [0, 1]).
             variant (str, optional): ``"rssm"`` or ``"rssmo"``. Defaults to ``"rssm"``.
+            idm (bool, optional): add the reference's IDM head (``hidden`` wide, 2 layers, ELU).
+                Defaults to ``False``.
             device (torch.device, optional): device of the parameters. Defaults to ``None``.
             **overrides: any key of :data:`WORLD_MODEL_PRESETS` (``belief_dim``, ``state_dim``,
                 ``hidden``, ``layers``, ``min_std``, ``learn_std``, ...).
@@ -249,8 +257,13 @@ class RSSMWorldModel(TensorDictModuleBase):
         }
         for key in pixel_keys:
             decoders[key] = make_decoder(CNNDecoder(feature, device=device), key, event_dim=3, learn_std=False)
+        idm_module = None
+        if idm:
+            from aime_torchrl.modules.idm import make_idm
+
+            idm_module = make_idm(state_dim, belief_dim, enc.embedding_dim, action_dim, hidden=cfg["hidden"], device=device)
         return cls(
-            encoder, transition, posterior, decoders, prior,
+            encoder, transition, posterior, decoders, prior, idm_module,
             observation_keys=observation_keys, state_dim=state_dim, belief_dim=belief_dim, action_dim=action_dim,
         )
 

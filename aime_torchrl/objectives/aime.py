@@ -14,7 +14,7 @@ from tensordict.nn import dispatch, TensorDictModuleBase
 from torchrl.envs.utils import ExplorationType
 
 from aime_torchrl.modules.world_model import RSSMWorldModel
-from aime_torchrl.objectives.elbo import ELBOLossBase
+from aime_torchrl.objectives.elbo import ELBOLossBase, gaussian_kl
 
 
 class AIMELoss(ELBOLossBase):
@@ -48,6 +48,14 @@ class AIMELoss(ELBOLossBase):
             setting. Defaults to ``"dim_wise"``.
         kl_only (bool, optional): optimise only the KL term (the paper's KL-only ablation).
             Defaults to ``False``.
+        use_idm (bool, optional): AIME with IDM (paper appendix C): the world model's IDM
+            (``world_model.idm``, trained in phase 1) samples every action from the previous
+            latent state and the next embedding, and the policy is trained by
+            ``kl_scale * KL(q_idm || pi)`` (base Gaussians; summed over actions and time, mean over
+            the batch), logged as ``action_kl``. Defaults to ``False``.
+        idm_trainable (bool, optional): with ``use_idm``, also train the IDM on the demonstrations'
+            ELBO (its parameters join the loss's). The reference keeps it frozen; then only the
+            action KL has a gradient and ``loss_recon``/``loss_kl`` are not returned. Defaults to ``False``.
 
     Returns a TensorDict with ``loss_recon`` (unless ``kl_only``) and ``loss_kl``, and the detached
     ``elbo``, ``kl``, ``recon_<sensor>`` and, when true actions are present, ``action_mse``.
@@ -80,6 +88,8 @@ class AIMELoss(ELBOLossBase):
         kl_balance: float | None = None,
         nll_reweight: str = "dim_wise",
         kl_only: bool = False,
+        use_idm: bool = False,
+        idm_trainable: bool = False,
     ) -> None:
         super().__init__(
             kl_scale=kl_scale, free_nats=free_nats, kl_balance=kl_balance, nll_reweight=nll_reweight
@@ -90,6 +100,12 @@ class AIMELoss(ELBOLossBase):
             )
         self.policy = policy
         self.kl_only = kl_only
+        if use_idm and getattr(world_model, "idm", None) is None:
+            raise ValueError("use_idm=True needs a world model with an IDM trained in phase 1 (from_config(..., idm=True)).")
+        self.use_idm = use_idm
+        self.idm_trainable = use_idm and idm_trainable
+        if self.idm_trainable:
+            self.idm = world_model.idm  # a submodule: its parameters are trained with the policy's
         # Held out like DreamerActorLoss's value model: not a submodule, so loss.parameters() is
         # exactly the policy's and an optimiser built on it can never touch the world model.
         self.__dict__["world_model"] = world_model
@@ -102,10 +118,20 @@ class AIMELoss(ELBOLossBase):
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         world_model = self.world_model
-        with _held_out(world_model):
+        trained = set(self.idm.parameters()) if self.idm_trainable else set()
+        actor = _IDMActor(world_model.idm, self.policy) if self.use_idm else self.policy
+        with _held_out(world_model, keep=trained):
             frames = world_model.to_frames(tensordict, action_key=None)
-            frames = world_model(frames, policy=self.policy)
+            frames = world_model(frames, policy=actor)
             out = self._elbo(world_model, frames, kl_only=self.kl_only)
+        if self.use_idm:
+            rows = frames[..., 1:]  # row 0 keeps the zero action of the initial state
+            kl = gaussian_kl(rows.get("idm_loc"), rows.get("idm_scale"), rows.get("loc"), rows.get("scale"))
+            kl = kl.sum(-1).sum(-1).mean()
+            if not self.idm_trainable:  # nothing else has a gradient
+                out = out.exclude("loss_recon", "loss_kl")
+            out.set("loss_action_kl", self.kl_scale * kl)
+            out.set("action_kl", kl.detach())
         true_action = tensordict.get(self.tensor_keys.action, None)
         if true_action is not None:
             inferred = frames.get("action")[..., 1:, :]
@@ -113,14 +139,29 @@ class AIMELoss(ELBOLossBase):
         return out
 
 
+class _IDMActor(TensorDictModuleBase):
+    """Acts with the IDM (a sample of q(a | s, h, e')) and writes the policy's ``loc``/``scale`` too."""
+
+    def __init__(self, idm: TensorDictModuleBase, policy: TensorDictModuleBase) -> None:
+        super().__init__()
+        self.idm = idm
+        self.policy = policy
+        self.in_keys = list(dict.fromkeys([*idm.in_keys, *policy.in_keys]))
+        self.out_keys = ["action", "idm_loc", "idm_scale", "loc", "scale"]
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        return self.policy.get_dist_params(self.idm(tensordict))
+
+
 @contextlib.contextmanager
-def _held_out(module: torch.nn.Module) -> Iterator[None]:
-    """No parameter of ``module`` requires grad inside; each gets its own flag back on exit.
+def _held_out(module: torch.nn.Module, keep: set | frozenset = frozenset()) -> Iterator[None]:
+    """No parameter of ``module`` (but those in ``keep``) requires grad inside; each gets its own
+    flag back on exit.
 
     (TorchRL's ``hold_out_net`` reads the first parameter's flag only and re-enables all of them,
     which lets gradients into a partly frozen model and unfreezes what the user froze.)
     """
-    flags = [(p, p.requires_grad) for p in module.parameters()]
+    flags = [(p, p.requires_grad) for p in module.parameters() if p not in keep]
     for p, _ in flags:
         p.requires_grad_(False)
     try:

@@ -5,6 +5,7 @@
 """Phase 1 of AIME: the ELBO of an embodiment dataset (observations and actions)."""
 from __future__ import annotations
 
+import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import dispatch
 
@@ -42,7 +43,10 @@ class WorldModelLoss(ELBOLossBase):
     The defaults are the walker (RSSM) settings; :data:`LOSS_PRESETS` holds the cheetah (RSSMO) ones.
 
     Returns a TensorDict with ``loss_recon`` and ``loss_kl`` (sum them to optimise), and the
-    detached ``elbo``, ``kl`` and ``recon_<sensor>``.
+    detached ``elbo``, ``kl`` and ``recon_<sensor>``. If the world model has an IDM
+    (``world_model.idm``), ``loss_idm`` is its negative log-likelihood of the actions given the
+    detached previous latent state and the next embedding, summed over the batch and averaged over
+    time (the reference's ``idm_mode=detach`` and reduction); it trains the IDM only.
 
     Examples:
         >>> import torch
@@ -83,4 +87,19 @@ class WorldModelLoss(ELBOLossBase):
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         frames = self.world_model.to_frames(tensordict, self.tensor_keys.action)
         frames = self.world_model(frames)
-        return self._elbo(self.world_model, frames)
+        out = self._elbo(self.world_model, frames)
+        if self.world_model.idm is not None:
+            out.set("loss_idm", idm_nll(self.world_model.idm, frames))
+        return out
+
+
+def idm_nll(idm, frames: TensorDictBase) -> torch.Tensor:
+    """The IDM's negative log-likelihood of the actions a_1..a_T of the frames (row 0's action is the
+    zero action of the initial state, not data), from detached inputs; sum over the batch, mean
+    over time. Actions are clamped to +-0.999 as in the reference."""
+    rows = frames[..., 1:]
+    inputs = TensorDict(
+        {key: rows.get(key).detach() for key in ("belief", "state", ("next", "encoded_latents"))}, rows.batch_size
+    )
+    action = rows.get("action").clamp(-0.999, 0.999)
+    return -idm.get_dist(inputs).log_prob(action).mean(-1).sum()

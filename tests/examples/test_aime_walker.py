@@ -142,3 +142,14 @@ def test_wandb_offline(data_root, tmp_path, monkeypatch):
     wandb.finish()
     runs = list((out / "logs").rglob("offline-run-*"))
     assert runs and list(runs[0].glob("run-*.wandb")), sorted(p.name for p in (out / "logs").rglob("*"))
+
+
+def test_aime_with_idm_and_ablations_run(data_root, tmp_path):
+    base = tiny(data_root, tmp_path / "idm", "phase1.idm=true", "phase2.use_idm=true", "phase1.steps=2", "phase2.steps=2")
+    results = run_in_process(base)
+    assert len(results["AIME"]["returns"]) == 1
+    log = next((tmp_path / "idm" / "logs").rglob("phase2/action_kl.csv")).read_text()
+    assert log.splitlines()[-1].startswith("4,")
+    for name, extra in (("kl_only", "phase2.kl_only=true"), ("recon_only", "loss.kl_scale=0")):
+        run_in_process(tiny(data_root, tmp_path / name, extra, "phase1.steps=2", "phase2.steps=2"))
+        assert (tmp_path / name / "results.json").is_file()

@@ -1,0 +1,55 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""The latent inverse dynamics model (IDM) of the reference: q(a_{t-1} | s_{t-1}, h_{t-1}, e_t)."""
+from __future__ import annotations
+
+import torch
+from tensordict.nn import InteractionType, TensorDictModule
+from torchrl.data import Bounded
+from torchrl.modules import ProbabilisticActor, TanhNormal
+
+from aime_torchrl.modules.policy import TanhGaussianPolicyNet
+
+
+def make_idm(
+    state_dim: int,
+    belief_dim: int,
+    embedding_dim: int,
+    action_dim: int,
+    *,
+    hidden: int = 128,
+    layers: int = 2,
+    device: torch.device | str | None = None,
+) -> ProbabilisticActor:
+    """The reference's IDM: a TanhGaussian head (the policy's class) on ``[h_{t-1}, s_{t-1}, e_t]``,
+    the previous latent state and the embedding of the observation it led to.
+
+    In TorchRL's frame layout it reads ``"belief"``, ``"state"`` (the previous latent state) and
+    ``("next", "encoded_latents")`` and writes ``"idm_loc"``, ``"idm_scale"`` and a sampled
+    ``"action"``. :class:`~aime_torchrl.WorldModelLoss` trains it in phase 1 on the embodiment
+    data's actions, with its inputs detached (the reference's ``idm_mode=detach``); AIME with IDM
+    (paper appendix C) acts with it in phase 2.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> idm = make_idm(4, 16, 24, 6)
+        >>> td = TensorDict({"belief": torch.zeros(3, 16), "state": torch.zeros(3, 4),
+        ...     ("next", "encoded_latents"): torch.zeros(3, 24)}, [3])
+        >>> idm(td)["action"].shape
+        torch.Size([3, 6])
+    """
+    net = TanhGaussianPolicyNet(state_dim + belief_dim + embedding_dim, action_dim, hidden=hidden, layers=layers,
+                                device=device)
+    return ProbabilisticActor(
+        TensorDictModule(net, in_keys=["belief", "state", ("next", "encoded_latents")], out_keys=["idm_loc", "idm_scale"]),
+        in_keys={"loc": "idm_loc", "scale": "idm_scale"},
+        out_keys=["action"],
+        spec=Bounded(-1.0, 1.0, (action_dim,), device=device),
+        distribution_class=TanhNormal,
+        distribution_kwargs={"low": -1.0, "high": 1.0},
+        default_interaction_type=InteractionType.RANDOM,
+        return_log_prob=False,
+    )
