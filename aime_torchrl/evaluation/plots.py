@@ -35,12 +35,7 @@ def plot_scores(
     ax.set_ylim(0, max(110, max(m + s for m, s in zip(means, stds)) * 1.1))
     ax.axhline(100, color="grey", lw=0.8, ls="--")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_grid(
@@ -99,9 +94,15 @@ def plot_grid(
             if j == 0:
                 ax.set_ylabel(ylabel, fontsize=7)
     fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
