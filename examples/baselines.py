@@ -78,8 +78,8 @@ def main(cfg: DictConfig) -> dict:
         """Training windows and fixed validation batches, from disjoint episodes."""
         spec = OmegaConf.to_container(spec) if OmegaConf.is_list(spec) else [spec]
         spec = [hydra.utils.to_absolute_path(str(s)) if "/" in str(s) else s for s in spec]
-        folders = resolve_datasets(spec, root=cfg.data.root, num_episodes=episodes, seed=cfg.data.build_seed,
-                                   workers=cfg.data.workers, progress=cfg.progress)
+        folders = resolve_datasets(spec, root=cfg.data.root, num_episodes=episodes, images=cfg.setup == "visual",
+                                   seed=cfg.data.build_seed, workers=cfg.data.workers, progress=cfg.progress)
         kwargs = dict(horizon=frames, batch_size=cfg.batch_size, num_episodes=episodes, root=cfg.data.root,
                       progress=cfg.progress)
         total = AIMEDataset(folders, **kwargs).num_episodes

@@ -88,10 +88,12 @@ def main(cfg: DictConfig) -> None:
     if unknown:
         raise ValueError(f"Unknown methods {sorted(unknown)}; choose from {sorted(METHODS)}.")
     # Build every dataset once here, so that no two cells build the same one.
-    for dataset in cfg.embodiments:
-        resolve_datasets(dataset, root=cfg.data_root, num_episodes=cfg.embodiment_episodes)
-    for task in cfg.tasks:
-        resolve_datasets(f"{cfg.embodiment}-{task}-expert", root=cfg.data_root, num_episodes=cfg.num_demos)
+    for images in sorted({setup == "visual" for setup in cfg.setups}):
+        for dataset in cfg.embodiments:
+            resolve_datasets(dataset, root=cfg.data_root, num_episodes=cfg.embodiment_episodes, images=images)
+        for task in cfg.tasks:
+            resolve_datasets(f"{cfg.embodiment}-{task}-expert", root=cfg.data_root, num_episodes=cfg.num_demos,
+                             images=images)
 
     episodes = "null" if cfg.embodiment_episodes is None else cfg.embodiment_episodes
     common = [f"embodiment={cfg.embodiment}", f"data.num_demos={cfg.num_demos}", f"threads={cfg.threads}",

@@ -120,7 +120,8 @@ def test_clear_errors(data_root, tmp_path):
         (["data.embodiment=walker-nonsense"], ValueError, "Unknown dataset 'walker-nonsense'"),
         ([f"data.embodiment={tmp_path}/missing"], FileNotFoundError, "missing does not exist"),
         ([f"data.demos={cheetah}"], ValueError, "holds cheetah episodes"),
-        (["setup=visual"], KeyError, "lacks the sensors \\['pixels'\\]"),
+        (["setup=visual", f"data.embodiment={data_root}/walker-random-n2-seed0"], KeyError,
+         "lacks the sensors \\['pixels'\\]"),
     ]
     for i, (extra, error, message) in enumerate(cases):
         with pytest.raises(error, match=message):
@@ -153,3 +154,14 @@ def test_aime_with_idm_and_ablations_run(data_root, tmp_path):
     for name, extra in (("kl_only", "phase2.kl_only=true"), ("recon_only", "loss.kl_scale=0")):
         run_in_process(tiny(data_root, tmp_path / name, extra, "phase1.steps=2", "phase2.steps=2"))
         assert (tmp_path / name / "results.json").is_file()
+
+
+def test_visual_setup_builds_image_datasets_and_predicts_open_loop(data_root, tmp_path):
+    out = tmp_path / "visual"
+    run_in_process(tiny(data_root, out, "setup=visual", "eval.video=true", "phase1.steps=2", "phase2.steps=2"))
+    assert (data_root / "walker-random-images-n2-seed0").is_dir()
+    from PIL import Image
+
+    with Image.open(out / "videos" / "open_loop_prediction.gif") as gif:
+        assert gif.n_frames == 9 and gif.size == (2 * (2 * 64 + 2), 4 * 2 * 64)  # 4 windows of 9 frames, 2x upscaled
+    assert (out / "videos" / "aime_vs_demonstration.gif").is_file()
