@@ -44,8 +44,8 @@ from aime_torchrl.trainers import (
     load_checkpoint, load_module, rng_state, save_checkpoint, save_module, set_rng_state, train_offline,
 )
 
-# Keys that may change between a run and its resumption.
-RESUMABLE = {"resume", "progress", "device", "threads", "out_dir"}
+# Keys that may change between a run and its resumption (they do not change what is trained).
+RESUMABLE = ("resume", "progress", "device", "threads", "out_dir", "checkpoint_every", "log_every", "eval.", "logger.")
 
 
 def flat(config: dict, prefix: str = "") -> dict:
@@ -98,7 +98,7 @@ def main(cfg: DictConfig) -> dict:
     if cfg.resume:
         resumed = load_checkpoint(ckpt_path)
         before, now = flat(resumed["config"]), flat(OmegaConf.to_container(cfg))
-        changed = {k for k in set(before) | set(now) if k not in RESUMABLE and before.get(k) != now.get(k)}
+        changed = {k for k in set(before) | set(now) if not k.startswith(RESUMABLE) and before.get(k) != now.get(k)}
         if changed:
             raise ValueError(f"resume=true, but the config differs from the checkpointed run's in {sorted(changed)}.")
     elif ckpt_path.exists():
