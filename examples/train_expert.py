@@ -110,7 +110,7 @@ def main(cfg: DictConfig) -> None:
     update_time, updates = 0.0, 0
     for batch in collector:
         batch = batch.exclude("collector")
-        save_episode(buffer_dir / f"{episodes}.npz", td_to_episode(batch))
+        save_episode(buffer_dir / f"{episodes}.npz", td_to_episode(batch.exclude("observation", ("next", "observation"))))
         replay.extend(batch)
         frames += batch.numel()
         episodes += 1

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -225,29 +226,35 @@ class AIMEDataset(BaseDatasetExperienceReplay, WindowReplayBuffer):
         return f"{names[:80]}-{len(files)}-{digest.hexdigest()[:12]}"
 
     def _build(self, files: list[Path], progress: bool) -> None:
-        lengths = []
+        lengths, keys = [], []
         for f in files:  # pass 1, cheap: one small array per file, to size the storage
             try:
                 with np.load(f) as data:
                     lengths.append(len(data["pre_action"]) - 1)
+                    keys.append(set(data.files))
             except KeyError as err:
                 raise DatasetFormatError(f"{f}: missing 'pre_action'; an AIME episode needs {list(RESERVED)}.") from err
             except Exception as err:
                 raise DatasetFormatError(f"{f}: not a readable .npz file ({err}).") from err
         tmp = self.data_path.with_name(f"{self.data_path.name}.building-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
+        # Merged folders may carry extra entries (e.g. a concatenated "observation"): keep what all share.
+        common = set.intersection(*keys)
+        extra = sorted(set.union(*keys) - common)
+        if extra:
+            warnings.warn(f"Entries {extra} are not in every episode of {[str(f) for f in self.folders]}; they are left out.")
         try:
-            self._write(files, lengths, tmp, progress)
+            self._write(files, lengths, common, tmp, progress)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # no half-built storage left behind
             raise
         shutil.rmtree(self.data_path, ignore_errors=True)
         tmp.replace(self.data_path)
 
-    def _write(self, files: list[Path], lengths: list[int], tmp: Path, progress: bool) -> None:
+    def _write(self, files: list[Path], lengths: list[int], keys: set[str], tmp: Path, progress: bool) -> None:
         storage, reference, returns, start = None, None, [], 0
         for index, f in enumerate(tqdm(files, desc=f"building {self.dataset_id}", disable=not progress)):
-            td = episode_to_td(load_episode(f), index)
+            td = episode_to_td({k: v for k, v in load_episode(f).items() if k in keys}, index)
             layout = {k: (v.shape[1:], v.dtype) for k, v in td.items(True, True)}
             if reference is None:
                 reference = (f, layout)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from aime_torchrl.data import AIMEDataset
@@ -80,3 +81,16 @@ def test_windows_are_marked_for_recurrent_modules(tmp_path):
     assert batch["is_init"][:, 0].all() and not batch["is_init"][:, 1:].any()
     assert batch["next", "truncated"][:, -1].all() and not batch["next", "truncated"][:, :-1].any()
     assert batch["next", "done"][:, -1].all()
+
+
+def test_merged_folders_keep_the_entries_all_episodes_share(tmp_path):
+    plain = write_folder(tmp_path / "plain", 2, steps=20)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    for k in range(2):  # e.g. a task buffer of train_expert.py that also saved its concatenated observation
+        episode = official_episode(k, steps=20)
+        np.savez_compressed(extra / f"{k}.npz", **episode, observation=np.zeros((21, 3), np.float32))
+    with pytest.warns(UserWarning, match=r"\['observation'\] are not in every episode"):
+        mix = AIMEDataset([plain, extra], horizon=5, root=tmp_path / "cache", progress=False)
+    assert mix.num_episodes == 4 and "observation" not in mix.sensors
+    assert "observation" in AIMEDataset(extra, horizon=5, root=tmp_path / "cache", progress=False).sensors
