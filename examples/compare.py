@@ -146,20 +146,23 @@ def main(cfg: DictConfig) -> None:
                 print(f"done in {walls[name] / 60:.1f} min: {Path(name).relative_to(out)}", flush=True)
 
     # --- collect -------------------------------------------------------------------------------------
-    rows, per_seed = [], {}
+    rows, per_seed, per_episode = [], {}, {}
     for dataset, task, method, setup, seed, folder in cells:
         results = json.loads((folder / "results.json").read_text())
         scores = [100 * r / results["expert_return"] for r in results[METHODS[method][2]]["returns"]]
         key = (short(dataset) if len(cfg.setups) == 1 else f"{short(dataset)} ({setup})", task, LABELS[method])
         per_seed.setdefault(key, []).append(statistics.mean(scores))
+        per_episode.setdefault(key, []).extend(scores)
         rows += [dict(embodiment=dataset, task=task, method=LABELS[method], setup=setup, seed=seed, episode=i,
                       score=s) for i, s in enumerate(scores)]
     with open(out / "scores.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    walls = {Path(k).relative_to(out).as_posix(): v for k, v in walls.items()}
-    (out / "walls.json").write_text(json.dumps(walls, indent=1))
+    walls_file = out / "walls.json"  # cells skipped now keep the wall time of the run that made them
+    known = json.loads(walls_file.read_text()) if walls_file.exists() else {}
+    known.update({Path(k).relative_to(out).as_posix(): v for k, v in walls.items() if v})
+    walls_file.write_text(json.dumps(known, indent=1))
     methods = [LABELS[m] for m in cfg.methods]
     paper = "aime" in cfg.methods and "bco" in cfg.methods and cfg.embodiment == "walker" and list(cfg.setups) == ["mdp"]
     header = "| embodiment -> demos | " + " | ".join(methods) + (" | paper AIME-MDP | paper BCO-MDP |" if paper else " |")
@@ -184,7 +187,9 @@ def main(cfg: DictConfig) -> None:
     note = (f"Mean score (% of the demonstrations' return) over {cfg.eval_episodes} evaluation episodes"
             f"{', then mean +- std over ' + seeds if len(cfg.seeds) > 1 else ' (1 seed)'}.")
     (out / "table.md").write_text("\n".join([note, "", *lines]) + "\n")
-    plot_grid(per_seed, out / "figure.png", title=f"{cfg.embodiment}, {', '.join(cfg.setups)}; {seeds}")
+    # Error bars: over seeds, or over the evaluation episodes of the one seed.
+    plot_grid(per_seed if len(cfg.seeds) > 1 else per_episode, out / "figure.png",
+              title=f"{cfg.embodiment}, {', '.join(cfg.setups)}; {seeds}")
     print("\n".join(lines))
     if cfg.publish:
         target = Path(hydra.utils.to_absolute_path(cfg.publish))

@@ -46,12 +46,12 @@ def plot_grid(
     ylabel: str = "% of the expert",
 ) -> Path:
     """A Figure-2-style grid: one panel per (embodiment dataset, demonstration task) with a bar per
-    method (mean over seeds, error bar: std over seeds, or over episodes with one seed), plus a last
-    row and column of averages.
+    method (the mean of its scores, error bar: their std), plus a last row and column of averages
+    (mean and std of the cells' means).
 
     Args:
         scores (Mapping[tuple[str, str, str], Sequence[float]]): ``(embodiment, task, method) ->``
-            one score per seed.
+            one score per seed (or, with one seed, per evaluation episode).
         path (path): the image file.
 
     Examples:
