@@ -4,7 +4,7 @@
 # LICENSE file in the root directory of this source tree.
 """AIME end to end on DeepMind Control: zero-shot imitation from observations with a world model.
 
-    python examples/aime_walker.py                                   # quick profile, CPU, ~10 min
+    python examples/aime_walker.py                                   # quick profile, CPU, ~13 min on 2 cores
     python examples/aime_walker.py profile=paper data.embodiment=<folder> data.demos=<folder>
     python examples/aime_walker.py setup=lpomdp task=walk data.embodiment=walker-mix logger=wandb
     python examples/aime_walker.py resume=true out_dir=<a run folder>  # continue an interrupted run
