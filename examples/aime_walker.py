@@ -127,10 +127,9 @@ def main(cfg: DictConfig) -> dict:
     action_dim = make_env(cfg.embodiment, cfg.task, cfg.setup).action_spec.shape[-1]
 
     def folders(spec, episodes: int | None) -> list[Path]:  # dataset names or folders (relative to the launch dir)
-        spec = OmegaConf.to_container(spec) if OmegaConf.is_list(spec) else [spec]
-        spec = [hydra.utils.to_absolute_path(str(s)) if "/" in str(s) else s for s in spec]
-        return resolve_datasets(spec, root=cfg.data.root, num_episodes=episodes, images=cfg.setup == "visual",
-                                seed=cfg.data.build_seed, workers=cfg.data.workers, progress=cfg.progress)
+        return resolve_datasets(list(spec) if OmegaConf.is_list(spec) else spec, root=cfg.data.root,
+                                num_episodes=episodes, images=cfg.setup == "visual", seed=cfg.data.build_seed,
+                                workers=cfg.data.workers, progress=cfg.progress)
 
     embodiment_data = AIMEDataset(
         folders(cfg.data.embodiment, cfg.data.embodiment_episodes), horizon=cfg.phase1.horizon,

@@ -74,32 +74,31 @@ def main(cfg: DictConfig) -> dict:
         raise ValueError("IIDM predicts vector observations only (the reference's default setup is mdp); "
                          "use setup=mdp or lpomdp.")
 
-    def split(spec, episodes: int | None, purpose: str) -> tuple[AIMEDataset, list]:
-        """Training windows and fixed validation batches, from disjoint episodes."""
-        spec = OmegaConf.to_container(spec) if OmegaConf.is_list(spec) else [spec]
-        spec = [hydra.utils.to_absolute_path(str(s)) if "/" in str(s) else s for s in spec]
+    def split(spec, episodes: int | None, purpose: str) -> tuple[AIMEDataset, list, AIMEDataset]:
+        """Training windows and fixed validation batches from disjoint episodes, and the whole dataset."""
+        spec = list(spec) if OmegaConf.is_list(spec) else spec  # names, or folders relative to the launch dir
         folders = resolve_datasets(spec, root=cfg.data.root, num_episodes=episodes, images=cfg.setup == "visual",
                                    seed=cfg.data.build_seed, workers=cfg.data.workers, progress=cfg.progress)
         kwargs = dict(horizon=frames, batch_size=cfg.batch_size, num_episodes=episodes, root=cfg.data.root,
                       progress=cfg.progress)
-        total = AIMEDataset(folders, **kwargs).num_episodes
+        whole = AIMEDataset(folders, **kwargs)
+        whole.require(sensors, embodiment=cfg.embodiment, purpose=purpose)
+        total = whole.num_episodes
         if total < 2:
             raise ValueError(f"{purpose}: {total} episode(s); a split into training and validation needs 2 or more.")
         order = torch.randperm(total, generator=torch.Generator().manual_seed(cfg.seed)).tolist()
         held_out = min(total - 1, max(1, round(cfg.data.validation * total)))
         train = AIMEDataset(folders, episodes=sorted(order[held_out:]), **kwargs)
         valid = AIMEDataset(folders, episodes=sorted(order[:held_out]), **kwargs)
-        for data in (train, valid):
-            data.require(sensors, embodiment=cfg.embodiment, purpose=purpose)
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
             batches = [stack_window(valid.sample(), sensors).to(device) for _ in range(cfg.validation_batches)]
-        return train, batches
+        return train, batches, whole
 
-    demos, demo_valid = split(cfg.data.demos, cfg.data.num_demos, f"the demonstrations of the {cfg.setup} setup")
+    demos, demo_valid, all_demos = split(cfg.data.demos, cfg.data.num_demos, f"the demonstrations of the {cfg.setup} setup")
     if cfg.method in ("bco", "iidm"):
-        embodiment_data, embodiment_valid = split(cfg.data.embodiment, cfg.data.embodiment_episodes,
-                                                  f"the embodiment dataset of the {cfg.setup} setup")
+        embodiment_data, embodiment_valid, _ = split(cfg.data.embodiment, cfg.data.embodiment_episodes,
+                                                     f"the embodiment dataset of the {cfg.setup} setup")
 
     def demo_batch():
         return stack_window(demos.sample(), sensors).to(device)
@@ -156,8 +155,6 @@ def main(cfg: DictConfig) -> dict:
     random_env = make_env(cfg.embodiment, cfg.task, cfg.setup, seed=eval_seed)
     random_returns = episode_returns(UniformRandomPolicy(random_env.action_spec, seed=eval_seed), random_env,
                                      cfg.eval.episodes, progress=cfg.progress, desc="eval random")
-    all_demos = AIMEDataset(demos.folders, horizon=frames, num_episodes=cfg.data.num_demos, root=cfg.data.root,
-                            progress=False)
     expert = statistics.mean(all_demos.episode_returns)
     rows = {"random policy": random_returns, METHODS[cfg.method]: returns, "demonstrations": all_demos.episode_returns}
     results, table = score_report(rows, expert, title=f"\n{cfg.embodiment}-{cfg.task}, {cfg.setup} setup, frames {frames}")
