@@ -45,7 +45,7 @@ from aime_torchrl.trainers import (
 )
 
 # Keys that may change between a run and its resumption (they do not change what is trained).
-RESUMABLE = ("resume", "progress", "device", "threads", "out_dir", "checkpoint_every", "log_every", "eval.", "logger.")
+RESUMABLE = ("resume", "progress", "device", "threads", "compile", "out_dir", "checkpoint_every", "log_every", "eval.", "logger.")
 
 
 def flat(config: dict, prefix: str = "") -> dict:
@@ -172,8 +172,8 @@ def main(cfg: DictConfig) -> dict:
         load_module(hydra.utils.to_absolute_path(cfg.phase1.world_model), world_model, wm_config, what="world model")
     elif stage == "phase1":
         wm_loss = WorldModelLoss(world_model, kl_scale=cfg.loss.kl_scale, nll_reweight=cfg.loss.nll_reweight,
-                                 free_nats=cfg.phase1.free_nats, kl_balance=cfg.phase1.kl_balance)
-        optimizer = torch.optim.Adam(world_model.parameters(), lr=cfg.phase1.lr)
+                                 free_nats=cfg.phase1.free_nats, kl_balance=cfg.phase1.kl_balance, compile=cfg.compile)
+        optimizer = torch.optim.Adam(world_model.parameters(), lr=cfg.phase1.lr, fused=True)
         start = 0
         if resumed:
             world_model.load_state_dict(resumed["world_model"])
@@ -205,8 +205,8 @@ def main(cfg: DictConfig) -> dict:
         aime_loss = AIMELoss(world_model, policy, kl_scale=cfg.loss.kl_scale, nll_reweight=cfg.loss.nll_reweight,
                              free_nats=cfg.phase2.free_nats, kl_balance=cfg.phase2.kl_balance,
                              kl_only=cfg.phase2.kl_only, use_idm=cfg.phase2.use_idm,
-                             idm_trainable=cfg.phase2.idm_trainable)
-        optimizer = torch.optim.Adam(aime_loss.parameters(), lr=cfg.phase2.lr)  # the policy (and a trainable IDM)
+                             idm_trainable=cfg.phase2.idm_trainable, compile=cfg.compile)
+        optimizer = torch.optim.Adam(aime_loss.parameters(), lr=cfg.phase2.lr, fused=True)  # the policy (and a trainable IDM)
         start = 0
         if resumed and resumed["stage"] == "phase2":
             world_model.load_state_dict(resumed["world_model"])  # a trainable IDM changed in phase 2

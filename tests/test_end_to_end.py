@@ -40,8 +40,9 @@ def test_aime_recovers_hidden_actions():
         torch.optim.Adam(wm.parameters(), lr=1e-3),
         steps=300,
         progress=False,
+        log_every=20,
     )
-    assert phase1["elbo"][-20:].mean() > phase1["elbo"][:20].mean()
+    assert phase1["elbo"][-1] > phase1["elbo"][0]  # means over the last and the first 20 steps
 
     # Phase 2: the policy sees the demonstrations' observations only; actions are kept for scoring.
     demo_buffer = make_window_buffer(demos, horizon=HORIZON, batch_size=BATCH)

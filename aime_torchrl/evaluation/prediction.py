@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict, TensorDictBase
 
+from aime_torchrl.modules.filter_step import latent_step, plain_module
+from aime_torchrl.modules.rssm import GaussianHead
 from aime_torchrl.modules.world_model import RSSMWorldModel
 
 
@@ -47,12 +49,19 @@ def open_loop_prediction(world_model: RSSMWorldModel, window: TensorDictBase, *,
     belief, state = observed.get(("next", "belief"))[..., -1, :], observed.get(("next", "state"))[..., -1, :]
     beliefs, states = [observed.get(("next", "belief"))], [observed.get(("next", "state"))]
     batch = frames.batch_size[:-1]
+    nets = world_model.rollout._plain_nets()
+    prior = plain_module(world_model.prior, GaussianHead, [("next", "belief")],
+                         [("next", "prior_mean"), ("next", "prior_std")])
     for t in range(context, length):
-        step = TensorDict({"state": state, "belief": belief, "action": frames.get("action")[..., t, :]}, batch)
-        step = world_model.transition(step)
-        if world_model.prior is not None:
-            step = world_model.prior(step)
-        belief, state = step.get(("next", "belief")), step.get(("next", "prior_mean"))
+        action = frames.get("action")[..., t, :]
+        if nets is not None and prior is not None:
+            belief, _, _, state = latent_step(nets[0], prior, state, belief, action)  # the prior's mean
+        else:  # a world model of other modules: through their keys
+            step = TensorDict({"state": state, "belief": belief, "action": action}, batch)
+            step = world_model.transition(step)
+            if world_model.prior is not None:
+                step = world_model.prior(step)
+            belief, state = step.get(("next", "belief")), step.get(("next", "prior_mean"))
         beliefs.append(belief.unsqueeze(-2))
         states.append(state.unsqueeze(-2))
     latents = TensorDict(

@@ -5,11 +5,13 @@
 """The test-time actor of AIME: filter real observations through the world model, then act."""
 from __future__ import annotations
 
+import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import dispatch, TensorDictModuleBase
 from torchrl.data import Unbounded
 from torchrl.envs import TensorDictPrimer
 
+from aime_torchrl.modules.filter_step import latent_step
 from aime_torchrl.modules.world_model import RSSMWorldModel
 
 
@@ -86,14 +88,19 @@ class FilteringActor(TensorDictModuleBase):
         if is_init is not None:
             keep = (~is_init).to(belief.dtype)
             belief, state, prev_action = belief * keep, state * keep, prev_action * keep
-        frame = TensorDict(
-            {"belief": belief, "state": state, "action": prev_action,
-             **{("next", key): tensordict.get(key) for key in wm.observation_keys}},
-            batch_size=tensordict.batch_size,
-        )
-        frame = wm.posterior(wm.transition(wm.encoder(frame)))
-        next_state = frame.get(("next", "state") if self.sample_posterior else ("next", "posterior_mean"))
-        next_belief = frame.get(("next", "belief"))
+        embedding = wm.encoder(
+            TensorDict({("next", key): tensordict.get(key) for key in wm.observation_keys}, tensordict.batch_size)
+        ).get(("next", "encoded_latents"))
+        nets = wm.rollout._plain_nets()
+        if nets is not None:
+            noise = torch.randn_like(state) if self.sample_posterior else None
+            next_belief, _, _, next_state = latent_step(*nets, state, belief, prev_action, embedding, noise=noise)
+        else:  # a world model of other modules: through their keys
+            frame = TensorDict({"belief": belief, "state": state, "action": prev_action,
+                                ("next", "encoded_latents"): embedding}, batch_size=tensordict.batch_size)
+            frame = wm.posterior(wm.transition(frame))
+            next_belief = frame.get(("next", "belief"))
+            next_state = frame.get(("next", "state") if self.sample_posterior else ("next", "posterior_mean"))
         acting = self.policy(TensorDict({"belief": next_belief, "state": next_state}, batch_size=tensordict.batch_size))
         action = acting.get("action")
         tensordict.set("action", action)

@@ -10,6 +10,9 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from tensordict.utils import NestedKey, unravel_key
 
+from aime_torchrl.modules.filter_step import filter_sequence, plain_module, tanh_gaussian_actor, tanh_gaussian_net
+from aime_torchrl.modules.rssm import GaussianHead, RSSMTransition
+
 
 class PosteriorRollout(TensorDictModuleBase):
     """Filters a sequence of frames with an RSSM: only the sequential work sits in the loop.
@@ -88,6 +91,66 @@ class PosteriorRollout(TensorDictModuleBase):
             policy (TensorDictModuleBase, optional): samples ``"action"`` from the latent state at
                 every step after the first (AIME phase 2). Defaults to ``None`` (the data's actions).
         """
+        nets = self._plain_nets()
+        if nets is None:
+            return self._forward_generic(tensordict, policy)
+        return self._forward_tensors(tensordict, *nets, policy)
+
+    def _plain_nets(self) -> tuple[RSSMTransition, GaussianHead] | None:
+        """Our own transition and posterior with the default keys: they run on the tensor path."""
+        state, belief = self.state_key, self.belief_key
+        transition = plain_module(self.transition, RSSMTransition, [state, belief, "action"], [("next", belief)])
+        posterior = plain_module(
+            self.posterior, GaussianHead, [("next", belief), ("next", "encoded_latents")],
+            [("next", "posterior_mean"), ("next", "posterior_std"), ("next", state)],
+        )
+        if transition is None or posterior is None or state != "state" or belief != "belief":
+            return None
+        return transition, posterior
+
+    def _forward_tensors(
+        self,
+        tensordict: TensorDictBase,
+        transition: RSSMTransition,
+        posterior: GaussianHead,
+        policy: TensorDictModuleBase | None,
+    ) -> TensorDictBase:
+        """The filter on plain tensors with :func:`latent_step`, every noise sample drawn before the loop."""
+        time_dim = tensordict.batch_dims - 1
+        length = tensordict.batch_size[time_dim]
+        batch_size = tensordict.batch_size[:time_dim]
+        state = tensordict.get("state").select(time_dim, 0)
+        belief = tensordict.get("belief").select(time_dim, 0)
+        embeddings = tensordict.get(("next", "encoded_latents")).unbind(time_dim)
+        actions = tensordict.get("action").unbind(time_dim)
+        # One draw per step, all before the loop: the same random stream as the step-by-step
+        # FilteringActor, so both give the same latents for the same seed.
+        noise = [torch.randn_like(state) for _ in range(length)]
+        act = None
+        policy_net = tanh_gaussian_net(policy)
+        if policy_net is not None:
+            policy_noise = [torch.randn_like(actions[0]) for _ in range(length)]
+            act = tanh_gaussian_actor(policy_net, [unravel_key(k) for k in policy.module[0].in_keys], policy_noise)
+        elif policy is not None:  # any other policy reads its keys from a TensorDict
+            policy_inputs = {
+                unravel_key(k): tensordict.get(k).unbind(time_dim)
+                for k in policy.in_keys
+                if unravel_key(k) not in ("state", "belief") and k in tensordict.keys(True)
+            }
+
+            def act(t: int, state: torch.Tensor, belief: torch.Tensor) -> dict:
+                step = {key: seq[t] for key, seq in policy_inputs.items()}
+                return _call(policy, {**step, "state": state, "belief": belief}, batch_size)
+
+        outputs = filter_sequence(transition, posterior, state, belief, actions, embeddings, noise, act)
+        for key, seq in outputs.items():
+            tensordict.set(key, torch.stack(seq, time_dim))
+        return tensordict
+
+    def _forward_generic(
+        self, tensordict: TensorDictBase, policy: TensorDictModuleBase | None = None
+    ) -> TensorDictBase:
+        """Any TensorDictModules: the loop calls them through their keys."""
         keys = self.in_keys
         if policy is not None:
             keys = keys + [k for k in policy.in_keys if k not in keys]
@@ -109,8 +172,6 @@ class PosteriorRollout(TensorDictModuleBase):
             if t:
                 step[state], step[belief] = outputs[next_state][-1], outputs[next_belief][-1]
             if policy is not None:
-                # Row 0 keeps the data's (zero) action; the policy still writes its distribution
-                # parameters so that every row carries the same keys.
                 kept = {k: step[k] for k in policy.out_keys if k in step} if t == 0 else {}
                 step.update(_call(policy, step, batch_size))
                 step.update(kept)

@@ -135,14 +135,16 @@ class GaussianHead(nn.Module):
         else:
             self.net = make_mlp(in_features, 2 * state_dim, *mlp_args)
 
-    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def params(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean and std of the Gaussian, never sampled (the fast filter step adds its own noise)."""
         x = torch.cat(inputs, -1) if len(inputs) > 1 else inputs[0]
         if self.std_mapping == "softplus":
-            mean = self.mean(x)
-            std = F.softplus(self.std(x)) + self.min_std
-        else:
-            mean, raw = self.net(x).chunk(2, -1)
-            std = 2 * torch.sigmoid(raw / 2) + self.min_std
+            return self.mean(x), F.softplus(self.std(x)) + self.min_std
+        mean, raw = self.net(x).chunk(2, -1)
+        return mean, 2 * torch.sigmoid(raw / 2) + self.min_std
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        mean, std = self.params(*inputs)
         if not self.sample:
             return mean, std
         return mean, std, mean + std * torch.randn_like(std)

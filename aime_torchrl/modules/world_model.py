@@ -16,8 +16,13 @@ from tensordict.nn import (
 )
 from torch import nn
 
+from typing import NamedTuple
+
+from torchrl.modules import IndependentNormal
+
 from aime_torchrl.modules.decoders import CNNDecoder, GaussianMLPDecoder, make_decoder
 from aime_torchrl.modules.encoders import ObservationEncoder
+from aime_torchrl.modules.filter_step import plain_module
 from aime_torchrl.modules.rollout import PosteriorRollout
 from aime_torchrl.modules.rssm import GaussianHead, RSSMTransition
 
@@ -36,6 +41,19 @@ WORLD_MODEL_PRESETS: dict[str, dict] = {
         vector_encoder=512, learn_std=False,
     ),
 }
+
+
+class RSSMNets(NamedTuple):
+    """The plain networks of an :class:`RSSMWorldModel` (see :meth:`RSSMWorldModel.plain_nets`);
+    each decoder with its fixed std (``None``: the net returns ``(loc, scale)``)."""
+
+    encoder: ObservationEncoder
+    transition: RSSMTransition
+    posterior: GaussianHead
+    prior: GaussianHead
+    decoders: dict[str, tuple[nn.Module, float | None]]
+    state_dim: int
+    belief_dim: int
 
 
 class RSSMWorldModel(TensorDictModuleBase):
@@ -131,6 +149,30 @@ class RSSMWorldModel(TensorDictModuleBase):
     @property
     def posterior(self) -> TensorDictModuleBase:
         return self.rollout.posterior
+
+    def plain_nets(self) -> RSSMNets | None:
+        """The networks of a world model built of this package's modules with the default keys
+        (what :meth:`from_config` makes), for the tensor path of the losses; ``None`` if any part
+        is another module (it then runs through its keys)."""
+        nets = self.rollout._plain_nets()
+        prior = plain_module(self.prior, GaussianHead, [("next", "belief")], [("next", "prior_mean"), ("next", "prior_std")])
+        encoder = plain_module(self.encoder, ObservationEncoder, [("next", k) for k in self.observation_keys],
+                               [("next", "encoded_latents")])
+        if nets is None or prior is None or encoder is None:
+            return None
+        decoders = {}
+        for key, decoder in self.decoders.items():
+            if not isinstance(decoder, ProbabilisticTensorDictSequential) or len(decoder.module) != 2:
+                return None
+            net_module, dist_module = decoder.module
+            kwargs = dict(dist_module.distribution_kwargs)
+            learn_std = "scale" not in kwargs
+            out_keys = [("next", f"reco_{key}"), *([("next", f"reco_{key}_scale")] if learn_std else [])]
+            net = plain_module(net_module, (GaussianMLPDecoder, CNNDecoder), [("next", "belief"), ("next", "state")], out_keys)
+            if net is None or dist_module.distribution_class is not IndependentNormal:
+                return None
+            decoders[key] = (net, None if learn_std else float(kwargs["scale"]))
+        return RSSMNets(encoder, *nets, prior, decoders, self.state_dim, self.belief_dim)
 
     def to_frames(
         self, window: TensorDictBase, action_key: str | tuple[str, ...] | None = "action"

@@ -13,6 +13,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import dispatch, TensorDictModuleBase
 from torchrl.envs.utils import ExplorationType
 
+from aime_torchrl.modules.filter_step import tanh_gaussian_net
 from aime_torchrl.modules.world_model import RSSMWorldModel
 from aime_torchrl.objectives.elbo import ELBOLossBase, gaussian_kl
 
@@ -56,6 +57,10 @@ class AIMELoss(ELBOLossBase):
         idm_trainable (bool, optional): with ``use_idm``, also train the IDM on the demonstrations'
             ELBO (its parameters join the loss's). The reference keeps it frozen; then only the
             action KL has a gradient and ``loss_recon``/``loss_kl`` are not returned. Defaults to ``False``.
+        compile (bool or str, optional): ``torch.compile`` the ELBO when the world model is built of this
+            package's modules and the policy by :func:`~aime_torchrl.modules.make_policy` (other
+            modules run eagerly through their keys); a string is the compile mode
+            (``"reduce-overhead"``: CUDA graphs). Defaults to ``False``.
 
     Returns a TensorDict with ``loss_recon`` (unless ``kl_only``) and ``loss_kl``, and the detached
     ``elbo``, ``kl``, ``recon_<sensor>`` and, when true actions are present, ``action_mse``.
@@ -90,9 +95,10 @@ class AIMELoss(ELBOLossBase):
         kl_only: bool = False,
         use_idm: bool = False,
         idm_trainable: bool = False,
+        compile: bool | str = False,
     ) -> None:
         super().__init__(
-            kl_scale=kl_scale, free_nats=free_nats, kl_balance=kl_balance, nll_reweight=nll_reweight
+            kl_scale=kl_scale, free_nats=free_nats, kl_balance=kl_balance, nll_reweight=nll_reweight, compile=compile
         )
         if "action" not in policy.out_keys:
             raise ValueError(
@@ -109,6 +115,21 @@ class AIMELoss(ELBOLossBase):
         # Held out like DreamerActorLoss's value model: not a submodule, so loss.parameters() is
         # exactly the policy's and an optimiser built on it can never touch the world model.
         self.__dict__["world_model"] = world_model
+        self.__dict__["_frozen_cache"] = (None, None)
+
+    def _frozen(self) -> TensorDictBase:
+        """The world model's parameters, detached (a trainable IDM's kept live): swapped in for the
+        forward, so no gradient can reach the world model and its ``requires_grad`` flags are never
+        touched. Built once, and again only if the world model's parameters were replaced (``.to()``)."""
+        params = list(self.world_model.parameters())
+        signature = tuple((id(p), p.data_ptr()) for p in params)
+        cached_signature, frozen = self.__dict__["_frozen_cache"]
+        if signature != cached_signature:
+            frozen = TensorDict.from_module(self.world_model).detach()
+            if self.idm_trainable:
+                frozen.set("idm", TensorDict.from_module(self.world_model.idm))
+            self.__dict__["_frozen_cache"] = (signature, frozen)
+        return frozen
 
     @property
     def in_keys(self) -> list:
@@ -118,9 +139,13 @@ class AIMELoss(ELBOLossBase):
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         world_model = self.world_model
-        trained = set(self.idm.parameters()) if self.idm_trainable else set()
         actor = _IDMActor(world_model.idm, self.policy) if self.use_idm else self.policy
-        with _held_out(world_model, keep=trained):
+        nets = world_model.plain_nets()
+        if nets is not None and not self.use_idm and tanh_gaussian_net(self.policy) is not None:
+            with self._frozen().to_module(world_model):
+                out, actions = self._tensor_elbo(world_model, nets, tensordict, None, self.policy, self.kl_only)
+            return self._action_mse(out, tensordict, actions)
+        with self._frozen().to_module(world_model):
             frames = world_model.to_frames(tensordict, action_key=None)
             frames = world_model(frames, policy=actor)
             out = self._elbo(world_model, frames, kl_only=self.kl_only)
@@ -132,10 +157,13 @@ class AIMELoss(ELBOLossBase):
                 out = out.exclude("loss_recon", "loss_kl")
             out.set("loss_action_kl", self.kl_scale * kl)
             out.set("action_kl", kl.detach())
+        return self._action_mse(out, tensordict, frames.get("action"))
+
+    def _action_mse(self, out: TensorDict, tensordict: TensorDictBase, actions: torch.Tensor) -> TensorDict:
+        """Logs how far the inferred actions of the frames are from the window's true ones, if any."""
         true_action = tensordict.get(self.tensor_keys.action, None)
         if true_action is not None:
-            inferred = frames.get("action")[..., 1:, :]
-            out.set("action_mse", (inferred.detach() - true_action).pow(2).mean())
+            out.set("action_mse", (actions[..., 1:, :].detach() - true_action).pow(2).mean())
         return out
 
 

@@ -8,17 +8,19 @@ Reductions follow the reference: sum over time and dimensions, mean over the bat
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import ProbabilisticTensorDictSequential
-from tensordict.utils import NestedKey
+from tensordict.nn import ProbabilisticTensorDictSequential, TensorDictModuleBase
+from tensordict.utils import NestedKey, unravel_key
 from torchrl.objectives import LossModule
 
 from aime_torchrl.modules.encoders import to_float_image
-from aime_torchrl.modules.world_model import RSSMWorldModel
+from aime_torchrl.modules.filter_step import tanh_gaussian_net
+from aime_torchrl.modules.world_model import RSSMNets, RSSMWorldModel
 
 NLL_REWEIGHTS = ("none", "dim_wise")
 
@@ -123,43 +125,88 @@ def elbo_terms(
         nll_reweight (str): ``"none"`` or ``"dim_wise"``.
         kl_only (bool): optimise only the KL term (the paper's KL-only ablation).
     """
+    likelihoods = {}
+    for key, decoder in decoders.items():
+        base = decoder.get_dist(frames).base_dist
+        likelihoods[key] = (base.loc, base.scale, frames.get(("next", key)))
+    out = elbo_from_params(
+        likelihoods,
+        frames.get(posterior_mean),
+        frames.get(posterior_std),
+        frames.get(prior_mean),
+        frames.get(prior_std),
+        batch_dims=frames.batch_dims,
+        kl_scale=kl_scale,
+        free_nats=free_nats,
+        kl_balance=kl_balance,
+        nll_reweight=nll_reweight,
+        kl_only=kl_only,
+    )
+    return TensorDict(out)
+
+
+def elbo_from_params(
+    likelihoods: Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    mean_q: torch.Tensor,
+    std_q: torch.Tensor,
+    mean_p: torch.Tensor,
+    std_p: torch.Tensor,
+    *,
+    batch_dims: int,
+    kl_scale: float = 1.0,
+    free_nats: float = 0.0,
+    kl_balance: float | None = None,
+    nll_reweight: str = "none",
+    kl_only: bool = False,
+) -> dict[str, torch.Tensor]:
+    """:func:`elbo_terms` on plain tensors: the one definition of the ELBO and its losses.
+
+    Args:
+        likelihoods (Mapping[str, tuple]): sensor -> ``(loc, scale, target)`` of its Gaussian
+            decoder (``scale`` broadcastable to ``loc``; uint8 targets are scaled to [0, 1]).
+        mean_q, std_q, mean_p, std_p (torch.Tensor): posterior and prior, ``[*B, T, D]``.
+
+    Keyword Args:
+        batch_dims (int): the leading dims ``[*B, T]`` of every tensor (the rest is one event).
+        kl_scale, free_nats, kl_balance, nll_reweight, kl_only: as :func:`elbo_terms`.
+
+    Returns a dict of scalar tensors (see :func:`elbo_terms`).
+    """
     if nll_reweight not in NLL_REWEIGHTS:
         raise ValueError(f"nll_reweight must be one of {NLL_REWEIGHTS}, got {nll_reweight!r}.")
-    out = TensorDict()
-    batch_dims = frames.batch_dims
+    out: dict[str, torch.Tensor] = {}
     recon_total = 0.0
     recon_loss = 0.0
     std_sum = 0.0
     std_count = 0
-    for key, decoder in decoders.items():
-        base = decoder.get_dist(frames).base_dist
-        target = to_float_image(frames.get(("next", key)), base.loc.dtype)
-        log_prob = base.log_prob(target)
+    for key, (loc, scale, target) in likelihoods.items():
+        target = to_float_image(target, loc.dtype)
+        scale = scale.expand_as(loc) if isinstance(scale, torch.Tensor) else torch.full_like(loc, scale)
+        # Normal log-density, as torch.distributions.Normal.log_prob computes it.
+        log_prob = -((target - loc) ** 2) / (2 * scale.pow(2)) - scale.log() - math.log(math.sqrt(2 * math.pi))
         event = tuple(range(batch_dims, log_prob.ndim))
         recon = log_prob.sum(event)  # [B, T]
         recon_total = recon_total + recon
-        out.set(f"recon_{key}", recon.sum(-1).mean().detach())
+        out[f"recon_{key}"] = recon.sum(-1).mean().detach()
         if nll_reweight == "dim_wise":
-            std = base.scale.detach().expand_as(log_prob)
+            std = scale.detach()
             recon_loss = recon_loss - (std * log_prob).sum(event)
             std_sum = std_sum + std.sum(event)
             std_count += std[(0,) * batch_dims].numel()
         else:
             recon_loss = recon_loss - recon
 
-    mean_q, std_q = frames.get(posterior_mean), frames.get(posterior_std)
-    mean_p, std_p = frames.get(prior_mean), frames.get(prior_std)
     kl = balanced_kl(mean_q, std_q, mean_p, std_p, kl_balance)  # value: the true KL, [B, T, D]
     kl_value = kl.detach().sum(-1)
     kl_opt = free_nats_kl(kl, free_nats).sum(-1)
     if nll_reweight == "dim_wise":
         kl_opt = kl_opt * (std_sum / std_count)
 
-    out.set("loss_kl", kl_scale * kl_opt.sum(-1).mean())
+    out["loss_kl"] = kl_scale * kl_opt.sum(-1).mean()
     if not kl_only:
-        out.set("loss_recon", recon_loss.sum(-1).mean())
-    out.set("kl", kl_value.sum(-1).mean())
-    out.set("elbo", (recon_total.detach() - kl_value).sum(-1).mean())
+        out["loss_recon"] = recon_loss.sum(-1).mean()
+    out["kl"] = kl_value.sum(-1).mean()
+    out["elbo"] = (recon_total.detach() - kl_value).sum(-1).mean()
     return out
 
 
@@ -200,6 +247,7 @@ class ELBOLossBase(LossModule):
         free_nats: float,
         kl_balance: float | None,
         nll_reweight: str,
+        compile: bool | str = False,
     ) -> None:
         super().__init__()
         if nll_reweight not in NLL_REWEIGHTS:
@@ -212,9 +260,44 @@ class ELBOLossBase(LossModule):
         self.free_nats = free_nats
         self.kl_balance = kl_balance
         self.nll_reweight = nll_reweight
+        from aime_torchrl.objectives.window_elbo import window_elbo  # it builds on this module
+
+        self.compile = compile
+        mode = compile if isinstance(compile, str) else None  # e.g. "reduce-overhead": CUDA graphs
+        self._window_elbo = torch.compile(window_elbo, mode=mode) if compile else window_elbo
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass
+
+    def _tensor_elbo(
+        self,
+        world_model: RSSMWorldModel,
+        nets: RSSMNets,
+        tensordict: TensorDictBase,
+        action_key: NestedKey | None,
+        policy: TensorDictModuleBase | None = None,
+        kl_only: bool = False,
+    ) -> tuple[TensorDict, torch.Tensor]:
+        """The fast path (:func:`window_elbo`, compiled with ``compile=True``): the ELBO terms and
+        the actions of the frames. The noise is drawn here, in the order of the generic rollout."""
+        frames = world_model.to_frames(tensordict, action_key)
+        observations = {key: frames.get(("next", key)) for key in world_model.observation_keys}
+        actions = frames.get("action")
+        length = frames.batch_size[-1]
+        state = actions.new_zeros(*frames.batch_size[:-1], nets.state_dim)
+        noise = [torch.randn_like(state) for _ in range(length)]
+        options = {}
+        if policy is not None:
+            options = dict(
+                policy=tanh_gaussian_net(policy),
+                feature_keys=[unravel_key(k) for k in policy.module[0].in_keys],
+                policy_noise=[torch.randn_like(actions[..., 0, :]) for _ in range(length)],
+            )
+        terms, actions = self._window_elbo(
+            nets, observations, actions, noise, **options, kl_scale=self.kl_scale, free_nats=self.free_nats,
+            kl_balance=self.kl_balance, nll_reweight=self.nll_reweight, kl_only=kl_only,
+        )
+        return TensorDict(terms), actions
 
     def _elbo(self, world_model: RSSMWorldModel, frames: TensorDictBase, kl_only: bool = False) -> TensorDict:
         keys = self.tensor_keys

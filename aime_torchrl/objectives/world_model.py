@@ -40,6 +40,11 @@ class WorldModelLoss(ELBOLossBase):
         nll_reweight (str, optional): ``"dim_wise"`` (beta-NLL, the KL re-weighted by the mean
             decoder std, as the reference walker config) or ``"none"``. Defaults to ``"dim_wise"``.
 
+        compile (bool or str, optional): ``torch.compile`` the ELBO of world models built of this
+            package's modules (:meth:`~aime_torchrl.modules.RSSMWorldModel.plain_nets`; others run
+            eagerly through their keys), forward and backward; a string is the compile mode
+            (``"reduce-overhead"``: CUDA graphs). The first steps pay the compilation. Defaults to ``False``.
+
     The defaults are the walker (RSSM) settings; :data:`LOSS_PRESETS` holds the cheetah (RSSMO) ones.
 
     Returns a TensorDict with ``loss_recon`` and ``loss_kl`` (sum them to optimise), and the
@@ -72,9 +77,10 @@ class WorldModelLoss(ELBOLossBase):
         free_nats: float = 0.0,
         kl_balance: float | None = None,
         nll_reweight: str = "dim_wise",
+        compile: bool | str = False,
     ) -> None:
         super().__init__(
-            kl_scale=kl_scale, free_nats=free_nats, kl_balance=kl_balance, nll_reweight=nll_reweight
+            kl_scale=kl_scale, free_nats=free_nats, kl_balance=kl_balance, nll_reweight=nll_reweight, compile=compile
         )
         self.world_model = world_model
 
@@ -85,6 +91,9 @@ class WorldModelLoss(ELBOLossBase):
 
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        nets = self.world_model.plain_nets()
+        if nets is not None and self.world_model.idm is None:
+            return self._tensor_elbo(self.world_model, nets, tensordict, self.tensor_keys.action)[0]
         frames = self.world_model.to_frames(tensordict, self.tensor_keys.action)
         frames = self.world_model(frames)
         out = self._elbo(self.world_model, frames)

@@ -42,7 +42,12 @@ def train_offline(
     """Runs gradient steps ``start, ..., steps - 1`` of ``loss_module`` on batches from ``sample()``.
 
     Gradients are clipped to ``grad_clip`` (global norm) over the parameters the optimiser holds.
-    A non-finite loss stops the loop with an error naming the step.
+
+    The loop never waits for the device: the outputs are summed on the device and read every
+    ``log_every`` steps (progress bar, logger, returned means). A non-finite loss or gradient norm
+    is caught on the device too: from that step on the gradients are zeroed (no update can store a
+    non-finite value in the weights or the optimiser state, so neither can a checkpoint), and the
+    next read stops the run with an error naming the step.
 
     Interruption: a ``SIGINT`` (Ctrl-C) during the loop lets the current step finish, calls
     ``on_step(done, True)`` (save a checkpoint there) and then raises :class:`KeyboardInterrupt`;
@@ -57,17 +62,19 @@ def train_offline(
         steps (int): total number of gradient steps.
         start (int, optional): steps already done (resuming). Defaults to ``0``.
         grad_clip (float, optional): max global gradient norm; ``None`` disables. Defaults to ``100.0``.
-        progress (bool, optional): show a progress bar with the live loss. Defaults to ``True``.
+        progress (bool, optional): show a progress bar with the ELBO of the last ``log_every`` steps. Defaults to ``True``.
         desc (str, optional): label of the progress bar and of errors.
         logger (Logger, optional): a TorchRL logger; receives the mean of every output, the
             gradient norm and the speed every ``log_every`` steps as ``<log_prefix>/<key>``.
-        log_every (int, optional): logging period in steps. Defaults to ``100``.
+        log_every (int, optional): steps between reads of the accumulators (logging, progress,
+            the non-finite check). Defaults to ``100``.
         log_prefix (str, optional): prefix of the logged names. Defaults to ``"train"``.
         log_offset (int, optional): added to the step in the logs (phase 2 after phase 1). Defaults to ``0``.
         on_step (Callable[[int, bool], None], optional): called after every step with the number
             of steps done and whether the loop is about to stop (last step or interrupted).
 
-    Returns the detached outputs of the steps run, stacked: a ``[steps - start]`` TensorDict.
+    Returns the means of the detached outputs (and ``grad_norm``) over each ``log_every`` steps, with
+    the ``step`` at which each ends: a ``[ceil((steps - start) / log_every)]`` TensorDict.
 
     Examples:
         >>> import torch
@@ -76,46 +83,75 @@ def train_offline(
         >>> wm = RSSMWorldModel.from_config({"observation": 3}, 1, belief_dim=16, state_dim=4, hidden=16)
         >>> batch = TensorDict({"observation": torch.randn(2, 5, 3), "action": torch.rand(2, 5, 1),
         ...     ("next", "observation"): torch.randn(2, 5, 3)}, [2, 5])
-        >>> history = train_offline(WorldModelLoss(wm), lambda: batch, torch.optim.Adam(wm.parameters()),
-        ...     steps=3, progress=False)
-        >>> history["elbo"].shape
-        torch.Size([3])
+        >>> means = train_offline(WorldModelLoss(wm), lambda: batch, torch.optim.Adam(wm.parameters()),
+        ...     steps=5, log_every=2, progress=False)
+        >>> means["step"].tolist()
+        [2, 4, 5]
     """
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    history, window = [], []
+    max_norm = grad_clip if grad_clip is not None else float("inf")
+    means = []
+    sums, count, first_bad = None, 0, None
     bar = tqdm(range(start, steps), desc=desc, disable=not progress, dynamic_ncols=True, initial=start, total=steps)
     tic = time.perf_counter()
+
+    def flush(done: int, log: bool = True) -> None:
+        """Reads the on-device accumulators (the only host sync): stops on a non-finite loss, logs the means."""
+        nonlocal sums, count, tic
+        if count == 0:
+            return
+        bad = int(first_bad.item())
+        if bad >= 0:
+            raise FloatingPointError(
+                f"{desc or 'training'}: non-finite loss or gradient at step {bad} (no update was applied from that step "
+                f"on; means of the last {count} steps: {_fmt_losses(sums / count)})."
+            )
+        if not log:
+            return
+        metrics = (sums / count).float()
+        metrics.set("step", torch.tensor(done))
+        means.append(metrics)
+        if "elbo" in metrics.keys():
+            bar.set_postfix(elbo=f"{metrics['elbo'].item():.1f}", refresh=False)
+        if logger is not None:
+            metrics = metrics.exclude("step")
+            metrics.set("steps_per_s", torch.tensor(count / (time.perf_counter() - tic)))
+            logger.log_metrics({f"{log_prefix}/{k}": v for k, v in metrics.items()}, step=log_offset + done)
+        sums, count, tic = None, 0, time.perf_counter()
+
     with _deferred_interrupt() as interrupted:
         for step in bar:
             out = loss_module(sample())
             loss = total_loss(out)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"{desc or 'training'}: non-finite loss {loss.item()} at step {step} ({_fmt_losses(out)})."
-                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip is not None else float("inf"))
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            # On-device guard, no host sync: from the first non-finite loss or gradient on, every
+            # gradient is zeroed, so no update can write a non-finite value into the weights or the
+            # optimiser state (and a checkpoint taken before the next read stays finite).
+            finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+            first_bad = (
+                torch.where(finite, -1, step) if first_bad is None else torch.where((first_bad < 0) & ~finite, step, first_bad)
+            )
+            healthy = (first_bad < 0).to(loss.dtype)
+            for p in params:
+                if p.grad is not None:
+                    p.grad.mul_(healthy).nan_to_num_(0.0, 0.0, 0.0)
             optimizer.step()
             out = out.detach()
             out.set("grad_norm", grad_norm.detach())
-            history.append(out)
-            window.append(out)
-            if "elbo" in out.keys():
-                bar.set_postfix(elbo=f"{out['elbo'].item():.1f}", refresh=False)
+            sums = out if sums is None else sums + out
+            count += 1
             done = step + 1
-            if logger is not None and (done % log_every == 0 or done == steps):
-                metrics = torch.stack(window).float().mean(0)
-                metrics.set("steps_per_s", torch.tensor(len(window) / (time.perf_counter() - tic)))
-                logger.log_metrics({f"{log_prefix}/{k}": v for k, v in metrics.items()}, step=log_offset + done)
-                window, tic = [], time.perf_counter()
             stop = interrupted()
+            if done % log_every == 0 or done == steps or stop:
+                flush(done, log=not stop or done == steps or done % log_every == 0)
             if on_step is not None:
                 on_step(done, stop or done == steps)
             if stop:
                 bar.close()
                 raise KeyboardInterrupt(f"{desc or 'training'} interrupted after step {done}")
-    return torch.stack(history) if history else TensorDict()
+    return torch.stack(means) if means else TensorDict()
 
 
 def _fmt_losses(out: TensorDictBase) -> str:
