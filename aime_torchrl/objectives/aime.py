@@ -5,12 +5,12 @@
 """Phase 2 of AIME: infer the actions of observation-only demonstrations with a policy."""
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+import copy
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import dispatch, TensorDictModuleBase
+from torch import nn
 from torchrl.envs.utils import ExplorationType
 
 from aime_torchrl.modules.filter_step import tanh_gaussian_net
@@ -117,17 +117,20 @@ class AIMELoss(ELBOLossBase):
         self.__dict__["world_model"] = world_model
         self.__dict__["_frozen_cache"] = (None, None)
 
-    def _frozen(self) -> TensorDictBase:
-        """The world model's parameters, detached (a trainable IDM's kept live): swapped in for the
-        forward, so no gradient can reach the world model and its ``requires_grad`` flags are never
-        touched. Built once, and again only if the world model's parameters were replaced (``.to()``)."""
+    def _frozen(self) -> RSSMWorldModel:
+        """A frozen view of the world model: the same modules, whose parameters are detached
+        aliases of the world model's (same storage; ``requires_grad=False``), a trainable IDM's
+        kept live. Phase 2 runs on it, so no gradient reaches the world model, no weight gradient
+        is computed, and the world model's ``requires_grad`` flags are never touched. Built once,
+        and again only if the world model's parameters were replaced (``.to()``, ``load_state_dict``
+        with ``assign=True``)."""
         params = list(self.world_model.parameters())
         signature = tuple((id(p), p.data_ptr()) for p in params)
         cached_signature, frozen = self.__dict__["_frozen_cache"]
         if signature != cached_signature:
-            frozen = TensorDict.from_module(self.world_model).detach()
-            if self.idm_trainable:
-                frozen.set("idm", TensorDict.from_module(self.world_model.idm))
+            live = set(self.idm.parameters()) if self.idm_trainable else set()
+            memo = {id(p): p if p in live else nn.Parameter(p.detach(), requires_grad=False) for p in params}
+            frozen = copy.deepcopy(self.world_model, memo)
             self.__dict__["_frozen_cache"] = (signature, frozen)
         return frozen
 
@@ -138,17 +141,15 @@ class AIMELoss(ELBOLossBase):
 
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
-        world_model = self.world_model
+        world_model = self._frozen()
         actor = _IDMActor(world_model.idm, self.policy) if self.use_idm else self.policy
         nets = world_model.plain_nets()
         if nets is not None and not self.use_idm and tanh_gaussian_net(self.policy) is not None:
-            with self._frozen().to_module(world_model):
-                out, actions = self._tensor_elbo(world_model, nets, tensordict, None, self.policy, self.kl_only)
+            out, actions = self._tensor_elbo(world_model, nets, tensordict, None, self.policy, self.kl_only)
             return self._action_mse(out, tensordict, actions)
-        with self._frozen().to_module(world_model):
-            frames = world_model.to_frames(tensordict, action_key=None)
-            frames = world_model(frames, policy=actor)
-            out = self._elbo(world_model, frames, kl_only=self.kl_only)
+        frames = world_model.to_frames(tensordict, action_key=None)
+        frames = world_model(frames, policy=actor)
+        out = self._elbo(world_model, frames, kl_only=self.kl_only)
         if self.use_idm:
             rows = frames[..., 1:]  # row 0 keeps the zero action of the initial state
             kl = gaussian_kl(rows.get("idm_loc"), rows.get("idm_scale"), rows.get("loc"), rows.get("scale"))
@@ -179,21 +180,3 @@ class _IDMActor(TensorDictModuleBase):
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         return self.policy.get_dist_params(self.idm(tensordict))
-
-
-@contextlib.contextmanager
-def _held_out(module: torch.nn.Module, keep: set | frozenset = frozenset()) -> Iterator[None]:
-    """No parameter of ``module`` (but those in ``keep``) requires grad inside; each gets its own
-    flag back on exit.
-
-    (TorchRL's ``hold_out_net`` reads the first parameter's flag only and re-enables all of them,
-    which lets gradients into a partly frozen model and unfreezes what the user froze.)
-    """
-    flags = [(p, p.requires_grad) for p in module.parameters() if p not in keep]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)

@@ -5,14 +5,13 @@
 """IIDM: a forward model trained on the embodiment data, inverted by gradients into a policy."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import dispatch, TensorDictModuleBase
 from torchrl.objectives import LossModule
-
-from aime_torchrl.objectives.aime import _held_out
 
 
 def _prediction_error(model: TensorDictModuleBase, td: TensorDictBase, keys: Sequence[str]) -> torch.Tensor:
@@ -114,3 +113,21 @@ class IIDMLoss(LossModule):
         with _held_out(self.model):
             error = _prediction_error(self.model, td, self.keys)
         return TensorDict({"loss_policy": error})
+
+
+@contextlib.contextmanager
+def _held_out(module: torch.nn.Module, keep: set | frozenset = frozenset()) -> Iterator[None]:
+    """No parameter of ``module`` (but those in ``keep``) requires grad inside; each gets its own
+    flag back on exit.
+
+    (TorchRL's ``hold_out_net`` reads the first parameter's flag only and re-enables all of them,
+    which lets gradients into a partly frozen model and unfreezes what the user froze.)
+    """
+    flags = [(p, p.requires_grad) for p in module.parameters() if p not in keep]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)

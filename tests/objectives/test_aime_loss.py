@@ -153,3 +153,31 @@ def test_policy_must_write_the_action():
     wrong = TensorDictModule(torch.nn.Linear(wm.feature_dim, 2), in_keys=["belief", "state"], out_keys=["act"])
     with pytest.raises(ValueError, match="must write 'action'"):
         AIMELoss(wm, wrong)
+
+
+def test_phase_two_computes_no_world_model_weight_gradient():
+    """The world model is frozen once: a view whose weights alias the model's and need no gradient,
+    following in-place updates of the model (load_state_dict)."""
+    wm = small_world_model()
+    policy = make_policy(wm.state_dim, wm.belief_dim, 2, hidden=16)
+    loss = AIMELoss(wm, policy)
+    frozen = loss._frozen()
+    assert loss._frozen() is frozen  # built once
+    for p, q in zip(wm.parameters(), frozen.parameters()):
+        assert not q.requires_grad and p.requires_grad and q.data_ptr() == p.data_ptr()
+    other = small_world_model()
+    wm.load_state_dict(other.state_dict())
+    for p, q in zip(other.parameters(), loss._frozen().parameters()):
+        assert torch.equal(p, q)
+    out = loss(make_window())
+    policy_params = {id(p) for p in policy.parameters()}
+    fn_stack, seen, leaves = [total_loss(out).grad_fn], set(), set()
+    while fn_stack:  # walk the autograd graph: its only leaves are the policy's weights
+        fn = fn_stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        if hasattr(fn, "variable"):
+            leaves.add(id(fn.variable))
+        fn_stack.extend(f for f, _ in fn.next_functions)
+    assert leaves == policy_params
