@@ -49,7 +49,7 @@ def open_loop_prediction(world_model: RSSMWorldModel, window: TensorDictBase, *,
     belief, state = observed.get(("next", "belief"))[..., -1, :], observed.get(("next", "state"))[..., -1, :]
     beliefs, states = [observed.get(("next", "belief"))], [observed.get(("next", "state"))]
     batch = frames.batch_size[:-1]
-    nets = world_model.rollout._plain_nets()
+    nets = world_model.rollout.plain_nets()
     prior = plain_module(world_model.prior, GaussianHead, [("next", "belief")],
                          [("next", "prior_mean"), ("next", "prior_std")])
     for t in range(context, length):

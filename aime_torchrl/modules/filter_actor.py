@@ -91,7 +91,7 @@ class FilteringActor(TensorDictModuleBase):
         embedding = wm.encoder(
             TensorDict({("next", key): tensordict.get(key) for key in wm.observation_keys}, tensordict.batch_size)
         ).get(("next", "encoded_latents"))
-        nets = wm.rollout._plain_nets()
+        nets = wm.rollout.plain_nets()
         if nets is not None:
             noise = torch.randn_like(state) if self.sample_posterior else None
             next_belief, _, _, next_state = latent_step(*nets, state, belief, prev_action, embedding, noise=noise)

@@ -91,12 +91,12 @@ class PosteriorRollout(TensorDictModuleBase):
             policy (TensorDictModuleBase, optional): samples ``"action"`` from the latent state at
                 every step after the first (AIME phase 2). Defaults to ``None`` (the data's actions).
         """
-        nets = self._plain_nets()
+        nets = self.plain_nets()
         if nets is None:
             return self._forward_generic(tensordict, policy)
         return self._forward_tensors(tensordict, *nets, policy)
 
-    def _plain_nets(self) -> tuple[RSSMTransition, GaussianHead] | None:
+    def plain_nets(self) -> tuple[RSSMTransition, GaussianHead] | None:
         """Our own transition and posterior with the default keys: they run on the tensor path."""
         state, belief = self.state_key, self.belief_key
         transition = plain_module(self.transition, RSSMTransition, [state, belief, "action"], [("next", belief)])
@@ -172,6 +172,8 @@ class PosteriorRollout(TensorDictModuleBase):
             if t:
                 step[state], step[belief] = outputs[next_state][-1], outputs[next_belief][-1]
             if policy is not None:
+                # Row 0 keeps the data's (zero) action; the policy still writes its distribution
+                # parameters so that every row carries the same keys.
                 kept = {k: step[k] for k in policy.out_keys if k in step} if t == 0 else {}
                 step.update(_call(policy, step, batch_size))
                 step.update(kept)

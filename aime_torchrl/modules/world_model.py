@@ -154,7 +154,7 @@ class RSSMWorldModel(TensorDictModuleBase):
         """The networks of a world model built of this package's modules with the default keys
         (what :meth:`from_config` makes), for the tensor path of the losses; ``None`` if any part
         is another module (it then runs through its keys)."""
-        nets = self.rollout._plain_nets()
+        nets = self.rollout.plain_nets()
         prior = plain_module(self.prior, GaussianHead, [("next", "belief")], [("next", "prior_mean"), ("next", "prior_std")])
         encoder = plain_module(self.encoder, ObservationEncoder, [("next", k) for k in self.observation_keys],
                                [("next", "encoded_latents")])

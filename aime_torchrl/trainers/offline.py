@@ -103,8 +103,8 @@ def train_offline(
         bad = int(first_bad.item())
         if bad >= 0:
             raise FloatingPointError(
-                f"{desc or 'training'}: non-finite loss or gradient at step {bad} (no update was applied from that step "
-                f"on; means of the last {count} steps: {_fmt_losses(sums / count)})."
+                f"{desc or 'training'}: non-finite loss or gradient at step {bad} (its gradients and all later ones "
+                f"were zeroed, so the weights stay finite; means of the last {count} steps: {_fmt_losses(sums / count)})."
             )
         if not log:
             return
@@ -144,8 +144,9 @@ def train_offline(
             count += 1
             done = step + 1
             stop = interrupted()
-            if done % log_every == 0 or done == steps or stop:
-                flush(done, log=not stop or done == steps or done % log_every == 0)
+            log = done % log_every == 0 or done == steps
+            if log or stop:
+                flush(done, log=log)
             if on_step is not None:
                 on_step(done, stop or done == steps)
             if stop:
