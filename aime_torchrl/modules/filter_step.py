@@ -110,6 +110,17 @@ SEQUENCE_KEYS = [
 ]
 
 
+def window_noise(
+    state: torch.Tensor, action: torch.Tensor, length: int, policy: bool = False
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The standard normal noise of a window of ``length`` rows, drawn before the loop in the one
+    order every path uses (so they agree for the same seed): one draw like ``state`` per row for
+    the posterior, then, if a policy acts, one like ``action`` per row. Drawn row by row, as the
+    step-by-step :class:`~aime_torchrl.modules.FilteringActor` draws its posterior noise."""
+    noise = [torch.randn_like(state) for _ in range(length)]
+    return noise, [torch.randn_like(action) for _ in range(length)] if policy else []
+
+
 def policy_step(
     policy: TanhGaussianPolicyNet, features: tuple[torch.Tensor, ...], noise: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

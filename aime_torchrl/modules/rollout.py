@@ -10,7 +10,9 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from tensordict.utils import NestedKey, unravel_key
 
-from aime_torchrl.modules.filter_step import filter_sequence, plain_module, tanh_gaussian_actor, tanh_gaussian_net
+from aime_torchrl.modules.filter_step import (
+    filter_sequence, plain_module, tanh_gaussian_actor, tanh_gaussian_net, window_noise,
+)
 from aime_torchrl.modules.rssm import GaussianHead, RSSMTransition
 
 
@@ -123,13 +125,10 @@ class PosteriorRollout(TensorDictModuleBase):
         belief = tensordict.get("belief").select(time_dim, 0)
         embeddings = tensordict.get(("next", "encoded_latents")).unbind(time_dim)
         actions = tensordict.get("action").unbind(time_dim)
-        # One draw per step, all before the loop: the same random stream as the step-by-step
-        # FilteringActor, so both give the same latents for the same seed.
-        noise = [torch.randn_like(state) for _ in range(length)]
         act = None
         policy_net = tanh_gaussian_net(policy)
+        noise, policy_noise = window_noise(state, actions[0], length, policy=policy_net is not None)
         if policy_net is not None:
-            policy_noise = [torch.randn_like(actions[0]) for _ in range(length)]
             act = tanh_gaussian_actor(policy_net, [unravel_key(k) for k in policy.module[0].in_keys], policy_noise)
         elif policy is not None:  # any other policy reads its keys from a TensorDict
             policy_inputs = {

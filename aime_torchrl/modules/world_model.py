@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -15,9 +16,6 @@ from tensordict.nn import (
     TensorDictModuleBase,
 )
 from torch import nn
-
-from typing import NamedTuple
-
 from torchrl.modules import IndependentNormal
 
 from aime_torchrl.modules.decoders import CNNDecoder, GaussianMLPDecoder, make_decoder

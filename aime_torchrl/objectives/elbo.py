@@ -19,10 +19,11 @@ from tensordict.utils import NestedKey, unravel_key
 from torchrl.objectives import LossModule
 
 from aime_torchrl.modules.encoders import to_float_image
-from aime_torchrl.modules.filter_step import tanh_gaussian_net
+from aime_torchrl.modules.filter_step import tanh_gaussian_net, window_noise
 from aime_torchrl.modules.world_model import RSSMNets, RSSMWorldModel
 
 NLL_REWEIGHTS = ("none", "dim_wise")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def gaussian_kl(
@@ -263,6 +264,11 @@ class ELBOLossBase(LossModule):
         from aime_torchrl.objectives.window_elbo import window_elbo  # it builds on this module
 
         self.compile = compile
+        if isinstance(compile, str) and compile not in COMPILE_MODES:
+            raise ValueError(
+                f"compile must be a bool or one of torch.compile's modes {COMPILE_MODES}, got {compile!r} "
+                "(Hydra: the `compile` key)."
+            )
         mode = compile if isinstance(compile, str) else None  # e.g. "reduce-overhead": CUDA graphs
         self._window_elbo = torch.compile(window_elbo, mode=mode) if compile else window_elbo
 
@@ -279,19 +285,19 @@ class ELBOLossBase(LossModule):
         kl_only: bool = False,
     ) -> tuple[TensorDict, torch.Tensor]:
         """The fast path (:func:`window_elbo`, compiled with ``compile=True``): the ELBO terms and
-        the actions of the frames. The noise is drawn here, in the order of the generic rollout."""
+        the actions of the frames. The noise is drawn here (:func:`window_noise`, as the rollout does)."""
         frames = world_model.to_frames(tensordict, action_key)
         observations = {key: frames.get(("next", key)) for key in world_model.observation_keys}
         actions = frames.get("action")
-        length = frames.batch_size[-1]
         state = actions.new_zeros(*frames.batch_size[:-1], nets.state_dim)
-        noise = [torch.randn_like(state) for _ in range(length)]
+        policy_net = tanh_gaussian_net(policy)
+        noise, policy_noise = window_noise(state, actions[..., 0, :], frames.batch_size[-1], policy=policy_net is not None)
         options = {}
-        if policy is not None:
+        if policy_net is not None:
             options = dict(
-                policy=tanh_gaussian_net(policy),
+                policy=policy_net,
                 feature_keys=[unravel_key(k) for k in policy.module[0].in_keys],
-                policy_noise=[torch.randn_like(actions[..., 0, :]) for _ in range(length)],
+                policy_noise=policy_noise,
             )
         terms, actions = self._window_elbo(
             nets, observations, actions, noise, **options, kl_scale=self.kl_scale, free_nats=self.free_nats,

@@ -97,3 +97,8 @@ def test_compiled_equals_eager(device, mode):
                 torch.testing.assert_close(g, w, rtol=1e-3, atol=1e-4)
     assert all(p.grad is None for p in wm_params)  # phase 2, compiled too: nothing reaches the world model
     assert all(p.requires_grad for p in wm_params)
+
+
+def test_unknown_compile_mode_names_the_option():
+    with pytest.raises(ValueError, match="compile must be a bool or one of torch.compile's modes"):
+        WorldModelLoss(small_world_model(), compile="fastest")
