@@ -37,7 +37,8 @@ from aime_torchrl import AIMELoss, make_policy, RSSMWorldModel, WorldModelLoss
 from aime_torchrl.data import AIMEDataset, load_episode, resolve_datasets, UniformRandomPolicy
 from aime_torchrl.envs import make_env, render_states, SENSOR_DIMS, SENSORS
 from aime_torchrl.evaluation import (
-    episode_returns, open_loop_prediction, plot_scores, record_episode, save_gif, score_report, side_by_side,
+    episode_returns, open_loop_prediction, plot_scores, record_episode, save_gif, score_report, seeded_episode_returns,
+    side_by_side,
 )
 from aime_torchrl.modules import FilteringActor
 from aime_torchrl.trainers import (
@@ -60,11 +61,16 @@ def flat(config: dict, prefix: str = "") -> dict:
 
 
 def evaluate(actor, cfg: DictConfig, episodes: int, seed: int, desc: str) -> list[float]:
-    """Returns of the filtering actor in a fresh env; the training RNG stream is left untouched."""
-    env = make_env(cfg.embodiment, cfg.task, cfg.setup, seed=seed).append_transform(actor.make_tensordict_primer())
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return episode_returns(actor, env, episodes, progress=cfg.progress, desc=desc)
+    """Returns of the filtering actor, episode i in an env seeded with ``seed + i`` that also draws
+    the actor's posterior noise (the same returns with any ``eval.workers``); the training RNG
+    stream is left untouched."""
+
+    def env(episode_seed: int):
+        env = make_env(cfg.embodiment, cfg.task, cfg.setup, seed=episode_seed)
+        return env.append_transform(actor.make_tensordict_primer()).append_transform(actor.make_noise_source(episode_seed))
+
+    return seeded_episode_returns(actor, env, [seed + i for i in range(episodes)], workers=cfg.eval.workers,
+                                  progress=cfg.progress, desc=desc)
 
 
 def save_videos(actor, world_model, demos, embodiment_data, cfg: DictConfig, seed: int, folder: Path, device) -> None:

@@ -37,7 +37,7 @@ from torchrl.record.loggers import get_logger
 
 from aime_torchrl.data import AIMEDataset, resolve_datasets, UniformRandomPolicy
 from aime_torchrl.envs import make_env, SENSOR_DIMS, SENSORS
-from aime_torchrl.evaluation import episode_returns, score_report
+from aime_torchrl.evaluation import episode_returns, score_report, seeded_episode_returns
 from aime_torchrl.modules import frame_stack_transform, make_stack_module, stack_window
 from aime_torchrl.objectives import BCLoss, ForwardModelLoss, IIDMLoss
 from aime_torchrl.trainers import train_with_validation
@@ -150,8 +150,13 @@ def main(cfg: DictConfig) -> dict:
 
     # --- evaluation ----------------------------------------------------------------------------------
     eval_seed = cfg.eval.seed if cfg.eval.seed is not None else cfg.seed + 100
-    env = make_env(cfg.embodiment, cfg.task, cfg.setup, seed=eval_seed).append_transform(frame_stack_transform(shapes, frames))
-    returns = episode_returns(policy, env, cfg.eval.episodes, progress=cfg.progress, desc=f"eval {METHODS[cfg.method]}")
+
+    def env(episode_seed: int):  # episode i in an env seeded with eval_seed + i, as aime_walker.py evaluates
+        return make_env(cfg.embodiment, cfg.task, cfg.setup, seed=episode_seed).append_transform(
+            frame_stack_transform(shapes, frames))
+
+    returns = seeded_episode_returns(policy, env, [eval_seed + i for i in range(cfg.eval.episodes)],
+                                     workers=cfg.eval.workers, progress=cfg.progress, desc=f"eval {METHODS[cfg.method]}")
     random_env = make_env(cfg.embodiment, cfg.task, cfg.setup, seed=eval_seed)
     random_returns = episode_returns(UniformRandomPolicy(random_env.action_spec, seed=eval_seed), random_env,
                                      cfg.eval.episodes, progress=cfg.progress, desc="eval random")

@@ -15,9 +15,11 @@ from aime_torchrl.envs.dmc import (
     TaskReward,
     TASKS,
 )
+from aime_torchrl.envs.noise import NoiseSource
 from aime_torchrl.envs.scores import normalised_score, REFERENCE_EXPERT_RETURNS
 
 __all__ = [
+    "NoiseSource",
     "PhysicsState",
     "REFERENCE_EXPERT_RETURNS",
     "RenderPixels",

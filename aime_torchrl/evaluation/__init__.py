@@ -7,7 +7,7 @@ from aime_torchrl.envs.scores import normalised_score, REFERENCE_EXPERT_RETURNS
 from aime_torchrl.evaluation.plots import plot_grid, plot_scores
 from aime_torchrl.evaluation.prediction import open_loop_prediction
 from aime_torchrl.evaluation.report import score_report
-from aime_torchrl.evaluation.rollouts import episode_returns, record_episode
+from aime_torchrl.evaluation.rollouts import episode_returns, record_episode, seeded_episode_returns
 from aime_torchrl.evaluation.video import save_gif, side_by_side
 
 __all__ = [
@@ -20,5 +20,6 @@ __all__ = [
     "record_episode",
     "save_gif",
     "score_report",
+    "seeded_episode_returns",
     "side_by_side",
 ]

@@ -5,6 +5,10 @@
 """Roll a policy out in a TorchRL env: episode returns and recorded episodes."""
 from __future__ import annotations
 
+import multiprocessing
+from collections.abc import Callable, Sequence
+
+import cloudpickle
 import torch
 from tensordict.nn import TensorDictModuleBase
 from torchrl.envs import EnvBase
@@ -39,6 +43,89 @@ def episode_returns(
             rollout = env.rollout(max_steps, policy, break_when_any_done=True)
             returns.append(rollout.get(("next", "reward")).sum().item())
     return returns
+
+
+def seeded_episode_returns(
+    policy: TensorDictModuleBase | None,
+    make_env: Callable[[int], EnvBase],
+    seeds: Sequence[int],
+    *,
+    workers: int = 0,
+    exploration_type: ExplorationType = ExplorationType.DETERMINISTIC,
+    max_steps: int = 100_000,
+    progress: bool = False,
+    desc: str = "evaluating",
+) -> list[float]:
+    """The return of one episode per seed: episode i in a fresh ``make_env(seeds[i])``.
+
+    With ``workers=0`` the episodes run one after the other in this process; with ``workers=k``
+    in ``min(k, len(seeds))`` worker processes (spawned; ``policy`` and ``make_env`` are sent with cloudpickle, so
+    closures work). Every episode runs alone in its env with one torch thread, and everything
+    random in it must belong to its env (the task's initial state, and a stochastic actor's noise:
+    :meth:`FilteringActor.make_noise_source <aime_torchrl.modules.FilteringActor.make_noise_source>`),
+    so the returns are the same, bit for bit, whatever ``workers``.
+
+    Why not one batched env (:class:`~torchrl.envs.SerialEnv`) with the actor on the whole batch:
+    float32 matrix products round differently with the batch size (3e-7 in the first action of a
+    walker episode), and the walker's physics amplify that into other episodes (returns apart by
+    hundreds): batching would make the score depend on how many episodes run together.
+
+    Examples:
+        >>> from aime_torchrl.envs import make_env
+        >>> seeded_episode_returns(None, lambda seed: make_env("walker", "stand", seed=seed), [0, 1], max_steps=10)[0] > 0
+        True
+    """
+    if workers < 0:
+        raise ValueError(f"workers must be 0 (this process) or a number of processes, got {workers}.")
+    bar = tqdm(total=len(seeds), desc=desc, disable=not progress)
+    if not workers:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            returns = []
+            for seed in seeds:
+                returns.append(_episode_return(policy, make_env, seed, exploration_type, max_steps))
+                bar.update()
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        payload = cloudpickle.dumps((policy, make_env, exploration_type, max_steps))
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(min(workers, len(seeds)), initializer=_start_worker, initargs=(payload,)) as pool:
+            returns = []
+            for value in pool.imap(_worker_episode_return, seeds):
+                returns.append(value)
+                bar.update()
+    bar.close()
+    return returns
+
+
+def _episode_return(
+    policy: TensorDictModuleBase | None,
+    make_env: Callable[[int], EnvBase],
+    seed: int,
+    exploration_type: ExplorationType,
+    max_steps: int,
+) -> float:
+    env = make_env(seed)
+    try:
+        return episode_returns(policy, env, 1, exploration_type=exploration_type, max_steps=max_steps)[0]
+    finally:
+        env.close()
+
+
+_WORKER: tuple = ()
+
+
+def _start_worker(payload: bytes) -> None:
+    global _WORKER
+    torch.set_num_threads(1)
+    _WORKER = cloudpickle.loads(payload)
+
+
+def _worker_episode_return(seed: int) -> float:
+    policy, make_env, exploration_type, max_steps = _WORKER
+    return _episode_return(policy, make_env, seed, exploration_type, max_steps)
 
 
 def record_episode(

@@ -11,6 +11,7 @@ from tensordict.nn import dispatch, TensorDictModuleBase
 from torchrl.data import Unbounded
 from torchrl.envs import TensorDictPrimer
 
+from aime_torchrl.envs.noise import NoiseSource
 from aime_torchrl.modules.filter_step import latent_step
 from aime_torchrl.modules.world_model import RSSMWorldModel
 
@@ -24,7 +25,11 @@ class FilteringActor(TensorDictModuleBase):
 
     1. ``belief' = transition(state, belief, prev_action)``;
     2. ``state' ~ posterior(belief', encoder(o_t))`` (sampled, as the reference's test-time actor;
-       ``sample_posterior=False`` takes the mean);
+       ``sample_posterior=False`` takes the mean); the standard normal noise is read from
+       ``"posterior_noise"`` when the tensordict holds it (:meth:`make_noise_source`: each env
+       then owns its episode's randomness, so batched evaluation gives the same episodes as one env
+       at a time), else drawn from torch's global generator (world models of other modules sample
+       inside their posterior);
     3. ``action = policy(belief', state')``: ``tanh(loc)`` under
        ``set_exploration_type(ExplorationType.DETERMINISTIC)``, a sample otherwise.
 
@@ -80,6 +85,11 @@ class FilteringActor(TensorDictModuleBase):
         sizes = {"belief": wm.belief_dim, "state": wm.state_dim, "prev_action": wm.action_dim}
         return TensorDictPrimer({key: Unbounded(shape=(size,)) for key, size in sizes.items()}, expand_specs=True)
 
+    def make_noise_source(self, seed: int) -> NoiseSource:
+        """A transform that writes the posterior noise of every step into the env's tensordict
+        from its own generator (seeded with ``seed``), for reproducible episodes in batched envs."""
+        return NoiseSource("posterior_noise", (self.world_model.state_dim,), seed)
+
     @dispatch(auto_batch_size=False)
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         wm = self.world_model
@@ -93,7 +103,10 @@ class FilteringActor(TensorDictModuleBase):
         ).get(("next", "encoded_latents"))
         nets = wm.rollout.plain_nets()
         if nets is not None:
-            noise = torch.randn_like(state) if self.sample_posterior else None
+            noise = None
+            if self.sample_posterior:
+                noise = tensordict.get("posterior_noise", None)
+                noise = torch.randn_like(state) if noise is None else noise
             next_belief, _, _, next_state = latent_step(*nets, state, belief, prev_action, embedding, noise=noise)
         else:  # a world model of other modules: through their keys
             frame = TensorDict({"belief": belief, "state": state, "action": prev_action,

@@ -37,7 +37,7 @@ def tiny(data_root: Path, out: Path, *extra: str) -> list[str]:
         "world_model.belief_dim=16", "world_model.state_dim=4", "world_model.hidden=16",
         "phase1.steps=6", "phase1.batch_size=4", "phase1.horizon=8",
         "phase2.steps=6", "phase2.batch_size=4", "phase2.horizon=8", "phase2.policy_hidden=16",
-        "eval.episodes=1", "eval.video=false", "checkpoint_every=2", "log_every=2", "progress=false",
+        "eval.episodes=1", "eval.workers=0", "eval.video=false", "checkpoint_every=2", "log_every=2", "progress=false",
         f"out_dir={out}", *extra,
     ]
 
@@ -58,7 +58,7 @@ def run_in_process(overrides: list[str]) -> dict:
 
 def test_pipeline_through_hydra_cli(data_root, tmp_path):
     out = tmp_path / "run"
-    args = tiny(data_root, out, "eval.video=true")
+    args = tiny(data_root, out, "eval.video=true", "eval.workers=1")  # the evaluation env is sent to a worker process
     done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| AIME | 1 |" in done.stdout and "| random policy | 1 |" in done.stdout

@@ -33,7 +33,7 @@ def tiny(data_root: Path) -> list[str]:
         "data.embodiment=walker-random", "data.embodiment_episodes=3", "data.demos=walker-stand-expert",
         "data.num_demos=3", "data.workers=1", f"data.root={data_root}", "hidden=16", "batch_size=8",
         "model_steps=20", "policy_steps=20", "validate_every=10", "validation_batches=2", "eval.episodes=1",
-        "progress=false",
+        "eval.workers=0", "progress=false",
     ]
 
 
