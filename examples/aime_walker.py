@@ -37,8 +37,8 @@ from aime_torchrl import AIMELoss, make_policy, RSSMWorldModel, WorldModelLoss
 from aime_torchrl.data import AIMEDataset, load_episode, resolve_datasets, UniformRandomPolicy
 from aime_torchrl.envs import make_env, render_states, SENSOR_DIMS, SENSORS
 from aime_torchrl.evaluation import (
-    episode_returns, open_loop_prediction, plot_scores, record_episode, save_gif, score_report, seeded_episode_returns,
-    side_by_side,
+    action_inference_diagnostics, episode_returns, open_loop_prediction, plot_scores, record_episode, save_gif,
+    score_report, seeded_episode_returns, side_by_side, world_model_diagnostics,
 )
 from aime_torchrl.modules import FilteringActor
 from aime_torchrl.trainers import (
@@ -46,7 +46,8 @@ from aime_torchrl.trainers import (
 )
 
 # Keys that may change between a run and its resumption (they do not change what is trained).
-RESUMABLE = ("resume", "progress", "device", "threads", "compile", "out_dir", "checkpoint_every", "log_every", "eval.", "logger.")
+RESUMABLE = ("resume", "progress", "device", "threads", "compile", "out_dir", "checkpoint_every", "log_every", "eval.", "logger.",
+             "diagnostics.")
 
 
 def flat(config: dict, prefix: str = "") -> dict:
@@ -199,11 +200,38 @@ def main(cfg: DictConfig) -> dict:
     if cfg.phase2.idm_trainable and world_model.idm is not None:
         world_model.idm.requires_grad_(True)
 
+    # --- diagnostics: how well the world model explains the demonstrations ---------------------------
+    # Fixed windows of the demonstrations *with* their true actions, for measuring only (phase 2
+    # trains on sample_demos, which drops them); drawn and evaluated on a forked RNG stream, so
+    # diagnostics never change what is trained.
+    def diagnose(measure, *args) -> dict[str, float]:
+        with torch.random.fork_rng():
+            torch.manual_seed(cfg.seed)
+            return measure(*args)
+
+    diagnostics = {}
+    if cfg.diagnostics.batches:
+        with torch.random.fork_rng():
+            torch.manual_seed(cfg.seed)
+            demo_windows = [demos.sample().to(device) for _ in range(cfg.diagnostics.batches)]
+            embodiment_windows = [sample_embodiment() for _ in range(cfg.diagnostics.batches)]
+        phase1_loss = WorldModelLoss(world_model, kl_scale=cfg.loss.kl_scale, nll_reweight=cfg.loss.nll_reweight)
+        for name, windows in (("demos", demo_windows), ("embodiment", embodiment_windows)):
+            measured = diagnose(world_model_diagnostics, phase1_loss, windows)
+            diagnostics.update({f"{name}_{key}": value for key, value in measured.items()})
+        tqdm.write("world model on the demonstrations (true actions) vs on its own data: " + ", ".join(
+            f"{key} {diagnostics[f'demos_{key}']:.2f} vs {diagnostics[f'embodiment_{key}']:.2f}"
+            for key in ("elbo", "kl", "open_loop_mse")))
+        if logger is not None:
+            logger.log_metrics({f"diagnostics/{k}": v for k, v in diagnostics.items()}, step=cfg.phase1.steps)
+
     # --- phase 2: AIME policy from the demonstrations' observations ---------------------------------
     policy = make_policy(world_model.state_dim, world_model.belief_dim, action_dim, hidden=cfg.phase2.policy_hidden,
                          layers=cfg.phase2.policy_layers, device=device)
     policy_config = dict(world_model=wm_config, hidden=cfg.phase2.policy_hidden, layers=cfg.phase2.policy_layers)
     actor = FilteringActor(world_model, policy, sample_posterior=cfg.eval.sample_posterior)
+    # the policy acting in the posterior rollout of the demonstrations, for the action diagnostics
+    policy_loss = AIMELoss(world_model, policy, kl_scale=cfg.loss.kl_scale, nll_reweight=cfg.loss.nll_reweight)
     eval_seed = cfg.eval.seed if cfg.eval.seed is not None else cfg.seed + 100
     if cfg.phase2.policy:
         load_module(hydra.utils.to_absolute_path(cfg.phase2.policy), policy, policy_config, what="policy")
@@ -222,6 +250,10 @@ def main(cfg: DictConfig) -> dict:
             start = resumed["step"]
 
         def on_step(done: int, last: bool) -> None:
+            if cfg.diagnostics.batches and logger is not None and (last or done % cfg.log_every == 0):
+                measured = diagnose(action_inference_diagnostics, policy_loss, demo_windows)
+                logger.log_metrics({"diagnostics/demos_action_mse": measured["action_mse"]},
+                                   step=cfg.phase1.steps + done)
             if cfg.eval.every and done % cfg.eval.every == 0 and logger is not None:
                 returns = evaluate(actor, cfg, cfg.eval.every_episodes, eval_seed + done, desc=f"eval @{done}")
                 logger.log_metrics({"eval/return": statistics.mean(returns)}, step=cfg.phase1.steps + done)
@@ -237,6 +269,11 @@ def main(cfg: DictConfig) -> dict:
         if cfg.phase2.idm_trainable:
             save_module(out / "world_model_phase2.pt", world_model, wm_config)
 
+    if cfg.diagnostics.batches:
+        measured = diagnose(action_inference_diagnostics, policy_loss, demo_windows)
+        diagnostics.update(demos_action_mse=measured["action_mse"], demos_phase2_elbo=measured["elbo"])
+        tqdm.write(f"inferred actions vs the demonstrations' true ones: MSE {measured['action_mse']:.3f}")
+
     # --- evaluation in the real environment ---------------------------------------------------------
     if not cfg.eval.episodes:
         print(f"run folder: {out} (no evaluation: eval.episodes=0)")
@@ -251,7 +288,7 @@ def main(cfg: DictConfig) -> dict:
         title=f"\n{cfg.embodiment}-{cfg.task}, {cfg.setup} setup; embodiment data: "
               f"{', '.join(f.name for f in embodiment_data.folders)}; {demos.num_episodes} demonstrations",
     )
-    results.update(embodiment_dataset=[str(f) for f in embodiment_data.folders],
+    results.update(diagnostics=diagnostics, embodiment_dataset=[str(f) for f in embodiment_data.folders],
                    demos=[str(f) for f in demos.folders], setup=cfg.setup, task=cfg.task, seed=cfg.seed)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.md").write_text(table + "\n")

@@ -4,6 +4,7 @@
 # LICENSE file in the root directory of this source tree.
 """Evaluation in the real environment: returns, normalised scores, videos, plots."""
 from aime_torchrl.envs.scores import normalised_score, REFERENCE_EXPERT_RETURNS
+from aime_torchrl.evaluation.diagnostics import action_inference_diagnostics, world_model_diagnostics
 from aime_torchrl.evaluation.plots import plot_grid, plot_scores
 from aime_torchrl.evaluation.prediction import open_loop_prediction
 from aime_torchrl.evaluation.report import score_report
@@ -11,6 +12,7 @@ from aime_torchrl.evaluation.rollouts import episode_returns, record_episode, se
 from aime_torchrl.evaluation.video import save_gif, side_by_side
 
 __all__ = [
+    "action_inference_diagnostics",
     "REFERENCE_EXPERT_RETURNS",
     "episode_returns",
     "normalised_score",
@@ -22,4 +24,5 @@ __all__ = [
     "score_report",
     "seeded_episode_returns",
     "side_by_side",
+    "world_model_diagnostics",
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -38,6 +39,7 @@ def tiny(data_root: Path, out: Path, *extra: str) -> list[str]:
         "phase1.steps=6", "phase1.batch_size=4", "phase1.horizon=8",
         "phase2.steps=6", "phase2.batch_size=4", "phase2.horizon=8", "phase2.policy_hidden=16",
         "eval.episodes=1", "eval.workers=0", "eval.video=false", "checkpoint_every=2", "log_every=2", "progress=false",
+        "diagnostics.batches=1",
         f"out_dir={out}", *extra,
     ]
 
@@ -68,6 +70,11 @@ def test_pipeline_through_hydra_cli(data_root, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert len(results["AIME"]["returns"]) == 1 and len(results["demonstrations"]["returns"]) == 2
     assert results["demonstrations"]["score_mean"] == pytest.approx(100.0)
+    diagnostics = results["diagnostics"]  # the world model on the demonstrations, the inferred actions' error
+    assert {"demos_elbo", "embodiment_elbo", "demos_open_loop_mse", "demos_action_mse"} <= set(diagnostics)
+    assert all(math.isfinite(v) for v in diagnostics.values()) and diagnostics["demos_action_mse"] > 0
+    action_mse = next((out / "logs").rglob("diagnostics/demos_action_mse.csv")).read_text().splitlines()
+    assert [line.split(",")[0] for line in action_mse] == ["8", "10", "12"]  # every log_every phase-2 steps
     elbo = next((out / "logs").rglob("phase1/elbo.csv")).read_text().splitlines()
     assert [line.split(",")[0] for line in elbo] == ["2", "4", "6"]
     assert next((out / "logs").rglob("phase2/elbo.csv")).read_text().splitlines()[-1].startswith("12,")
@@ -96,7 +103,7 @@ def test_resume_gives_the_uninterrupted_weights(data_root, tmp_path, monkeypatch
     assert (saved["stage"], saved["step"]) == ("phase1", 3)
     with pytest.raises(FileExistsError, match="resume=true"):
         run_in_process(tiny(data_root, out))
-    calls["n"], calls["at"] = 0, 3 + 4  # phase 1 steps 4-6, then phase 2, step 4
+    calls["n"], calls["at"] = 0, 3 + 2 + 4  # phase 1 steps 4-6, the diagnostics' 2 windows, then phase 2, step 4
     with pytest.raises(KeyboardInterrupt):
         run_in_process(tiny(data_root, out, "resume=true"))
     saved = torch.load(out / "checkpoint.pt", weights_only=False)

@@ -1,0 +1,86 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""Why imitation works or fails: how well the world model explains the demonstrations, and how close
+the inferred actions are to the true ones (which the demonstrations carry, for measuring only)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from tensordict import TensorDictBase
+
+from aime_torchrl.evaluation.prediction import open_loop_prediction
+from aime_torchrl.modules.world_model import RSSMWorldModel
+from aime_torchrl.objectives import AIMELoss, WorldModelLoss
+
+
+def world_model_diagnostics(
+    loss: WorldModelLoss, windows: Sequence[TensorDictBase], *, context: int = 5
+) -> dict[str, float]:
+    """How well a world model explains windows it was not trained on (e.g. the demonstrations, before phase 2).
+
+    Returns, averaged over ``windows`` (TorchRL windows with their true actions):
+
+    * ``elbo``: the ELBO per window of ``loss`` (the phase-1 objective), with ``kl`` its KL term;
+    * ``open_loop_mse``: the squared error per dimension of the vector sensors (images: per pixel,
+      in [0, 1]) predicted open loop from ``context`` filtered frames on, over the predicted frames
+      (:func:`~aime_torchrl.evaluation.open_loop_prediction`), and ``open_loop_mse_<sensor>``.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> wm = RSSMWorldModel.from_config({"observation": 5}, action_dim=2, belief_dim=16, state_dim=4, hidden=16)
+        >>> window = TensorDict({"observation": torch.randn(3, 10, 5), "action": torch.rand(3, 10, 2),
+        ...     ("next", "observation"): torch.randn(3, 10, 5)}, [3, 10])
+        >>> sorted(world_model_diagnostics(WorldModelLoss(wm), [window]))
+        ['elbo', 'kl', 'open_loop_mse', 'open_loop_mse_observation']
+    """
+    world_model: RSSMWorldModel = loss.world_model
+    totals: dict[str, float] = {}
+    with torch.no_grad():
+        for window in windows:
+            out = loss(window)
+            values = {"elbo": out.get("elbo"), "kl": out.get("kl")}
+            predicted = open_loop_prediction(world_model, window, context=context)
+            truth = world_model.to_frames(window)
+            errors = []
+            for key in predicted.keys():
+                target = truth.get(("next", key))
+                if target.dtype == torch.uint8:
+                    target = target.float() / 255
+                error = (predicted.get(key)[..., context:, :] - target[..., context:, :]).pow(2).mean()
+                values[f"open_loop_mse_{key}"] = error
+                errors.append(error)
+            values["open_loop_mse"] = torch.stack(errors).mean()
+            for key, value in values.items():
+                totals[key] = totals.get(key, 0.0) + value.item() / len(windows)
+    return totals
+
+
+def action_inference_diagnostics(loss: AIMELoss, windows: Sequence[TensorDictBase]) -> dict[str, float]:
+    """How close the policy's actions inside the posterior rollout are to the demonstrations' true
+    actions: ``action_mse`` (per action dimension), with the phase-2 ``elbo`` of the same windows,
+    averaged over ``windows``. The true actions only enter the error: :class:`AIMELoss` never
+    trains on them.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from aime_torchrl.modules import make_policy
+        >>> wm = RSSMWorldModel.from_config({"observation": 5}, action_dim=2, belief_dim=16, state_dim=4, hidden=16)
+        >>> window = TensorDict({"observation": torch.randn(3, 10, 5), "action": torch.rand(3, 10, 2),
+        ...     ("next", "observation"): torch.randn(3, 10, 5)}, [3, 10])
+        >>> sorted(action_inference_diagnostics(AIMELoss(wm, make_policy(4, 16, 2, hidden=16)), [window]))
+        ['action_mse', 'elbo']
+    """
+    totals = {"action_mse": 0.0, "elbo": 0.0}
+    with torch.no_grad():
+        for window in windows:
+            if "action" not in window.keys():
+                raise KeyError("action_inference_diagnostics needs windows with their true 'action' (for the error only).")
+            out = loss(window)
+            for key in totals:
+                totals[key] += out.get(key).item() / len(windows)
+    return totals
