@@ -80,3 +80,30 @@ def test_compare_grid_runs_skips_done_cells_and_plots(data_root, tmp_path):
     assert (tmp_path / "docs" / "figure.png").is_file()
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "4 jobs, 4 already done" in again.stdout
+
+
+def test_imitation_study_runs_variants_skips_done_runs_and_reports_diagnostics(data_root, tmp_path):
+    out = tmp_path / "study"
+    tiny = ["world_model.belief_dim=16", "world_model.state_dim=4", "world_model.hidden=16", "phase1.steps=4",
+            "phase1.batch_size=4", "phase1.horizon=8", "phase2.steps=4", "phase2.batch_size=4", "phase2.horizon=8",
+            "phase2.policy_hidden=16", "data.workers=1", "data.embodiment_episodes=3", "data.num_demos=3",
+            "diagnostics.batches=1", "log_every=2"]
+    args = [
+        sys.executable, str(ROOT / "examples" / "imitation_study.py"), "cells=[[walker-random,stand]]",
+        "run=[quick,phase2_more]", "+variants.phase2_more=['phase2.steps=6']", "seeds=[0]", "eval_episodes=1",
+        "eval_every=0", f"data_root={data_root}", f"out_dir={out}", f"publish={tmp_path / 'docs'}",
+        "overrides=[" + ",".join(f"'{a}'" for a in tiny) + "]",
+    ]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "2 runs, 0 already done" in done.stdout
+    with open(out / "scores.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["variant"] for r in rows) == ["phase2_more", "quick"]
+    assert all(float(r["action_mse"]) > 0 and r["cell"] == "random -> stand" for r in rows)
+    table = (tmp_path / "docs" / "table.md").read_text()
+    assert "| quick | random -> stand | 0 |" in table and "| phase2_more | random -> stand | 0 |" in table
+    assert (tmp_path / "docs" / "figure.png").is_file() and (tmp_path / "docs" / "diagnostics.png").is_file()
+    again = subprocess.run(args[:4] + ["run=[quick]"] + args[5:], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "1 runs, 1 already done" in again.stdout
+    assert "| phase2_more |" in (out / "table.md").read_text()  # the report keeps every run found
