@@ -35,30 +35,22 @@ from tqdm.auto import tqdm
 
 from aime_torchrl import AIMELoss, make_policy, RSSMWorldModel, WorldModelLoss
 from aime_torchrl.data import AIMEDataset, load_episode, resolve_datasets, UniformRandomPolicy
-from aime_torchrl.envs import make_env, render_states, SENSOR_DIMS, SENSORS
+from aime_torchrl.envs import make_env, render_states, SENSOR_DIMS, SENSORS, SETUPS, TASK_ALIASES, TASKS
 from aime_torchrl.evaluation import (
     action_inference_diagnostics, episode_returns, open_loop_prediction, plot_scores, record_episode, save_gif,
     score_report, seeded_episode_returns, side_by_side, world_model_diagnostics,
 )
-from aime_torchrl.modules import FilteringActor
-from aime_torchrl.trainers import (
-    load_checkpoint, load_module, rng_state, save_checkpoint, save_module, set_rng_state, train_offline,
-)
+from aime_torchrl.modules import FilteringActor, WORLD_MODEL_PRESETS
+from aime_torchrl.trainers import check_config, load_module, RunCheckpoint, save_module, train_offline
 
+NON_NEGATIVE = ["phase1.steps", "phase2.steps", "eval.episodes", "eval.every", "eval.workers", "diagnostics.batches",
+                "data.embodiment_episodes", "data.num_demos", "threads", "phase1.free_nats", "phase2.free_nats"]
+POSITIVE = ["phase1.batch_size", "phase1.horizon", "phase2.batch_size", "phase2.horizon", "phase1.lr", "phase2.lr",
+            "checkpoint_every", "log_every", "eval.every_episodes", "world_model.belief_dim", "world_model.state_dim",
+            "world_model.hidden", "phase2.policy_hidden", "phase2.policy_layers"]
 # Keys that may change between a run and its resumption (they do not change what is trained).
 RESUMABLE = ("resume", "progress", "device", "threads", "compile", "out_dir", "checkpoint_every", "log_every", "eval.", "logger.",
              "diagnostics.")
-
-
-def flat(config: dict, prefix: str = "") -> dict:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
-    items = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            items.update(flat(value, f"{prefix}{key}."))
-        else:
-            items[f"{prefix}{key}"] = value
-    return items
 
 
 def evaluate(actor, cfg: DictConfig, episodes: int, seed: int, desc: str) -> list[float]:
@@ -100,16 +92,21 @@ def save_videos(actor, world_model, demos, embodiment_data, cfg: DictConfig, see
 def main(cfg: DictConfig) -> dict:
     # --- run folder, resumption, seeds, logger ------------------------------------------------------
     out = Path(hydra.utils.to_absolute_path(cfg.out_dir))
-    ckpt_path = out / "checkpoint.pt"
+    run = RunCheckpoint(out)
     resumed = None
-    if cfg.resume:
-        resumed = load_checkpoint(ckpt_path)
-        before, now = flat(resumed["config"]), flat(OmegaConf.to_container(cfg))
-        changed = {k for k in set(before) | set(now) if not k.startswith(RESUMABLE) and before.get(k) != now.get(k)}
-        if changed:
-            raise ValueError(f"resume=true, but the config differs from the checkpointed run's in {sorted(changed)}.")
-    elif ckpt_path.exists():
+    if cfg.resume:  # the run's own config, but for the keys that do not change what is trained
+        resumed = run.load()
+        defaults = OmegaConf.to_container(hydra.compose(config_name="aime_walker"))
+        cfg = OmegaConf.create(run.resume_config(resumed["config"], OmegaConf.to_container(cfg), defaults, RESUMABLE))
+        if (out / "results.json").exists():
+            print(f"{out} is finished (results.json): nothing to resume.")
+            return json.loads((out / "results.json").read_text())
+    elif run.exists():
         raise FileExistsError(f"{out} already holds a run: pass resume=true to continue it, or another out_dir.")
+    check_config(cfg, choices={"embodiment": list(TASKS), "setup": SETUPS, "world_model.variant": list(WORLD_MODEL_PRESETS)},
+                 non_negative=NON_NEGATIVE, positive=POSITIVE)
+    tasks = TASKS[cfg.embodiment]
+    check_config(cfg, choices={"task": [*tasks, *(alias for alias, task in TASK_ALIASES.items() if task in tasks)]})
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "config.yaml")
     if cfg.threads:
@@ -119,7 +116,7 @@ def main(cfg: DictConfig) -> dict:
     torch.manual_seed(cfg.seed)
     logger = None
     if cfg.logger.backend:
-        resume_logger = resumed.get("logger") if resumed and cfg.logger.backend != "wandb" else None
+        resume_logger = run.logger_state(resumed, out / "logs") if resumed and cfg.logger.backend != "wandb" else None
         logger = get_logger(
             cfg.logger.backend, logger_name=str(out / "logs"), experiment_name=out.name, state_dict=resume_logger,
             wandb_kwargs=dict(offline=cfg.logger.get("mode") == "offline", project=cfg.logger.get("project")),
@@ -158,9 +155,12 @@ def main(cfg: DictConfig) -> dict:
         return demos.sample().exclude("action").to(device)
 
     # --- phase 1: world model -----------------------------------------------------------------------
-    wm_config = dict(OmegaConf.to_container(cfg.world_model), vector_dims=vector_dims, pixel_keys=pixel_keys,
+    # the variant's preset (WORLD_MODEL_PRESETS), with the sizes the config sets
+    wm_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.world_model).items() if k != "variant" and v is not None}
+    preset = WORLD_MODEL_PRESETS[cfg.world_model.variant]
+    wm_config = dict({k: preset[k] for k in ("belief_dim", "state_dim", "hidden", "layers")}, **wm_kwargs,
+                     variant=cfg.world_model.variant, vector_dims=vector_dims, pixel_keys=pixel_keys,
                      action_dim=action_dim, idm=cfg.phase1.idm)
-    wm_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.world_model).items() if k != "variant"}
     world_model = RSSMWorldModel.from_config(
         vector_dims, action_dim, pixel_keys=pixel_keys, variant=cfg.world_model.variant, idm=cfg.phase1.idm,
         device=device, **wm_kwargs
@@ -168,12 +168,8 @@ def main(cfg: DictConfig) -> dict:
     stage = resumed["stage"] if resumed else "phase1"
 
     def checkpoint(stage: str, step: int, optimizer: torch.optim.Optimizer, policy=None) -> None:
-        save_checkpoint(ckpt_path, {
-            "config": OmegaConf.to_container(cfg), "stage": stage, "step": step,
-            "world_model": world_model.state_dict(), "policy": policy.state_dict() if policy else None,
-            "optimizer": optimizer.state_dict(), "rng": rng_state(),
-            "logger": logger.state_dict() if logger is not None else None,
-        })
+        run.save(OmegaConf.to_container(cfg), stage, step, modules={"world_model": world_model, "policy": policy},
+                 optimizers={"optimizer": optimizer}, logger=logger)
 
     if cfg.phase1.world_model:
         load_module(hydra.utils.to_absolute_path(cfg.phase1.world_model), world_model, wm_config, what="world model")
@@ -183,9 +179,7 @@ def main(cfg: DictConfig) -> dict:
         optimizer = torch.optim.Adam(world_model.parameters(), lr=cfg.phase1.lr, fused=True)
         start = 0
         if resumed:
-            world_model.load_state_dict(resumed["world_model"])
-            optimizer.load_state_dict(resumed["optimizer"])
-            set_rng_state(resumed["rng"])
+            run.restore(resumed, modules={"world_model": world_model}, optimizers={"optimizer": optimizer})
             start = resumed["step"]
         train_offline(
             wm_loss, sample_embodiment, optimizer, steps=cfg.phase1.steps, start=start, grad_clip=cfg.phase1.grad_clip,
@@ -195,7 +189,7 @@ def main(cfg: DictConfig) -> dict:
         )
         save_module(out / "world_model.pt", world_model, wm_config)
     else:
-        world_model.load_state_dict(resumed["world_model"])
+        world_model.load_state_dict(resumed["modules"]["world_model"])
     world_model.requires_grad_(False)
     if cfg.phase2.idm_trainable and world_model.idm is not None:
         world_model.idm.requires_grad_(True)
@@ -242,11 +236,8 @@ def main(cfg: DictConfig) -> dict:
                              idm_trainable=cfg.phase2.idm_trainable, compile=cfg.compile)
         optimizer = torch.optim.Adam(aime_loss.parameters(), lr=cfg.phase2.lr, fused=True)  # the policy (and a trainable IDM)
         start = 0
-        if resumed and resumed["stage"] == "phase2":
-            world_model.load_state_dict(resumed["world_model"])  # a trainable IDM changed in phase 2
-            policy.load_state_dict(resumed["policy"])
-            optimizer.load_state_dict(resumed["optimizer"])
-            set_rng_state(resumed["rng"])
+        if resumed and resumed["stage"] == "phase2":  # (the world model too: a trainable IDM changed in phase 2)
+            run.restore(resumed, modules={"world_model": world_model, "policy": policy}, optimizers={"optimizer": optimizer})
             start = resumed["step"]
 
         def on_step(done: int, last: bool) -> None:

@@ -77,12 +77,13 @@ def collect_episodes(
     num_episodes: int,
     policy: TensorDictModuleBase | None = None,
     *,
-    start_index: int = 0,
+    start_index: int | None = None,
     max_steps: int = 100_000,
     exploration_type: ExplorationType = ExplorationType.DETERMINISTIC,
     progress: bool = True,
 ) -> list[float]:
-    """Rolls out ``policy`` in ``env`` and writes ``<start_index + i>.npz`` episodes to ``folder``.
+    """Rolls out ``policy`` in ``env`` and writes ``<start_index + i>.npz`` episodes to ``folder``,
+    after the episodes the folder already holds; an existing episode file is never overwritten.
 
     Every observation the env returns is stored (sensors, ``pixels`` as ``image``, ``physics``),
     with ``pre_action`` (the action clipped to the action bounds, as applied), ``reward`` and the
@@ -97,7 +98,9 @@ def collect_episodes(
             actions from the action spec (global RNG; see :class:`UniformRandomPolicy`).
 
     Keyword Args:
-        start_index (int, optional): number of the first file. Defaults to ``0``.
+        start_index (int, optional): number of the first file; ``None`` appends after the highest
+            numbered ``<k>.npz`` in ``folder`` (``0`` in an empty one). A number whose files already
+            exist raises an error. Defaults to ``None``.
         max_steps (int, optional): cap on an episode's length. Defaults to ``100_000``.
         exploration_type (ExplorationType, optional): how the policy acts. Defaults to
             ``DETERMINISTIC`` (the reference's experts act with the mean).
@@ -107,6 +110,15 @@ def collect_episodes(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    held = [int(f.stem) for f in folder.glob("*.npz") if f.stem.isdigit()]
+    if start_index is None:
+        start_index = max(held, default=-1) + 1
+    taken = sorted(set(held) & set(range(start_index, start_index + num_episodes)))
+    if taken:
+        raise FileExistsError(
+            f"{folder} already holds {taken[0]}.npz (and {len(taken) - 1} more of the files to write): pass "
+            f"start_index=None to append after its last episode ({max(held)}.npz), or use another folder."
+        )
     returns = []
     bar = tqdm(range(num_episodes), desc=f"collecting {folder.name}", disable=not progress)
     with torch.no_grad(), set_exploration_type(exploration_type):

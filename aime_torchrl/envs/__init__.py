@@ -12,6 +12,7 @@ from aime_torchrl.envs.dmc import (
     SENSOR_DIMS,
     SENSORS,
     SETUPS,
+    TASK_ALIASES,
     TaskReward,
     TASKS,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "SENSOR_DIMS",
     "SETUPS",
     "TASKS",
+    "TASK_ALIASES",
     "TaskReward",
     "ensure_mujoco_gl",
     "infer_embodiment",

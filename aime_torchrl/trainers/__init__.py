@@ -11,9 +11,12 @@ from aime_torchrl.trainers.checkpoint import (
     set_rng_state,
 )
 from aime_torchrl.trainers.offline import total_loss, train_offline
+from aime_torchrl.trainers.run import check_config, RunCheckpoint
 from aime_torchrl.trainers.supervised import train_with_validation, validation_loss
 
 __all__ = [
+    "RunCheckpoint",
+    "check_config",
     "load_checkpoint",
     "load_module",
     "rng_state",

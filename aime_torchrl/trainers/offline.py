@@ -49,9 +49,10 @@ def train_offline(
     non-finite value in the weights or the optimiser state, so neither can a checkpoint), and the
     next read stops the run with an error naming the step.
 
-    Interruption: a ``SIGINT`` (Ctrl-C) during the loop lets the current step finish, calls
-    ``on_step(done, True)`` (save a checkpoint there) and then raises :class:`KeyboardInterrupt`;
-    a second Ctrl-C interrupts at once.
+    Interruption: a ``SIGINT`` (Ctrl-C) or ``SIGTERM`` (what ``timeout``, ``kill`` and job
+    schedulers send) during the loop lets the current step finish, calls ``on_step(done, True)``
+    (save a checkpoint there) and then raises :class:`KeyboardInterrupt`; a second signal
+    interrupts at once.
 
     Args:
         loss_module (LossModule): e.g. :class:`~aime_torchrl.WorldModelLoss` or :class:`~aime_torchrl.AIMELoss`.
@@ -161,23 +162,28 @@ def _fmt_losses(out: TensorDictBase) -> str:
 
 @contextlib.contextmanager
 def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
-    """Within: the first SIGINT only raises a flag (read with the yielded callable); a second one
-    interrupts at once. Outside the main thread, signals are left alone."""
+    """Within: the first SIGINT or SIGTERM only raises a flag (read with the yielded callable); a
+    second one interrupts at once. Outside the main thread, signals are left alone."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: False
         return
     received: list[int] = []
-    previous = signal.getsignal(signal.SIGINT)
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in signums}
 
     def handler(signum, frame):
         if received:
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
+            for s, h in previous.items():
+                signal.signal(s, h)
+            raise KeyboardInterrupt(f"{signal.Signals(signum).name} received twice")
         received.append(signum)
-        tqdm.write("Interrupted: finishing the current step and saving a checkpoint (Ctrl-C again to abort).")
+        tqdm.write(f"{signal.Signals(signum).name}: finishing the current step and saving a checkpoint "
+                   "(send it again to abort).")
 
-    signal.signal(signal.SIGINT, handler)
+    for signum in signums:
+        signal.signal(signum, handler)
     try:
         yield lambda: bool(received)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, h in previous.items():
+            signal.signal(signum, h)

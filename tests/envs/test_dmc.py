@@ -92,3 +92,17 @@ def test_bad_names_and_gl_default(monkeypatch):
     assert normalised_score(957.871, "walker-stand") == pytest.approx(100.0)
     with pytest.raises(KeyError, match="No reference expert return"):
         normalised_score(1.0, "walker-jump")
+
+
+def test_collecting_into_a_folder_appends_and_never_overwrites(tmp_path):
+    env = make_env("walker", "stand", "mdp", seed=0)
+    collect_episodes(env, tmp_path, 2, max_steps=5, progress=False)
+    first = (tmp_path / "0.npz").read_bytes()
+    collect_episodes(env, tmp_path, 1, max_steps=5, progress=False)  # appended as 2.npz
+    assert sorted(f.name for f in tmp_path.glob("*.npz")) == ["0.npz", "1.npz", "2.npz"]
+    assert (tmp_path / "0.npz").read_bytes() == first
+    message = r"already holds 1\.npz .*start_index=None to append after its last episode \(2\.npz\)"
+    with pytest.raises(FileExistsError, match=message):
+        collect_episodes(env, tmp_path, 2, start_index=1, max_steps=5, progress=False)
+    collect_episodes(env, tmp_path, 1, start_index=5, max_steps=5, progress=False)  # an explicit free number
+    assert (tmp_path / "5.npz").is_file()

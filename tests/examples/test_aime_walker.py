@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def run_in_process(overrides: list[str]) -> dict:
     """Runs the example's main with a config composed by Hydra from ``overrides``."""
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("aime_walker", overrides=overrides)
-    return load_example().main(cfg)
+        return load_example().main(cfg)
 
 
 def test_pipeline_through_hydra_cli(data_root, tmp_path):
@@ -82,16 +83,22 @@ def test_pipeline_through_hydra_cli(data_root, tmp_path):
     assert saved["stage"] == "phase2" and saved["step"] == 6
 
 
-def test_resume_gives_the_uninterrupted_weights(data_root, tmp_path, monkeypatch):
-    full = run_in_process(tiny(data_root, tmp_path / "full"))
+@pytest.fixture(scope="module")
+def uninterrupted(data_root, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    return out, run_in_process(tiny(data_root, out))
 
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_moved_run_resumes_to_the_uninterrupted_weights(signum, uninterrupted, data_root, tmp_path, monkeypatch):
+    full, full_results = uninterrupted
     calls = {"n": 0, "at": 0}
     original = AIMEDataset.sample
 
-    def sample(self, *args, **kwargs):  # a Ctrl-C arriving while batch number `at` is sampled
+    def sample(self, *args, **kwargs):  # Ctrl-C (SIGINT) or `kill` (SIGTERM) while batch number `at` is sampled
         calls["n"] += 1
         if calls["n"] == calls["at"]:
-            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signum)
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(AIMEDataset, "sample", sample)
@@ -108,17 +115,25 @@ def test_resume_gives_the_uninterrupted_weights(data_root, tmp_path, monkeypatch
         run_in_process(tiny(data_root, out, "resume=true"))
     saved = torch.load(out / "checkpoint.pt", weights_only=False)
     assert (saved["stage"], saved["step"]) == ("phase2", 4)
-    resumed = run_in_process(tiny(data_root, out, "resume=true"))
 
+    moved = tmp_path / "moved"  # the run folder moves; resume=true and out_dir are enough to continue it
+    shutil.move(out, moved)
+    resumed = run_in_process(["resume=true", f"out_dir={moved}"])
+    assert not out.exists()
     for name in ("world_model.pt", "policy.pt"):
-        a = torch.load(tmp_path / "full" / name)["state_dict"]
-        b = torch.load(out / name)["state_dict"]
+        a = torch.load(full / name)["state_dict"]
+        b = torch.load(moved / name)["state_dict"]
         assert a.keys() == b.keys()
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{name}: {key}")
-    assert resumed["AIME"]["returns"] == full["AIME"]["returns"]
-    with pytest.raises(ValueError, match="phase2.lr"):
-        run_in_process(tiny(data_root, out, "resume=true", "phase2.lr=0.1"))
+    assert resumed["AIME"]["returns"] == full_results["AIME"]["returns"]
+    elbo = next(moved.rglob("phase2/elbo.csv")).read_text().splitlines()
+    assert [line.split(",")[0] for line in elbo] == ["8", "10", "12"]  # logged in the new place, once each
+
+    assert run_in_process(["resume=true", f"out_dir={moved}"]) == resumed  # finished: nothing is run or logged again
+    assert next(moved.rglob("phase2/elbo.csv")).read_text().splitlines() == elbo
+    with pytest.raises(ValueError, match="changes phase2.lr=0.1 .the run has 0.001"):
+        run_in_process(["resume=true", f"out_dir={moved}", "phase2.lr=0.1"])
 
 
 def test_clear_errors(data_root, tmp_path):
@@ -129,10 +144,18 @@ def test_clear_errors(data_root, tmp_path):
         ([f"data.demos={cheetah}"], ValueError, "holds cheetah episodes"),
         (["setup=visual", f"data.embodiment={data_root}/walker-random-n2-seed0"], KeyError,
          "lacks the sensors \\['pixels'\\]"),
+        (["setup=foo"], ValueError, "setup='foo' is not one of 'mdp', 'lpomdp', 'visual'"),
+        (["embodiment=foo"], ValueError, "embodiment='foo' is not one of 'walker', 'cheetah'"),
+        (["task=jump"], ValueError, "task='jump' is not one of 'stand', 'walk', 'run'"),
+        (["checkpoint_every=0"], ValueError, "checkpoint_every=0: must be a number > 0"),
+        (["log_every=0"], ValueError, "log_every=0: must be a number > 0"),
+        (["phase1.steps=-5"], ValueError, "phase1.steps=-5: must be a number >= 0"),
     ]
     for i, (extra, error, message) in enumerate(cases):
         with pytest.raises(error, match=message):
             run_in_process(tiny(data_root, tmp_path / f"run{i}", *extra))
+        if "is not one of" in message or "must be a number" in message:  # refused before anything is written
+            assert not (tmp_path / f"run{i}").exists()
     run_in_process(tiny(data_root, tmp_path / "ok", "phase2.steps=0", "eval.episodes=1"))
     wm = tmp_path / "ok" / "world_model.pt"
     with pytest.raises(ValueError, match="different world model config: belief_dim: saved 16, now 32"):
@@ -172,3 +195,20 @@ def test_visual_setup_builds_image_datasets_and_predicts_open_loop(data_root, tm
     with Image.open(out / "videos" / "open_loop_prediction.gif") as gif:
         assert gif.n_frames == 9 and gif.size == (2 * (2 * 64 + 2), 4 * 2 * 64)  # 4 windows of 9 frames, 2x upscaled
     assert (out / "videos" / "aime_vs_demonstration.gif").is_file()
+
+
+@pytest.mark.parametrize("overrides,sizes", [
+    (["profile=paper", "world_model=rssmo"], dict(variant="rssmo", belief_dim=512, state_dim=30, hidden=512)),
+    (["profile=paper"], dict(variant="rssm", belief_dim=512, state_dim=128, hidden=128)),
+    (["world_model=rssmo"], dict(variant="rssmo", belief_dim=128, state_dim=32, hidden=128)),  # the quick profile's sizes
+])
+def test_the_world_model_presets_are_the_one_source_of_sizes(overrides, sizes, data_root, tmp_path):
+    out = tmp_path / "run"
+    run_in_process([
+        *overrides, "data.embodiment=walker-random", "data.embodiment_episodes=2", "data.demos=walker-stand-expert",
+        "data.num_demos=2", "data.workers=1", f"data.root={data_root}", "phase1.steps=0", "phase2.steps=0",
+        "eval.episodes=0", "diagnostics.batches=0", "progress=false", f"out_dir={out}",
+    ])
+    saved = torch.load(out / "world_model.pt", weights_only=False)
+    assert {k: saved["config"][k] for k in sizes} == sizes
+    assert saved["state_dict"]["rollout.transition.module.gru.weight_hh"].shape == (3 * sizes["belief_dim"], sizes["belief_dim"])
