@@ -184,6 +184,7 @@ def main(cfg: DictConfig) -> dict:
         train_offline(
             wm_loss, sample_embodiment, optimizer, steps=cfg.phase1.steps, start=start, grad_clip=cfg.phase1.grad_clip,
             progress=cfg.progress, desc="phase 1: world model", logger=logger, log_every=cfg.log_every,
+            autocast=torch.bfloat16 if cfg.bf16 else None,
             log_prefix="phase1",
             on_step=lambda done, last: (last or done % cfg.checkpoint_every == 0) and checkpoint("phase1", done, optimizer),
         )
@@ -254,6 +255,7 @@ def main(cfg: DictConfig) -> dict:
         train_offline(
             aime_loss, sample_demos, optimizer, steps=cfg.phase2.steps, start=start, grad_clip=cfg.phase2.grad_clip,
             progress=cfg.progress, desc="phase 2: AIME policy", logger=logger, log_every=cfg.log_every,
+            autocast=torch.bfloat16 if cfg.bf16 else None,
             log_prefix="phase2", log_offset=cfg.phase1.steps, on_step=on_step,
         )
         save_module(out / "policy.pt", policy, policy_config)

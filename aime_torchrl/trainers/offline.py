@@ -38,6 +38,7 @@ def train_offline(
     log_prefix: str = "train",
     log_offset: int = 0,
     on_step: Callable[[int, bool], None] | None = None,
+    autocast: torch.dtype | None = None,
 ) -> TensorDict:
     """Runs gradient steps ``start, ..., steps - 1`` of ``loss_module`` on batches from ``sample()``.
 
@@ -73,6 +74,9 @@ def train_offline(
         log_offset (int, optional): added to the step in the logs (phase 2 after phase 1). Defaults to ``0``.
         on_step (Callable[[int, bool], None], optional): called after every step with the number
             of steps done and whether the loop is about to stop (last step or interrupted).
+        autocast (torch.dtype, optional): run the loss's forward under :func:`torch.autocast` with
+            this dtype (``torch.bfloat16``: mixed precision on GPUs that have it); the backward,
+            clipping and update stay in the parameters' dtype. Defaults to ``None`` (off).
 
     Returns the means of the detached outputs (and ``grad_norm``) over each ``log_every`` steps, with
     the ``step`` at which each ends: a ``[ceil((steps - start) / log_every)]`` TensorDict.
@@ -90,6 +94,7 @@ def train_offline(
         [2, 4, 5]
     """
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    mixed = torch.autocast(params[0].device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
     max_norm = grad_clip if grad_clip is not None else float("inf")
     means = []
     sums, count, first_bad = None, 0, None
@@ -122,8 +127,9 @@ def train_offline(
 
     with _deferred_interrupt() as interrupted:
         for step in bar:
-            out = loss_module(sample())
-            loss = total_loss(out)
+            with mixed:
+                out = loss_module(sample())
+                loss = total_loss(out)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
@@ -139,7 +145,7 @@ def train_offline(
                 if p.grad is not None:
                     p.grad.mul_(healthy).nan_to_num_(0.0, 0.0, 0.0)
             optimizer.step()
-            out = out.detach()
+            out = out.detach().float()
             out.set("grad_norm", grad_norm.detach())
             sums = out if sums is None else sums + out
             count += 1

@@ -181,7 +181,7 @@ def test_aime_with_idm_and_ablations_run(data_root, tmp_path):
     assert len(results["AIME"]["returns"]) == 1
     log = next((tmp_path / "idm" / "logs").rglob("phase2/action_kl.csv")).read_text()
     assert log.splitlines()[-1].startswith("4,")
-    for name, extra in (("kl_only", "phase2.kl_only=true"), ("recon_only", "loss.kl_scale=0")):
+    for name, extra in (("kl_only", "phase2.kl_only=true"), ("recon_only", "loss.kl_scale=0"), ("bf16", "bf16=true")):
         run_in_process(tiny(data_root, tmp_path / name, extra, "phase1.steps=2", "phase2.steps=2"))
         assert (tmp_path / name / "results.json").is_file()
 

@@ -17,7 +17,8 @@ from aime_torchrl.trainers import train_offline
 from conftest import make_window, small_world_model
 
 
-def test_ctrl_c_finishes_the_step_then_stops(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_finishes_the_step_then_stops(signum, tmp_path):
     wm = small_world_model()
     batch = make_window()
     calls, seen = [0], []
@@ -25,16 +26,16 @@ def test_ctrl_c_finishes_the_step_then_stops(tmp_path):
     def sample():
         calls[0] += 1
         if calls[0] == 3:
-            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signum)
         return batch
 
     logger = CSVLogger("t", log_dir=str(tmp_path))
-    before = signal.getsignal(signal.SIGINT)
+    before = signal.getsignal(signum)
     with pytest.raises(KeyboardInterrupt, match="after step 3"):
         train_offline(WorldModelLoss(wm), sample, torch.optim.Adam(wm.parameters()), steps=10, progress=False,
                       on_step=lambda done, last: seen.append((done, last)), logger=logger, log_every=2)
     assert seen == [(1, False), (2, False), (3, True)]
-    assert signal.getsignal(signal.SIGINT) is before  # restored
+    assert signal.getsignal(signum) is before  # restored
     lines = (tmp_path / "t" / "scalars" / "train" / "elbo.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in lines] == ["2"]
 
@@ -73,3 +74,14 @@ def test_a_non_finite_step_leaves_weights_and_optimiser_finite_until_the_read():
         train_offline(WorldModelLoss(wm), lambda: next(batches), optimizer, steps=6, log_every=4, progress=False,
                       on_step=on_step)
     assert len(saved) == 6 and all(saved)  # steps 1-3 ran (the read at step 4 stops before on_step)
+
+
+def test_bfloat16_autocast_trains_and_logs_float32_means():
+    wm = small_world_model()
+    batch = make_window()
+    before = [p.detach().clone() for p in wm.parameters()]
+    means = train_offline(WorldModelLoss(wm), lambda: batch, torch.optim.Adam(wm.parameters()), steps=3, log_every=3,
+                          progress=False, autocast=torch.bfloat16)
+    assert means["elbo"].dtype == torch.float32 and torch.isfinite(means["elbo"]).all()
+    assert all(p.dtype == torch.float32 for p in wm.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, wm.parameters()))
