@@ -102,6 +102,7 @@ class ObservationEncoder(nn.Module):
         super().__init__()
         if not vector_dims and not pixel_keys:
             raise ValueError("ObservationEncoder needs at least one sensor.")
+        self.vector_dims = dict(vector_dims)
         self.vector_keys = list(vector_dims)
         self.pixel_keys = list(pixel_keys)
         vector_total = sum(vector_dims.values())
@@ -111,6 +112,10 @@ class ObservationEncoder(nn.Module):
         self.cnns = nn.ModuleList(CNNEncoder(device=device) for _ in self.pixel_keys)
         vector_dim = (vector_out if vector_net is not None else vector_total) if vector_dims else 0
         self.embedding_dim = vector_dim + 1024 * len(self.pixel_keys)
+
+    def sensor_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape of one frame of every sensor: ``(size,)`` for vectors, ``(3, 64, 64)`` for images."""
+        return {**{k: (d,) for k, d in self.vector_dims.items()}, **{k: (3, 64, 64) for k in self.pixel_keys}}
 
     @classmethod
     def mlp(

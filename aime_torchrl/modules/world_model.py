@@ -196,6 +196,7 @@ class RSSMWorldModel(TensorDictModuleBase):
                 f"{_fmt(self.observation_keys)} (at the root and under next) and the actions "
                 f"{_fmt([action_key] if action_key else [])}. Available: {_fmt(window.keys(True, True))}."
             )
+        self._check_shapes(window, action_key)
         *batch, length = window.batch_size
         time_dim = window.batch_dims - 1
         frames = TensorDict(batch_size=[*batch, length + 1], device=window.device)
@@ -214,6 +215,32 @@ class RSSMWorldModel(TensorDictModuleBase):
         frames.set("state", torch.zeros(*n, self.state_dim, **zeros))
         frames.set("belief", torch.zeros(*n, self.belief_dim, **zeros))
         return frames
+
+    def _check_shapes(self, window: TensorDictBase, action_key) -> None:
+        """Every sensor's frame shape and dtype and the actions' size against the model's, with an
+        error that names the key (cheap: no data is read)."""
+        if window.batch_size[-1] == 0:
+            raise ValueError(f"The window has no step (batch_size {tuple(window.batch_size)}): it needs T >= 1 "
+                             "transitions (T + 1 frames).")
+        encoder = getattr(self.encoder, "module", None)
+        shapes = encoder.sensor_shapes() if isinstance(encoder, ObservationEncoder) else {}
+        param = next(self.parameters(), None)
+        dtype = param.dtype if param is not None else torch.get_default_dtype()
+        checks = [(k, key, shapes.get(key)) for key in self.observation_keys for k in (key, ("next", key))]
+        if action_key is not None:
+            checks.append((action_key, "action", (self.action_dim,)))
+        for key, sensor, expected in checks:
+            value = window.get(key)
+            shape = tuple(value.shape[window.batch_dims:])
+            if expected is not None and shape != expected:
+                raise ValueError(
+                    f"{_fmt([key])} has shape {shape} per frame, but the world model reads {sensor} as {expected} "
+                    f"(window batch_size {tuple(window.batch_size)}): build the world model for this data (its "
+                    "sensor sizes, 64x64 images) or convert the data."
+                )
+            if value.is_floating_point() and value.dtype != dtype:
+                raise TypeError(f"{_fmt([key])} is {value.dtype} but the world model computes in {dtype}: cast the "
+                                f"window first (e.g. window.to({dtype})).")
 
     def forward(
         self, frames: TensorDictBase, policy: TensorDictModuleBase | None = None

@@ -104,6 +104,16 @@ class AIMELoss(ELBOLossBase):
             raise ValueError(
                 f"The policy must write 'action', which the world model's transition reads; it writes {policy.out_keys}."
             )
+        net = tanh_gaussian_net(policy)
+        if net is not None:
+            sizes = (net.mean[0].in_features, net.mean[-1].out_features)
+            if sizes != (world_model.feature_dim, world_model.action_dim):
+                raise ValueError(
+                    f"The policy maps {sizes[0]} features to {sizes[1]} actions, but the world model has "
+                    f"{world_model.feature_dim} (state {world_model.state_dim} + belief {world_model.belief_dim}) and "
+                    f"{world_model.action_dim} actions: make_policy(world_model.state_dim, world_model.belief_dim, "
+                    "world_model.action_dim)."
+                )
         self.policy = policy
         self.kl_only = kl_only
         if use_idm and getattr(world_model, "idm", None) is None:
@@ -141,6 +151,7 @@ class AIMELoss(ELBOLossBase):
 
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        self._check_finite_once(tensordict)
         world_model = self._frozen()
         actor = _IDMActor(world_model.idm, self.policy) if self.use_idm else self.policy
         nets = world_model.plain_nets()

@@ -271,9 +271,23 @@ class ELBOLossBase(LossModule):
             )
         mode = compile if isinstance(compile, str) else None  # e.g. "reduce-overhead": CUDA graphs
         self._window_elbo = torch.compile(window_elbo, mode=mode) if compile else window_elbo
+        self._inputs_checked = False
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass
+
+    def _check_finite_once(self, tensordict: TensorDictBase) -> None:
+        """The first window this loss sees must be finite (one read of the data, then never again:
+        ``train_offline`` catches a non-finite loss later on without waiting for the device)."""
+        if self._inputs_checked:
+            return
+        bad = [key for key, value in tensordict.items(True, True)
+               if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+        if bad:
+            names = ", ".join(k if isinstance(k, str) else ".".join(k) for k in bad)
+            raise ValueError(f"The window holds NaN or inf in {names}: clean the data (the datasets built here and "
+                             "AIMEDataset refuse such files).")
+        self._inputs_checked = True
 
     def _tensor_elbo(
         self,

@@ -91,6 +91,7 @@ class WorldModelLoss(ELBOLossBase):
 
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        self._check_finite_once(tensordict)
         nets = self.world_model.plain_nets()
         if nets is not None and self.world_model.idm is None:
             return self._tensor_elbo(self.world_model, nets, tensordict, self.tensor_keys.action)[0]

@@ -181,3 +181,25 @@ def test_phase_two_computes_no_world_model_weight_gradient():
             leaves.add(id(fn.variable))
         fn_stack.extend(f for f, _ in fn.next_functions)
     assert leaves == policy_params
+
+
+def test_bad_inputs_are_refused_with_errors_naming_them():
+    wm = small_world_model()
+    loss = WorldModelLoss(wm)
+    window = make_window()
+    wrong_width = r"observation has shape \(5,\) per frame, but the world model reads observation as \(4,\)"
+    with pytest.raises(ValueError, match=wrong_width):
+        loss(make_window(dims={"observation": 5}))
+    with pytest.raises(TypeError, match="observation is torch.float64 but the world model computes in torch.float32"):
+        loss(window.double())
+    with pytest.raises(ValueError, match="no step"):
+        loss(window[:, :0])
+    with pytest.raises(ValueError, match=r"action has shape \(3,\) per frame, but the world model reads action as \(2,\)"):
+        loss(make_window(action_dim=3))
+    broken = window.clone()
+    broken["next", "observation"][0, 1, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN or inf in next\.observation"):
+        WorldModelLoss(wm)(broken)
+    with pytest.raises(ValueError, match="maps 22 features to 3 actions, but the world model has 22 .* and 2 actions"):
+        AIMELoss(wm, make_policy(6, 16, 3, hidden=16))
+    loss(window)  # a good window passes

@@ -51,10 +51,14 @@ def test_resuming_continues_the_step_count():
 
 def test_non_finite_loss_names_the_step():
     wm = small_world_model()
-    batch = make_window()
-    batch["next", "observation"][0, 2] = float("nan")
-    with pytest.raises(FloatingPointError, match="non-finite loss .* at step 0"):
-        train_offline(WorldModelLoss(wm), lambda: batch, torch.optim.Adam(wm.parameters()), steps=2, progress=False)
+    batch, broken = make_window(), make_window().clone()
+    broken["next", "observation"][0, 2] = float("nan")
+    batches = iter([batch, broken, batch])  # the loss reads only its first window's values (finite here)
+    with pytest.raises(FloatingPointError, match="non-finite loss .* at step 1"):
+        train_offline(WorldModelLoss(wm), lambda: next(batches), torch.optim.Adam(wm.parameters()), steps=3,
+                      progress=False)
+    with pytest.raises(ValueError, match=r"NaN or inf in next\.observation"):  # a loss's first window is checked
+        train_offline(WorldModelLoss(wm), lambda: broken, torch.optim.Adam(wm.parameters()), steps=1, progress=False)
 
 
 def test_a_non_finite_step_leaves_weights_and_optimiser_finite_until_the_read():
