@@ -34,7 +34,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from aime_torchrl.evaluation import plot_grid
+from aime_torchrl.evaluation import plot_grid, state_coverage
 from compare import run
 
 EXAMPLES = Path(__file__).parent
@@ -107,6 +107,15 @@ def main(cfg: DictConfig) -> None:
                 print(f"done in {wall / 60:.1f} min: {folder.relative_to(out)}", flush=True)
 
     # --- report: every run found under out_dir ---------------------------------------------------------
+    coverage = {}  # (embodiment folders, demonstration folders) -> how far the demonstrations' states are from the data's
+
+    def state_distance(results: dict) -> float:
+        key = (tuple(results["embodiment_dataset"]), tuple(results["demos"]))
+        if key not in coverage:
+            coverage[key] = state_coverage(results["demos"], results["embodiment_dataset"], cfg.coverage_sensors,
+                                           demo_episodes=len(results["demonstrations"]["returns"]))["distance_median"]
+        return coverage[key]
+
     runs = []
     for path in sorted(out.glob("cells/*/*/results.json")):
         results = json.loads(path.read_text())
@@ -116,6 +125,7 @@ def main(cfg: DictConfig) -> None:
         diag = results.get("diagnostics", {})
         runs.append(dict(
             variant=variant, cell=f"{dataset} -> {task}", seed=int(seed), score=results["AIME"]["score_mean"],
+            state_distance=state_distance(results),
             action_mse=diag.get("demos_action_mse", float("nan")), demos_elbo=diag.get("demos_elbo", float("nan")),
             embodiment_elbo=diag.get("embodiment_elbo", float("nan")),
             demos_open_loop_mse=diag.get("demos_open_loop_mse", float("nan")),
@@ -131,8 +141,8 @@ def main(cfg: DictConfig) -> None:
         writer.writeheader()
         writer.writerows(runs)
     order = list(cfg.variants) + sorted({r["variant"] for r in runs} - set(cfg.variants))
-    lines = ["| variant | embodiment -> demos | seeds | AIME score | inferred-action MSE | ELBO: demos / own data | "
-             "open-loop MSE: demos / own data | wall (min) |", "|---" * 8 + "|"]
+    lines = ["| variant | embodiment -> demos | seeds | AIME score | demos' distance to the data | inferred-action MSE | "
+             "ELBO: demos / own data | open-loop MSE: demos / own data | wall (min) |", "|---" * 9 + "|"]
     per_seed = {}
     for variant in order:
         for cell in dict.fromkeys(r["cell"] for r in runs):
@@ -145,13 +155,16 @@ def main(cfg: DictConfig) -> None:
                 return mean_std([r[key] for r in mine], digits)
 
             lines.append(f"| {variant} | {cell} | {','.join(str(r['seed']) for r in mine)} | {col('score')} | "
-                         f"{col('action_mse', 3)} | {col('demos_elbo', 0)} / {col('embodiment_elbo', 0)} | "
+                         f"{col('state_distance', 2)} | {col('action_mse', 3)} | "
+                         f"{col('demos_elbo', 0)} / {col('embodiment_elbo', 0)} | "
                          f"{col('demos_open_loop_mse', 3)} / {col('embodiment_open_loop_mse', 3)} | {col('wall_min')} |")
     note = (f"AIME score: % of the demonstrations' return over {cfg.eval_episodes} evaluation episodes, mean +- std over "
             "the seeds listed. Diagnostics (examples/aime_walker.py, diagnostics.batches windows of the demonstrations, "
             "with their true actions for measuring only): the world model's ELBO per window and open-loop MSE (5 "
             "context frames) on the demonstrations next to its own embodiment data, before phase 2; the MSE of the "
-            "policy's actions in the posterior rollout of the demonstrations against their true actions, after phase 2.")
+            "policy's actions in the posterior rollout of the demonstrations against their true actions, after phase 2. "
+            "Demos' distance to the data: median over demonstration frames of the distance to the nearest embodiment-data "
+            f"frame ({', '.join(cfg.coverage_sensors)}, standardised by the data; evaluation.state_coverage).")
     (out / "table.md").write_text("\n".join([note, "", *lines]) + "\n")
     plot_grid(per_seed, out / "figure.png", title="AIME score by budget (bars: mean over seeds)")
     plot_diagnostics(runs, out / "diagnostics.png")

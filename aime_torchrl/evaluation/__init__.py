@@ -4,7 +4,7 @@
 # LICENSE file in the root directory of this source tree.
 """Evaluation in the real environment: returns, normalised scores, videos, plots."""
 from aime_torchrl.envs.scores import normalised_score, REFERENCE_EXPERT_RETURNS
-from aime_torchrl.evaluation.diagnostics import action_inference_diagnostics, world_model_diagnostics
+from aime_torchrl.evaluation.diagnostics import action_inference_diagnostics, state_coverage, world_model_diagnostics
 from aime_torchrl.evaluation.plots import plot_grid, plot_scores
 from aime_torchrl.evaluation.prediction import open_loop_prediction
 from aime_torchrl.evaluation.report import score_report
@@ -24,5 +24,6 @@ __all__ = [
     "score_report",
     "seeded_episode_returns",
     "side_by_side",
+    "state_coverage",
     "world_model_diagnostics",
 ]

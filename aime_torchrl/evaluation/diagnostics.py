@@ -7,10 +7,13 @@ the inferred actions are to the true ones (which the demonstrations carry, for m
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
+import numpy as np
 import torch
 from tensordict import TensorDictBase
 
+from aime_torchrl.data.npz import episode_files, load_episode
 from aime_torchrl.evaluation.prediction import open_loop_prediction
 from aime_torchrl.modules.world_model import RSSMWorldModel
 from aime_torchrl.objectives import AIMELoss, WorldModelLoss
@@ -84,3 +87,44 @@ def action_inference_diagnostics(loss: AIMELoss, windows: Sequence[TensorDictBas
             for key in totals:
                 totals[key] += out.get(key).item() / len(windows)
     return totals
+
+
+def state_coverage(
+    demos: Sequence[str | Path],
+    data: Sequence[str | Path],
+    sensors: Sequence[str],
+    *,
+    demo_episodes: int | None = None,
+    samples: int = 2000,
+    max_data_frames: int = 60_000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """How far the demonstrations' states are from the embodiment data's: for ``samples`` random
+    frames of the demonstrations (the first ``demo_episodes`` episodes of the ``demos`` folders),
+    the distance to the nearest frame of the ``data`` folders (at most ``max_data_frames`` random
+    ones), over the concatenated vector ``sensors`` standardised by the data's mean and std.
+
+    Returns the median and 90th percentile (``distance_median``, ``distance_p90``): near 0 when the
+    data visit the demonstrations' states, large when the world model must extrapolate to them.
+
+    Examples:
+        >>> import tempfile
+        >>> from aime_torchrl.data import build_dataset
+        >>> root = tempfile.mkdtemp()
+        >>> folder = build_dataset("walker-random", num_episodes=1, root=root, workers=1, progress=False)
+        >>> state_coverage([folder], [folder], ["orientations", "height", "velocity"], samples=50)["distance_median"]
+        0.0
+    """
+    rng = np.random.default_rng(seed)
+
+    def frames(folders: Sequence[str | Path], episodes: int | None) -> np.ndarray:
+        files = [f for folder in folders for f in episode_files(folder)[:episodes]]
+        return np.concatenate([np.concatenate([load_episode(f)[k] for k in sensors], -1) for f in files])
+
+    demo, reference = frames(demos, demo_episodes), frames(data, None)
+    mean, std = reference.mean(0), reference.std(0) + 1e-6
+    demo = demo[rng.choice(len(demo), min(samples, len(demo)), replace=False)]
+    reference = reference[rng.choice(len(reference), min(max_data_frames, len(reference)), replace=False)]
+    a, b = (torch.from_numpy(((x - mean) / std).astype(np.float32)) for x in (demo, reference))
+    distance = torch.cat([torch.cdist(chunk, b).min(1).values for chunk in a.split(500)]).numpy()
+    return {"distance_median": float(np.median(distance)), "distance_p90": float(np.percentile(distance, 90))}

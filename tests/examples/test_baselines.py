@@ -101,6 +101,7 @@ def test_imitation_study_runs_variants_skips_done_runs_and_reports_diagnostics(d
         rows = list(csv.DictReader(f))
     assert sorted(r["variant"] for r in rows) == ["phase2_more", "quick"]
     assert all(float(r["action_mse"]) > 0 and r["cell"] == "random -> stand" for r in rows)
+    assert all(float(r["state_distance"]) > 0 for r in rows)  # expert states are not random play's
     table = (tmp_path / "docs" / "table.md").read_text()
     assert "| quick | random -> stand | 0 |" in table and "| phase2_more | random -> stand | 0 |" in table
     assert (tmp_path / "docs" / "figure.png").is_file() and (tmp_path / "docs" / "diagnostics.png").is_file()
