@@ -6,7 +6,7 @@
 
     python examples/imitation_study.py                                   # quick + phase1_10k, 2 cells, 3 seeds
     python examples/imitation_study.py run=[phase2_10k,demos_50] seeds=[0]
-    python examples/imitation_study.py demos=/data/walker-{task}-expert \\
+    python examples/imitation_study.py "demos='/data/walker-{task}-expert'" \\
         'cells=[[/data/walker-stand-buffer,walk],[/data/walker-walk-buffer,stand]]' publish=docs/imitation_study
 
 Every cell (variant x embodiment dataset -> task x seed) is one run of examples/aime_walker.py (its
