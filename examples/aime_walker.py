@@ -29,6 +29,7 @@ from pathlib import Path
 
 import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torchrl.record.loggers import get_logger
 from tqdm.auto import tqdm
@@ -44,10 +45,11 @@ from aime_torchrl.modules import FilteringActor, WORLD_MODEL_PRESETS
 from aime_torchrl.trainers import check_config, load_module, RunCheckpoint, save_module, train_offline
 
 NON_NEGATIVE = ["phase1.steps", "phase2.steps", "eval.episodes", "eval.every", "eval.workers", "diagnostics.batches",
-                "data.embodiment_episodes", "data.num_demos", "threads", "phase1.free_nats", "phase2.free_nats"]
+                "data.embodiment_episodes", "data.num_demos", "threads", "phase1.free_nats", "phase2.free_nats",
+                "phase2.policy_layers"]
 POSITIVE = ["phase1.batch_size", "phase1.horizon", "phase2.batch_size", "phase2.horizon", "phase1.lr", "phase2.lr",
             "checkpoint_every", "log_every", "eval.every_episodes", "world_model.belief_dim", "world_model.state_dim",
-            "world_model.hidden", "phase2.policy_hidden", "phase2.policy_layers"]
+            "world_model.hidden", "phase2.policy_hidden"]
 # Keys that may change between a run and its resumption (they do not change what is trained).
 RESUMABLE = ("resume", "progress", "device", "threads", "compile", "out_dir", "checkpoint_every", "log_every", "eval.", "logger.",
              "diagnostics.")
@@ -97,7 +99,10 @@ def main(cfg: DictConfig) -> dict:
     if cfg.resume:  # the run's own config, but for the keys that do not change what is trained
         resumed = run.load()
         defaults = OmegaConf.to_container(hydra.compose(config_name="aime_walker"))
-        cfg = OmegaConf.create(run.resume_config(resumed["config"], OmegaConf.to_container(cfg), defaults, RESUMABLE))
+        explicit = ([o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
+                    if HydraConfig.initialized() else None)  # the command line's keys (None: from the compose API)
+        cfg = OmegaConf.create(run.resume_config(resumed["config"], OmegaConf.to_container(cfg), defaults, RESUMABLE,
+                                                 explicit))
         if (out / "results.json").exists():
             print(f"{out} is finished (results.json): nothing to resume.")
             return json.loads((out / "results.json").read_text())

@@ -46,14 +46,14 @@ def world_model_diagnostics(
         for window in windows:
             out = loss(window)
             values = {"elbo": out.get("elbo"), "kl": out.get("kl")}
-            predicted = open_loop_prediction(world_model, window, context=context)
-            truth = world_model.to_frames(window)
+            predicted = open_loop_prediction(world_model, window, context=context)[..., context:]
+            truth = world_model.to_frames(window)[..., context:]  # the predicted frames only
             errors = []
             for key in predicted.keys():
                 target = truth.get(("next", key))
                 if target.dtype == torch.uint8:
                     target = target.float() / 255
-                error = (predicted.get(key)[..., context:, :] - target[..., context:, :]).pow(2).mean()
+                error = (predicted.get(key) - target).pow(2).mean()
                 values[f"open_loop_mse_{key}"] = error
                 errors.append(error)
             values["open_loop_mse"] = torch.stack(errors).mean()

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 
 import cloudpickle
 import torch
@@ -60,10 +62,11 @@ def seeded_episode_returns(
 
     With ``workers=0`` the episodes run one after the other in this process; with ``workers=k``
     in ``min(k, len(seeds))`` worker processes (spawned; ``policy`` and ``make_env`` are sent with cloudpickle, so
-    closures work). Every episode runs alone in its env with one torch thread, and everything
-    random in it must belong to its env (the task's initial state, and a stochastic actor's noise:
-    :meth:`FilteringActor.make_noise_source <aime_torchrl.modules.FilteringActor.make_noise_source>`),
-    so the returns are the same, bit for bit, whatever ``workers``.
+    closures work). Every episode runs alone in its env with one torch thread and torch's global
+    generator seeded with its seed (restored afterwards), and the env's seed decides the task's
+    initial state; an actor with its own generators should take its noise from the env too
+    (:meth:`FilteringActor.make_noise_source <aime_torchrl.modules.FilteringActor.make_noise_source>`).
+    So the returns are the same, bit for bit, whatever ``workers``.
 
     Why not one batched env (:class:`~torchrl.envs.SerialEnv`) with the actor on the whole batch:
     float32 matrix products round differently with the batch size (3e-7 in the first action of a
@@ -77,6 +80,8 @@ def seeded_episode_returns(
     """
     if workers < 0:
         raise ValueError(f"workers must be 0 (this process) or a number of processes, got {workers}.")
+    if not seeds:
+        return []
     bar = tqdm(total=len(seeds), desc=desc, disable=not progress)
     if not workers:
         threads = torch.get_num_threads()
@@ -91,9 +96,11 @@ def seeded_episode_returns(
     else:
         payload = cloudpickle.dumps((policy, make_env, exploration_type, max_steps))
         context = multiprocessing.get_context("spawn")
-        with context.Pool(min(workers, len(seeds)), initializer=_start_worker, initargs=(payload,)) as pool:
+        # a worker that dies breaks the pool with an error (BrokenProcessPool), never a hang
+        with ProcessPoolExecutor(min(workers, len(seeds)), mp_context=context, initializer=_start_worker,
+                                 initargs=(payload,)) as pool:
             returns = []
-            for value in pool.imap(_worker_episode_return, seeds):
+            for value in pool.map(_worker_episode_return, seeds):
                 returns.append(value)
                 bar.update()
     bar.close()
@@ -107,24 +114,34 @@ def _episode_return(
     exploration_type: ExplorationType,
     max_steps: int,
 ) -> float:
+    """One episode in ``make_env(seed)``; torch's global generator is seeded with ``seed`` for it
+    (random actions, a policy sampling from it) and left as it was."""
     env = make_env(seed)
     try:
-        return episode_returns(policy, env, 1, exploration_type=exploration_type, max_steps=max_steps)[0]
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return episode_returns(policy, env, 1, exploration_type=exploration_type, max_steps=max_steps)[0]
     finally:
         env.close()
 
 
-_WORKER: tuple = ()
+_WORKER: dict = {}
 
 
 def _start_worker(payload: bytes) -> None:
-    global _WORKER
+    """Worker set-up: the main process decides about interrupts (a Ctrl-C or SIGTERM sent to the
+    process group lets the workers finish their episodes, e.g. while train_offline finishes its
+    step and saves a checkpoint); a worker whose parent is gone exits on its closed queue."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(1)
-    _WORKER = cloudpickle.loads(payload)
+    _WORKER["payload"] = payload
 
 
 def _worker_episode_return(seed: int) -> float:
-    policy, make_env, exploration_type, max_steps = _WORKER
+    if "task" not in _WORKER:  # unpickled here, not in the initializer: an error reaches the caller
+        _WORKER["task"] = cloudpickle.loads(_WORKER["payload"])
+    policy, make_env, exploration_type, max_steps = _WORKER["task"]
     return _episode_return(policy, make_env, seed, exploration_type, max_steps)
 
 

@@ -277,12 +277,14 @@ class ELBOLossBase(LossModule):
         pass
 
     def _check_finite_once(self, tensordict: TensorDictBase) -> None:
-        """The first window this loss sees must be finite (one read of the data, then never again:
-        ``train_offline`` catches a non-finite loss later on without waiting for the device)."""
+        """The entries this loss reads (``in_keys``) in the first window it sees must be finite (one
+        read of the data, then never again: ``train_offline`` catches a non-finite loss later on
+        without waiting for the device)."""
         if self._inputs_checked:
             return
-        bad = [key for key, value in tensordict.items(True, True)
-               if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+        values = {key: tensordict.get(key, None) for key in self.in_keys}
+        bad = [key for key, value in values.items()
+               if value is not None and value.is_floating_point() and not bool(torch.isfinite(value).all())]
         if bad:
             names = ", ".join(k if isinstance(k, str) else ".".join(k) for k in bad)
             raise ValueError(f"The window holds NaN or inf in {names}: clean the data (the datasets built here and "

@@ -175,7 +175,8 @@ def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
         return
     received: list[int] = []
     signums = (signal.SIGINT, signal.SIGTERM)
-    previous = {signum: signal.getsignal(signum) for signum in signums}
+    # a handler installed outside Python reads as None: restore the default one then
+    previous = {signum: signal.getsignal(signum) or signal.SIG_DFL for signum in signums}
 
     def handler(signum, frame):
         if received:

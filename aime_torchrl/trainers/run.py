@@ -114,8 +114,14 @@ class RunCheckpoint:
         })
 
     def load(self) -> dict[str, Any]:
-        """The saved state (raises, naming the file, when there is none)."""
-        return load_checkpoint(self.path)
+        """The saved state (raises, naming the file, when there is none). Checkpoints written by
+        examples/aime_walker.py before RunCheckpoint (``world_model``/``policy``/``optimizer`` at the
+        top level) are read into this layout."""
+        state = load_checkpoint(self.path)
+        if "modules" not in state and "world_model" in state:
+            state = {**state, "modules": {"world_model": state.pop("world_model"), "policy": state.pop("policy")},
+                     "optimizers": {"optimizer": state.pop("optimizer")}}
+        return state
 
     @staticmethod
     def restore(
@@ -140,12 +146,18 @@ class RunCheckpoint:
 
     @staticmethod
     def resume_config(
-        saved: Mapping[str, Any], now: Mapping[str, Any], defaults: Mapping[str, Any], resumable: Sequence[str] = ()
+        saved: Mapping[str, Any],
+        now: Mapping[str, Any],
+        defaults: Mapping[str, Any],
+        resumable: Sequence[str] = (),
+        explicit: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """The config of a resumed run: the saved one, except where ``now`` sets a key (differs
-        from ``defaults``) that starts with one of ``resumable`` (it does not change what is
-        trained), and for keys the saved config lacks (added to the config since: from ``now``).
-        ``now`` setting any other key to another value than the saved one is an error.
+        """The config of a resumed run: the saved one, except where ``now`` sets a key that starts
+        with one of ``resumable`` (it does not change what is trained), and for keys the saved
+        config lacks (added to the config since: from ``now``). ``now`` setting any other key to
+        another value than the saved one is an error. The keys ``now`` sets are ``explicit`` (the
+        command line's, e.g. from Hydra's ``HydraConfig.get().overrides.task``) or, when it is
+        ``None``, those whose value differs from ``defaults``.
 
         Examples:
             >>> RunCheckpoint.resume_config({"lr": 0.1, "eval": {"episodes": 5}, "resume": False},
@@ -156,10 +168,11 @@ class RunCheckpoint:
         old, new, default = flat(saved), flat(now), flat(defaults)
         prefixes = tuple(resumable)
         merged, conflicts = dict(old), []
+        given = set(explicit) if explicit is not None else {k for k, v in new.items() if v != default.get(k)}
         for key, value in new.items():
             if key not in old:
                 merged[key] = value
-            elif value != default.get(key) and value != old[key]:  # set on the command line
+            elif key in given and value != old[key]:
                 if key.startswith(prefixes):
                     merged[key] = value
                 else:

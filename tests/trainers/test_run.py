@@ -58,6 +58,12 @@ def test_resume_config_keeps_the_run_s_config_and_refuses_changes():
     assert RunCheckpoint.resume_config(saved, now, defaults, resumable)["eval"] == {"episodes": 7}
     with pytest.raises(ValueError, match=r"changes steps=20 \(the run has 10\); drop these overrides"):
         RunCheckpoint.resume_config(saved, {**defaults, "steps": 20}, defaults, resumable)
+    # with the command line's keys known, a value equal to the default is an override too
+    now = {**defaults, "resume": True, "eval": {"episodes": 10}}
+    assert RunCheckpoint.resume_config(saved, now, defaults, resumable, explicit=["resume", "eval.episodes"])["eval"] == {
+        "episodes": 10}
+    with pytest.raises(ValueError, match="changes lr=1.0"):
+        RunCheckpoint.resume_config(saved, {**defaults, "resume": True}, defaults, resumable, explicit=["resume", "lr"])
 
 
 def test_the_logger_writes_where_the_run_now_lives(tmp_path):
