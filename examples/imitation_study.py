@@ -57,7 +57,7 @@ def plot_diagnostics(runs: list[dict], path: Path) -> None:
         axes[0].scatter([r["action_mse"] for r in mine], [r["score"] for r in mine], label=cell)
         axes[1].scatter([r["demos_elbo"] - r["embodiment_elbo"] for r in mine], [r["score"] for r in mine], label=cell)
     axes[0].set_xlabel("MSE of the inferred actions (after phase 2)")
-    axes[1].set_xlabel("ELBO of the demonstrations - ELBO of the embodiment data (before phase 2)")
+    axes[1].set_xlabel("ELBO: demonstrations - own data (before phase 2)")
     for ax in axes:
         ax.set_ylabel("AIME score (% of the demonstrations)")
         ax.grid(alpha=0.3)
