@@ -204,17 +204,17 @@ def main(cfg: DictConfig) -> dict:
     # Fixed windows of the demonstrations *with* their true actions, for measuring only (phase 2
     # trains on sample_demos, which drops them); drawn and evaluated on a forked RNG stream, so
     # diagnostics never change what is trained.
-    def diagnose(measure, *args) -> dict[str, float]:
+    def diagnose(measure, *args):
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
             return measure(*args)
 
     diagnostics = {}
     if cfg.diagnostics.batches:
-        with torch.random.fork_rng():
-            torch.manual_seed(cfg.seed)
-            demo_windows = [demos.sample().to(device) for _ in range(cfg.diagnostics.batches)]
-            embodiment_windows = [sample_embodiment() for _ in range(cfg.diagnostics.batches)]
+        demo_windows, embodiment_windows = diagnose(lambda: (
+            [demos.sample().to(device) for _ in range(cfg.diagnostics.batches)],
+            [sample_embodiment() for _ in range(cfg.diagnostics.batches)],
+        ))
         phase1_loss = WorldModelLoss(world_model, kl_scale=cfg.loss.kl_scale, nll_reweight=cfg.loss.nll_reweight)
         for name, windows in (("demos", demo_windows), ("embodiment", embodiment_windows)):
             measured = diagnose(world_model_diagnostics, phase1_loss, windows)
