@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from torchrl.data.datasets.common import BaseDatasetExperienceReplay
 from torchrl.data.replay_buffers.writers import ImmutableDatasetWriter
 from tqdm.auto import tqdm
 
-from aime_torchrl.data.npz import DatasetFormatError, episode_files, episode_to_td, load_episode, RESERVED
+from aime_torchrl.data.npz import check_frames, DatasetFormatError, episode_files, episode_to_td, load_episode, RESERVED
 from aime_torchrl.data.replay import WindowReplayBuffer
 
 #: Bump when the processed layout changes, so that old caches are rebuilt rather than reused.
@@ -163,13 +163,20 @@ class AIMEDataset(BaseDatasetExperienceReplay, WindowReplayBuffer):
         return self._data.get("action").shape[-1]
 
     def require(
-        self, keys: Sequence[str], *, action_dim: int | None = None, embodiment: str | None = None, purpose: str = ""
+        self,
+        keys: Sequence[str] | Mapping[str, Sequence[int]],
+        *,
+        action_dim: int | None = None,
+        embodiment: str | None = None,
+        purpose: str = "",
     ) -> None:
-        """Raises an error naming the problem unless the episodes have the sensors ``keys`` (and
-        actions of size ``action_dim``, and the sensors of ``embodiment``).
+        """Raises an error naming the problem unless the episodes have the sensors ``keys`` (of the
+        shapes given, and actions of size ``action_dim``, and the sensors of ``embodiment``): the
+        checks of a model's data before any training.
 
         Args:
-            keys (Sequence[str]): the sensors a model reads.
+            keys (Sequence[str] or Mapping[str, shape]): the sensors a model reads, or each with the
+                shape of one frame it reads (e.g. ``world_model.sensor_shapes()``).
 
         Keyword Args:
             action_dim (int, optional): the size of the actions, checked if given.
@@ -196,6 +203,15 @@ class AIMEDataset(BaseDatasetExperienceReplay, WindowReplayBuffer):
             raise KeyError(
                 f"{where} lacks the sensors {missing} needed by {purpose or 'the model'} (it has {sorted(sensors)}).{hint}"
             )
+        if isinstance(keys, Mapping):
+            for key, shape in keys.items():
+                if tuple(sensors[key]) != tuple(shape):
+                    fix = ("render the images at that size (aime_torchrl.data.render_images, or the builder's --images)"
+                           if key == "pixels" else "use data of this embodiment and setup, or a model built for it")
+                    raise ValueError(
+                        f"{where}: the sensor {key!r} has shape {tuple(sensors[key])} per frame, but {purpose or 'the model'} "
+                        f"reads {tuple(shape)}: {fix}."
+                    )
         if action_dim is not None and self.action_dim != action_dim:
             raise ValueError(
                 f"{where} has {self.action_dim}-d actions, but {purpose or 'the model'} expects {action_dim}-d actions."
@@ -230,10 +246,14 @@ class AIMEDataset(BaseDatasetExperienceReplay, WindowReplayBuffer):
         for f in files:  # pass 1, cheap: one small array per file, to size the storage
             try:
                 with np.load(f) as data:
+                    missing = [k for k in RESERVED if k not in data.files]
+                    if missing:
+                        raise DatasetFormatError(f"{f}: missing {missing}; an AIME episode needs {list(RESERVED)}.")
+                    check_frames(f, len(data["pre_action"]))
                     lengths.append(len(data["pre_action"]) - 1)
                     keys.append(set(data.files))
-            except KeyError as err:
-                raise DatasetFormatError(f"{f}: missing 'pre_action'; an AIME episode needs {list(RESERVED)}.") from err
+            except DatasetFormatError:
+                raise
             except Exception as err:
                 raise DatasetFormatError(f"{f}: not a readable .npz file ({err}).") from err
         tmp = self.data_path.with_name(f"{self.data_path.name}.building-{os.getpid()}")
@@ -268,5 +288,7 @@ class AIMEDataset(BaseDatasetExperienceReplay, WindowReplayBuffer):
             storage[start : start + len(td)] = td
             start += len(td)
             returns.append(float(td.get(("next", "reward")).sum()))
+            if not np.isfinite(returns[-1]):
+                raise DatasetFormatError(f"{f}: its rewards sum to {returns[-1]} in float32 (too large to score with).")
         meta = {"files": [str(f) for f in files], "lengths": lengths, "returns": returns}
         (tmp / "meta.json").write_text(json.dumps(meta))

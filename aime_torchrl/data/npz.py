@@ -46,6 +46,14 @@ def episode_files(folder: str | Path) -> list[Path]:
     return sorted(files, key=lambda f: int(f.stem))
 
 
+def check_frames(path: str | Path, frames: int) -> None:
+    """Refuses an episode of fewer than 2 frames (the reset frame and one step), naming ``path``."""
+    if frames < 2:
+        raise DatasetFormatError(
+            f"{path}: {frames} frame(s); an episode is the reset frame and at least one step (2 frames or more)."
+        )
+
+
 def load_episode(path: str | Path) -> dict[str, np.ndarray]:
     """Reads and checks one episode file; every problem is reported with the file's path."""
     path = Path(path)
@@ -57,13 +65,32 @@ def load_episode(path: str | Path) -> dict[str, np.ndarray]:
     missing = [k for k in RESERVED if k not in arrays]
     if missing:
         raise DatasetFormatError(f"{path}: missing {missing}; an AIME episode needs {list(RESERVED)}.")
+    scalar = [k for k, v in arrays.items() if v.ndim == 0]
+    if scalar:
+        raise DatasetFormatError(f"{path}: {scalar} are scalars; every entry has the frame as first axis.")
     lengths = {k: len(v) for k, v in arrays.items()}
     if len(set(lengths.values())) != 1:
         raise DatasetFormatError(f"{path}: arrays have different numbers of frames: {lengths}.")
+    frames = lengths["pre_action"]
+    check_frames(path, frames)
     for key, value in arrays.items():
-        if value.dtype.kind == "f" and not np.isfinite(value).all():
-            bad = np.nonzero(~np.isfinite(value).reshape(len(value), -1).all(-1))[0]
-            raise DatasetFormatError(f"{path}: {key} has NaN or inf values (frames {bad[:5].tolist()}).")
+        if key in ("reward", *FLAGS):
+            if value.size != frames:
+                raise DatasetFormatError(f"{path}: {key} must hold one value per frame, [frames, 1]; got {list(value.shape)}.")
+        elif key != "image" and value.ndim != 2:
+            raise DatasetFormatError(
+                f"{path}: {key} is a {value.ndim}-D array {list(value.shape)}; entries other than 'image' are "
+                f"[frames, size] (one scalar per frame is [frames, 1]: save it as {key}[:, None], or with save_episode)."
+            )
+        if value.dtype.kind in "fiu" and key != "image":  # stored as float32 (flags as bool): check after the cast
+            with np.errstate(over="ignore"):
+                finite = np.isfinite(value.astype(np.float32)).reshape(len(value), -1).all(-1)
+            if not finite.all():
+                bad = np.nonzero(~finite)[0][:5].tolist()
+                what = ("NaN or inf values" if value.dtype.kind == "f" and not np.isfinite(value).all() else
+                        f"values beyond float32's range (|x| up to {np.abs(value).max():.3g}), which would be inf once "
+                        "stored as float32")
+                raise DatasetFormatError(f"{path}: {key} has {what} (frames {bad}).")
     first = arrays["is_first"].reshape(len(arrays["is_first"]), -1)[:, 0].astype(bool)
     if not first[0] or first[1:].any():
         raise DatasetFormatError(

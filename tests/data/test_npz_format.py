@@ -141,3 +141,49 @@ def test_more_format_checks(tmp_path):
     assert td["next", "done"][-1].item() and td["next", "terminated"][-1].item()
     assert not td["next", "truncated"][-1].item()
     np.testing.assert_array_equal(td_to_episode(td)["is_terminal"], episode["is_terminal"])
+
+
+def test_checks_before_any_training_name_the_file_and_the_fix(tmp_path):
+    """Issue 11: values beyond float32, 0/1-frame episodes, 1-D sensors, a file lacking 'reward',
+    rewards summing to inf, and sensor shapes against a model's, each refused while the data is opened."""
+    cases = {
+        "float64 beyond float32": (lambda e: e.update(velocity=e["velocity"].astype(np.float64) * np.where(
+            np.arange(41)[:, None] == 5, 1e300, 1.0)), r"velocity has values beyond float32's range .*frames \[5\]"),
+        "0 frames": (lambda e: e.update({k: v[:0] for k, v in e.items()}), r"0 frame\(s\); an episode is the reset frame"),
+        "1 frame": (lambda e: e.update({k: v[:1] for k, v in e.items()}), r"1 frame\(s\)"),
+        "1-D sensor": (lambda e: e.update(velocity=e["velocity"][:, 0]), r"velocity is a 1-D array \[41\].*\[frames, 1\]"),
+        "reward per frame": (lambda e: e.update(reward=np.zeros((41, 2), np.float32)), r"reward must hold one value per frame"),
+    }
+    for i, (name, (damage, message)) in enumerate(cases.items()):
+        folder = write_folder(tmp_path / f"case{i}", 2)
+        episode = official_episode(1)
+        damage(episode)
+        np.savez_compressed(folder / "1.npz", **episode)
+        with pytest.raises(DatasetFormatError, match=rf"case{i}/1\.npz: {message}"):
+            AIMEDataset(folder, root=tmp_path / "cache", horizon=10, progress=False)
+
+    folder = write_folder(tmp_path / "no_reward", 3)  # one file lacks 'reward': named, not a KeyError after a warning
+    episode = official_episode(1)
+    del episode["reward"]
+    np.savez_compressed(folder / "1.npz", **episode)
+    with pytest.raises(DatasetFormatError, match=r"no_reward/1\.npz: missing \['reward'\]"):
+        AIMEDataset(folder, root=tmp_path / "cache", horizon=10, progress=False)
+
+    folder = write_folder(tmp_path / "huge_reward", 2)  # finite in float32, but the return is not
+    episode = official_episode(1)
+    episode["reward"][1:] = 3e38
+    np.savez_compressed(folder / "1.npz", **episode)
+    with pytest.raises(DatasetFormatError, match=r"huge_reward/1\.npz: its rewards sum to inf"):
+        AIMEDataset(folder, root=tmp_path / "cache", horizon=10, progress=False)
+
+    data = AIMEDataset(write_folder(tmp_path / "images", 2, image=True), root=tmp_path / "cache", horizon=10, progress=False)
+    data.require({"velocity": (9,), "pixels": (3, 64, 64)}, purpose="the world model")  # what it holds: fine
+    with pytest.raises(ValueError, match=r"'velocity' has shape \(9,\) per frame, but the world model reads \(8,\)"):
+        data.require({"velocity": (8,)}, purpose="the world model")
+    small = write_folder(tmp_path / "small_images", 2)
+    for k in range(2):
+        np.savez_compressed(small / f"{k}.npz", **official_episode(k), image=np.zeros((41, 32, 32, 3), np.uint8))
+    data = AIMEDataset(small, root=tmp_path / "cache", horizon=10, progress=False)
+    with pytest.raises(ValueError, match=r"small_images: the sensor 'pixels' has shape \(3, 32, 32\).*reads \(3, 64, 64\): "
+                                         "render the images at that size"):
+        data.require({"velocity": (9,), "pixels": (3, 64, 64)}, purpose="the world model")
