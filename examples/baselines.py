@@ -26,7 +26,6 @@ examples/aime_walker.py, next to a random policy and the demonstrations.
 """
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
@@ -35,9 +34,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchrl.record.loggers import get_logger
 
-from aime_torchrl.data import AIMEDataset, resolve_datasets, UniformRandomPolicy
+from aime_torchrl.data import AIMEDataset, resolve_datasets
 from aime_torchrl.envs import make_env, SENSOR_DIMS, SENSORS
-from aime_torchrl.evaluation import episode_returns, score_report, seeded_episode_returns
+from aime_torchrl.evaluation import save_results, seeded_episode_returns
 from aime_torchrl.modules import frame_stack_transform, make_stack_module, stack_window
 from aime_torchrl.objectives import BCLoss, ForwardModelLoss, IIDMLoss
 from aime_torchrl.trainers import train_with_validation
@@ -67,7 +66,6 @@ def main(cfg: DictConfig) -> dict:
     sensors = list(SENSORS[cfg.embodiment][cfg.setup])
     vector_dims = {k: SENSOR_DIMS[cfg.embodiment][k] for k in sensors if k != "pixels"}
     pixel_keys = [k for k in sensors if k == "pixels"]
-    shapes = {**{k: (d,) for k, d in vector_dims.items()}, **{k: (3, 64, 64) for k in pixel_keys}}
     action_dim = make_env(cfg.embodiment, cfg.task, cfg.setup).action_spec.shape[-1]
     frames = cfg.frames or (1 if cfg.setup == "mdp" else 5)
     if cfg.method == "iidm" and pixel_keys:
@@ -96,6 +94,7 @@ def main(cfg: DictConfig) -> dict:
         return train, batches, whole
 
     demos, demo_valid, all_demos = split(cfg.data.demos, cfg.data.num_demos, f"the demonstrations of the {cfg.setup} setup")
+    shapes = {k: all_demos.sensors[k] for k in sensors}  # one frame of each sensor (the image size from the data)
     if cfg.method in ("bco", "iidm"):
         embodiment_data, embodiment_valid, _ = split(cfg.data.embodiment, cfg.data.embodiment_episodes,
                                                      f"the embodiment dataset of the {cfg.setup} setup")
@@ -155,18 +154,14 @@ def main(cfg: DictConfig) -> dict:
         return make_env(cfg.embodiment, cfg.task, cfg.setup, seed=episode_seed).append_transform(
             frame_stack_transform(shapes, frames))
 
-    returns = seeded_episode_returns(policy, env, [eval_seed + i for i in range(cfg.eval.episodes)],
-                                     workers=cfg.eval.workers, progress=cfg.progress, desc=f"eval {METHODS[cfg.method]}")
-    random_env = make_env(cfg.embodiment, cfg.task, cfg.setup, seed=eval_seed)
-    random_returns = episode_returns(UniformRandomPolicy(random_env.action_spec, seed=eval_seed), random_env,
-                                     cfg.eval.episodes, progress=cfg.progress, desc="eval random")
-    expert = statistics.mean(all_demos.episode_returns)
-    rows = {"random policy": random_returns, METHODS[cfg.method]: returns, "demonstrations": all_demos.episode_returns}
-    results, table = score_report(rows, expert, title=f"\n{cfg.embodiment}-{cfg.task}, {cfg.setup} setup, frames {frames}")
-    results.update(method=METHODS[cfg.method], training=summary, setup=cfg.setup, task=cfg.task, seed=cfg.seed,
-                   demos=[str(f) for f in demos.folders])
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "results.md").write_text(table + "\n")
+    seeds = [eval_seed + i for i in range(cfg.eval.episodes)]
+    rows = {"random policy": seeded_episode_returns(None, env, seeds, workers=cfg.eval.workers, desc="eval random"),
+            METHODS[cfg.method]: seeded_episode_returns(policy, env, seeds, workers=cfg.eval.workers, progress=cfg.progress,
+                                                        desc=f"eval {METHODS[cfg.method]}"),
+            "demonstrations": all_demos.episode_returns}
+    results, table = save_results(out, rows, statistics.mean(all_demos.episode_returns), method=METHODS[cfg.method],
+                                  title=f"\n{cfg.embodiment}-{cfg.task}, {cfg.setup} setup, frames {frames}", training=summary,
+                                  setup=cfg.setup, task=cfg.task, seed=cfg.seed, demos=[str(f) for f in demos.folders])
     print(table)
     print(f"run folder: {out}")
     return results

@@ -3,7 +3,7 @@
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
 from aime_torchrl.data.collect import collect_episodes, GaussianActionNoise, UniformRandomPolicy
-from aime_torchrl.data.builder import build_dataset, dataset_folders, render_images, resolve_datasets
+from aime_torchrl.data.builder import build_dataset, dataset_folders, open_dataset, render_images, resolve_datasets
 from aime_torchrl.data.dataset import AIMEDataset, default_root
 from aime_torchrl.data.npz import DatasetFormatError, episode_files, episode_to_td, load_episode, save_episode, td_to_episode
 from aime_torchrl.data.replay import make_window_buffer
@@ -23,6 +23,7 @@ __all__ = [
     "episode_to_td",
     "load_episode",
     "make_window_buffer",
+    "open_dataset",
     "render_images",
     "resolve_datasets",
     "save_episode",

@@ -20,7 +20,7 @@ import json
 import multiprocessing
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from aime_torchrl.data.collect import collect_episodes, GaussianActionNoise, UniformRandomPolicy
 from aime_torchrl.data.npz import DatasetFormatError, episode_files, load_episode, save_episode
-from aime_torchrl.data.dataset import default_root, file_lock
+from aime_torchrl.data.dataset import AIMEDataset, default_root, file_lock
 from aime_torchrl.envs.dmc import make_env, render_states, TASKS
 
 #: The reward of random play is irrelevant; the reference collects it on these tasks.
@@ -90,6 +90,40 @@ def resolve_datasets(
         else:
             folders += dataset_folders(str(item), root=root, num_episodes=num_episodes or 100, **build_kwargs)
     return folders
+
+
+def open_dataset(
+    spec: str | Path | Sequence[str | Path],
+    *,
+    horizon: int,
+    batch_size: int,
+    num_episodes: int | None = None,
+    root: str | Path | None = None,
+    progress: bool = True,
+    require: Sequence[str] | Mapping[str, Sequence[int]] | None = None,
+    action_dim: int | None = None,
+    embodiment: str | None = None,
+    purpose: str = "",
+    **build_kwargs,
+) -> AIMEDataset:
+    """An :class:`AIMEDataset` of the first ``num_episodes`` episodes (``None``: all) of datasets
+    given by name or folder (:func:`resolve_datasets`; a name this project can make is built with
+    ``num_episodes`` episodes, or 100; ``build_kwargs`` go to :func:`build_dataset`), checked with
+    :meth:`AIMEDataset.require` when ``require`` (sensors, or their shapes) is given.
+
+    Examples:
+        >>> import tempfile
+        >>> data = open_dataset("walker-random", num_episodes=1, horizon=10, batch_size=2, root=tempfile.mkdtemp(),
+        ...                     workers=1, progress=False)
+        >>> data.sample().batch_size
+        torch.Size([2, 10])
+    """
+    folders = resolve_datasets(spec, root=root, num_episodes=num_episodes, progress=progress, **build_kwargs)
+    data = AIMEDataset(folders, horizon=horizon, batch_size=batch_size, num_episodes=num_episodes, root=root,
+                       progress=progress)
+    if require is not None:
+        data.require(require, action_dim=action_dim, embodiment=embodiment, purpose=purpose)
+    return data
 
 
 def build_dataset(

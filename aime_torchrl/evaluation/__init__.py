@@ -4,15 +4,19 @@
 # LICENSE file in the root directory of this source tree.
 """Evaluation in the real environment: returns, normalised scores, videos, plots."""
 from aime_torchrl.envs.scores import normalised_score, REFERENCE_EXPERT_RETURNS
-from aime_torchrl.evaluation.diagnostics import action_inference_diagnostics, state_coverage, world_model_diagnostics
+from aime_torchrl.evaluation.diagnostics import (
+    action_inference_diagnostics, ImitationDiagnostics, state_coverage, world_model_diagnostics,
+)
 from aime_torchrl.evaluation.plots import plot_grid, plot_scores
 from aime_torchrl.evaluation.prediction import open_loop_prediction
-from aime_torchrl.evaluation.report import score_report
+from aime_torchrl.evaluation.report import save_results, score_report
 from aime_torchrl.evaluation.rollouts import episode_returns, record_episode, seeded_episode_returns
-from aime_torchrl.evaluation.video import save_gif, side_by_side
+from aime_torchrl.evaluation.video import imitation_videos, save_gif, side_by_side
 
 __all__ = [
     "action_inference_diagnostics",
+    "ImitationDiagnostics",
+    "imitation_videos",
     "REFERENCE_EXPERT_RETURNS",
     "episode_returns",
     "normalised_score",
@@ -21,6 +25,7 @@ __all__ = [
     "plot_scores",
     "record_episode",
     "save_gif",
+    "save_results",
     "score_report",
     "seeded_episode_returns",
     "side_by_side",

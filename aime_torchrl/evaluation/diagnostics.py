@@ -89,6 +89,72 @@ def action_inference_diagnostics(loss: AIMELoss, windows: Sequence[TensorDictBas
     return totals
 
 
+class ImitationDiagnostics:
+    """Fixed windows of the demonstrations (with their true actions, for measuring only) and of the
+    embodiment data, and the measures of :func:`world_model_diagnostics` and
+    :func:`action_inference_diagnostics` on them.
+
+    Windows are drawn, and every measure runs, on a forked random stream seeded with ``seed``: the
+    diagnostics never change what a run trains (its random state is left as it was).
+
+    Args:
+        demos (ReplayBuffer): the demonstrations (``sample()`` gives windows with ``"action"``).
+        embodiment_data (ReplayBuffer): the world model's training data.
+        batches (int): windows (batches) of each.
+        seed (int): seed of the forked stream.
+        device (torch.device, optional): where the windows are moved.
+        logger (Logger, optional): a TorchRL logger that gets every measure as ``diagnostics/<name>``
+            at the ``step`` the measuring methods are given.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from aime_torchrl.modules import make_policy
+        >>> wm = RSSMWorldModel.from_config({"observation": 5}, action_dim=2, belief_dim=16, state_dim=4, hidden=16)
+        >>> class Data:
+        ...     def sample(self):
+        ...         return TensorDict({"observation": torch.randn(3, 10, 5), "action": torch.rand(3, 10, 2),
+        ...             ("next", "observation"): torch.randn(3, 10, 5)}, [3, 10])
+        >>> diagnostics = ImitationDiagnostics(Data(), Data(), batches=2, seed=0)
+        >>> sorted(diagnostics.world_model(WorldModelLoss(wm)))[:3]
+        ['demos_elbo', 'demos_kl', 'demos_open_loop_mse']
+        >>> sorted(diagnostics.actions(AIMELoss(wm, make_policy(4, 16, 2, hidden=16))))
+        ['demos_action_mse', 'demos_phase2_elbo']
+    """
+
+    def __init__(self, demos, embodiment_data, *, batches: int, seed: int, device: torch.device | str | None = None,
+                 logger=None) -> None:
+        self.seed, self.logger = seed, logger
+        self.demos, self.embodiment = self._forked(lambda: (
+            [demos.sample().to(device) for _ in range(batches)],
+            [embodiment_data.sample().to(device) for _ in range(batches)],
+        ))
+
+    def _forked(self, measure):
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            return measure()
+
+    def _log(self, measured: dict[str, float], step: int | None) -> dict[str, float]:
+        if self.logger is not None and step is not None:
+            self.logger.log_metrics({f"diagnostics/{k}": v for k, v in measured.items()}, step=step)
+        return measured
+
+    def world_model(self, loss: WorldModelLoss, *, context: int = 5, step: int | None = None) -> dict[str, float]:
+        """:func:`world_model_diagnostics` on the demonstrations (``demos_*``) and on the
+        embodiment data (``embodiment_*``); logged at ``step`` if given."""
+        measured = {f"{name}_{key}": value
+                    for name, windows in (("demos", self.demos), ("embodiment", self.embodiment))
+                    for key, value in self._forked(lambda: world_model_diagnostics(loss, windows, context=context)).items()}
+        return self._log(measured, step)
+
+    def actions(self, loss: AIMELoss, *, step: int | None = None) -> dict[str, float]:
+        """:func:`action_inference_diagnostics` on the demonstrations: ``demos_action_mse`` and
+        ``demos_phase2_elbo``; logged at ``step`` if given."""
+        measured = self._forked(lambda: action_inference_diagnostics(loss, self.demos))
+        return self._log({"demos_action_mse": measured["action_mse"], "demos_phase2_elbo": measured["elbo"]}, step)
+
+
 def state_coverage(
     demos: Sequence[str | Path],
     data: Sequence[str | Path],

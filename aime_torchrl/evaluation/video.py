@@ -5,6 +5,7 @@
 """Videos as animated GIFs (Pillow only: no ffmpeg, torchvision or codec needed)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +47,43 @@ def save_gif(video: torch.Tensor | np.ndarray, path: str | Path, *, fps: int = 2
     path.parent.mkdir(parents=True, exist_ok=True)
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=round(1000 / fps), loop=0)
     return path
+
+
+def imitation_videos(actor, make_env: Callable[[], object], demo_file: str | Path, embodiment: str, folder: str | Path,
+                     windows=None, context: int = 5) -> list[Path]:
+    """The videos of an imitation run: ``aime_vs_demonstration.gif``, an episode of ``actor`` (a
+    :class:`~aime_torchrl.modules.FilteringActor`) in ``make_env()`` (an env that renders
+    ``pixels``) next to the demonstration ``demo_file`` (its images, or its physics states
+    rendered, else a blank), and with ``windows`` (TorchRL windows of an image setup)
+    ``open_loop_prediction.gif``: the true frames next to the actor's world model's open-loop
+    predictions from ``context`` frames on. Returns the paths written; where rendering is not
+    possible (e.g. no OpenGL) it says why and writes nothing.
+    """
+    from aime_torchrl.data.npz import load_episode
+    from aime_torchrl.envs.dmc import render_states
+    from aime_torchrl.evaluation.prediction import open_loop_prediction
+    from aime_torchrl.evaluation.rollouts import record_episode
+
+    folder = Path(folder)
+    demo = load_episode(demo_file)
+    try:
+        with torch.random.fork_rng():
+            _, frames = record_episode(actor, make_env().append_transform(actor.make_tensordict_primer()))
+        if "physics" in demo:
+            demo_frames = torch.from_numpy(render_states(embodiment, demo["physics"])).permute(0, 3, 1, 2)
+        elif "image" in demo:
+            demo_frames = torch.from_numpy(demo["image"]).permute(0, 3, 1, 2)
+        else:
+            demo_frames = torch.zeros_like(frames)
+    except RuntimeError as err:
+        print(f"no videos: {err}")
+        return []
+    paths = [save_gif(side_by_side(frames, demo_frames), folder / "aime_vs_demonstration.gif")]
+    if windows is not None:
+        world_model = actor.world_model
+        predicted = open_loop_prediction(world_model, windows, context=context)["pixels"]
+        predicted = predicted.clamp(0, 1).mul(255).to(torch.uint8)
+        truth = world_model.to_frames(windows).get(("next", "pixels"))
+        rows = [side_by_side(t, p) for t, p in zip(truth.cpu(), predicted.cpu())]
+        paths.append(save_gif(torch.cat(rows, -2), folder / "open_loop_prediction.gif", fps=10))
+    return paths

@@ -9,7 +9,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import dispatch, TensorDictModuleBase
 from torchrl.data import Unbounded
-from torchrl.envs import TensorDictPrimer
+from torchrl.envs import Compose, TensorDictPrimer
 
 from aime_torchrl.envs.noise import NoiseSource
 from aime_torchrl.modules.filter_step import latent_step
@@ -84,6 +84,11 @@ class FilteringActor(TensorDictModuleBase):
         wm = self.world_model
         sizes = {"belief": wm.belief_dim, "state": wm.state_dim, "prev_action": wm.action_dim}
         return TensorDictPrimer({key: Unbounded(shape=(size,)) for key, size in sizes.items()}, expand_specs=True)
+
+    def make_env_transform(self, seed: int) -> Compose:
+        """What an env needs to run this actor: :meth:`make_tensordict_primer` and
+        :meth:`make_noise_source` (``seed``), e.g. ``make_env(..., seed=s).append_transform(actor.make_env_transform(s))``."""
+        return Compose(self.make_tensordict_primer(), self.make_noise_source(seed))
 
     def make_noise_source(self, seed: int) -> NoiseSource:
         """A transform that writes the posterior noise of every step into the env's tensordict

@@ -216,14 +216,20 @@ class RSSMWorldModel(TensorDictModuleBase):
         frames.set("belief", torch.zeros(*n, self.belief_dim, **zeros))
         return frames
 
+    def sensor_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape of one frame of every sensor the model reads (``(size,)`` for vectors,
+        ``(3, 64, 64)`` for images), for checking data before training; empty when the encoder is
+        not this package's."""
+        encoder = getattr(self.encoder, "module", None)
+        return encoder.sensor_shapes() if isinstance(encoder, ObservationEncoder) else {}
+
     def _check_shapes(self, window: TensorDictBase, action_key) -> None:
         """Every sensor's frame shape and dtype and the actions' size against the model's, with an
         error that names the key (cheap: no data is read)."""
         if window.batch_size[-1] == 0:
             raise ValueError(f"The window has no step (batch_size {tuple(window.batch_size)}): it needs T >= 1 "
                              "transitions (T + 1 frames).")
-        encoder = getattr(self.encoder, "module", None)
-        shapes = encoder.sensor_shapes() if isinstance(encoder, ObservationEncoder) else {}
+        shapes = self.sensor_shapes()
         param = next(self.parameters(), None)
         dtype = param.dtype if param is not None else torch.get_default_dtype()
         checks = [(k, key, shapes.get(key)) for key in self.observation_keys for k in (key, ("next", key))]
@@ -278,6 +284,9 @@ class RSSMWorldModel(TensorDictModuleBase):
             device (torch.device, optional): device of the parameters. Defaults to ``None``.
             **overrides: any key of :data:`WORLD_MODEL_PRESETS` (``belief_dim``, ``state_dim``,
                 ``hidden``, ``layers``, ``min_std``, ``learn_std``, ...).
+
+        The model's ``config`` attribute holds the options it was built with (the preset's and these;
+        those that are plain values).
         """
         if variant not in WORLD_MODEL_PRESETS:
             raise ValueError(f"Unknown world model {variant!r}; choose from {list(WORLD_MODEL_PRESETS)}.")
@@ -329,10 +338,15 @@ class RSSMWorldModel(TensorDictModuleBase):
             from aime_torchrl.modules.idm import make_idm
 
             idm_module = make_idm(state_dim, belief_dim, enc.embedding_dim, action_dim, hidden=cfg["hidden"], device=device)
-        return cls(
+        model = cls(
             encoder, transition, posterior, decoders, prior, idm_module,
             observation_keys=observation_keys, state_dim=state_dim, belief_dim=belief_dim, action_dim=action_dim,
         )
+        # what decides the architecture, as plain values (save_module / load_module; from_config(**config) rebuilds it)
+        plain = {k: v for k, v in cfg.items() if v is None or isinstance(v, (bool, int, float, str))}
+        model.config = dict(plain, variant=variant, vector_dims=dict(vector_dims), pixel_keys=list(pixel_keys),
+                            action_dim=action_dim, idm=idm)
+        return model
 
 
 def _fmt(keys) -> str:

@@ -10,19 +10,24 @@ from aime_torchrl.trainers.checkpoint import (
     save_module,
     set_rng_state,
 )
-from aime_torchrl.trainers.offline import total_loss, train_offline
+from aime_torchrl.trainers.hydra_run import Run, start_run
+from aime_torchrl.trainers.offline import deferred_interrupt, OfflineLoop, total_loss, train_offline
 from aime_torchrl.trainers.run import check_config, RunCheckpoint
 from aime_torchrl.trainers.supervised import train_with_validation, validation_loss
 
 __all__ = [
+    "OfflineLoop",
+    "Run",
     "RunCheckpoint",
     "check_config",
+    "deferred_interrupt",
     "load_checkpoint",
     "load_module",
     "rng_state",
     "save_checkpoint",
     "save_module",
     "set_rng_state",
+    "start_run",
     "total_loss",
     "train_offline",
     "train_with_validation",

@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -23,41 +24,30 @@ def total_loss(losses: TensorDictBase) -> torch.Tensor:
     return sum(value for key, value in losses.items() if key.startswith("loss_"))
 
 
-def train_offline(
-    loss_module: LossModule,
-    sample: Callable[[], TensorDictBase],
-    optimizer: torch.optim.Optimizer,
-    *,
-    steps: int,
-    start: int = 0,
-    grad_clip: float | None = 100.0,
-    progress: bool = True,
-    desc: str | None = None,
-    logger: Logger | None = None,
-    log_every: int = 100,
-    log_prefix: str = "train",
-    log_offset: int = 0,
-    on_step: Callable[[int, bool], None] | None = None,
-    autocast: torch.dtype | None = None,
-) -> TensorDict:
-    """Runs gradient steps ``start, ..., steps - 1`` of ``loss_module`` on batches from ``sample()``.
+class OfflineLoop:
+    """The bookkeeping of an offline training loop around a gradient step written by the caller::
 
-    Gradients are clipped to ``grad_clip`` (global norm) over the parameters the optimiser holds.
+        loop = OfflineLoop(optimizer, steps=1000, logger=logger)
+        for step in loop:
+            with loop.autocast():
+                losses = loss_module(replay_buffer.sample())
+            loop.backward(losses)  # the loss_* terms' total, backward, clipped gradients
+            optimizer.step()
+
+    Iterating yields the steps ``start, ..., steps - 1``. :meth:`backward` clips the gradients to
+    ``grad_clip`` (global norm) over the parameters the optimiser holds.
 
     The loop never waits for the device: the outputs are summed on the device and read every
-    ``log_every`` steps (progress bar, logger, returned means). A non-finite loss or gradient norm
-    is caught on the device too: from that step on the gradients are zeroed (no update can store a
-    non-finite value in the weights or the optimiser state, so neither can a checkpoint), and the
-    next read stops the run with an error naming the step.
+    ``log_every`` steps (progress bar, logger, :attr:`means`). A non-finite loss or gradient norm
+    is caught on the device too: from that step on :meth:`backward` zeroes the gradients (no
+    update can store a non-finite value in the weights or the optimiser state, so neither can a
+    checkpoint), and the next read stops the run with an error naming the step.
 
     Interruption: a ``SIGINT`` (Ctrl-C) or ``SIGTERM`` (what ``timeout``, ``kill`` and job
-    schedulers send) during the loop lets the current step finish, calls ``on_step(done, True)``
-    (save a checkpoint there) and then raises :class:`KeyboardInterrupt`; a second signal
-    interrupts at once.
+    schedulers send) lets the current step finish, calls ``on_step(done, True)`` (save a
+    checkpoint there) and then raises :class:`KeyboardInterrupt`; a second signal interrupts at once.
 
     Args:
-        loss_module (LossModule): e.g. :class:`~aime_torchrl.WorldModelLoss` or :class:`~aime_torchrl.AIMELoss`.
-        sample (Callable[[], TensorDictBase]): returns one batch, e.g. ``replay_buffer.sample``.
         optimizer (torch.optim.Optimizer): the optimiser of the trained parameters.
 
     Keyword Args:
@@ -74,12 +64,141 @@ def train_offline(
         log_offset (int, optional): added to the step in the logs (phase 2 after phase 1). Defaults to ``0``.
         on_step (Callable[[int, bool], None], optional): called after every step with the number
             of steps done and whether the loop is about to stop (last step or interrupted).
-        autocast (torch.dtype, optional): run the loss's forward under :func:`torch.autocast` with
-            this dtype (``torch.bfloat16``: mixed precision on GPUs that have it); the backward,
-            clipping and update stay in the parameters' dtype. Defaults to ``None`` (off).
+        autocast (torch.dtype, optional): the dtype of :meth:`autocast` (``torch.bfloat16``: mixed
+            precision on GPUs that have it); the backward, clipping and update stay in the
+            parameters' dtype. Defaults to ``None`` (off).
 
-    Returns the means of the detached outputs (and ``grad_norm``) over each ``log_every`` steps, with
-    the ``step`` at which each ends: a ``[ceil((steps - start) / log_every)]`` TensorDict.
+    Attributes:
+        means (TensorDict): the means of the detached outputs (and ``grad_norm``) over each
+            ``log_every`` steps, with the ``step`` at which each ends: ``[ceil((steps - start) / log_every)]``.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from aime_torchrl import RSSMWorldModel, WorldModelLoss
+        >>> wm = RSSMWorldModel.from_config({"observation": 3}, 1, belief_dim=16, state_dim=4, hidden=16)
+        >>> loss = WorldModelLoss(wm)
+        >>> batch = TensorDict({"observation": torch.randn(2, 5, 3), "action": torch.rand(2, 5, 1),
+        ...     ("next", "observation"): torch.randn(2, 5, 3)}, [2, 5])
+        >>> optimizer = torch.optim.Adam(wm.parameters())
+        >>> loop = OfflineLoop(optimizer, steps=5, log_every=2, progress=False)
+        >>> for step in loop:
+        ...     _ = loop.backward(loss(batch))
+        ...     optimizer.step()
+        >>> loop.means["step"].tolist()
+        [2, 4, 5]
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        steps: int,
+        start: int = 0,
+        grad_clip: float | None = 100.0,
+        progress: bool = True,
+        desc: str | None = None,
+        logger: Logger | None = None,
+        log_every: int = 100,
+        log_prefix: str = "train",
+        log_offset: int = 0,
+        on_step: Callable[[int, bool], None] | None = None,
+        autocast: torch.dtype | None = None,
+    ) -> None:
+        self.optimizer, self.steps, self.start, self.desc = optimizer, steps, start, desc
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.max_norm = grad_clip if grad_clip is not None else float("inf")
+        self.progress, self.logger, self.log_every = progress, logger, log_every
+        self.log_prefix, self.log_offset, self.on_step, self.dtype = log_prefix, log_offset, on_step, autocast
+        self._means: list[TensorDict] = []
+        self._sums, self._count, self._first_bad, self._step, self._done_backward = None, 0, None, start, False
+
+    @property
+    def means(self) -> TensorDict:
+        return torch.stack(self._means) if self._means else TensorDict()
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """:func:`torch.autocast` with the loop's ``autocast`` dtype (a no-op without one): wrap the forward pass."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.params[0].device.type, dtype=self.dtype)
+
+    def backward(self, losses: TensorDictBase) -> torch.Tensor:
+        """Back-propagates the sum of the ``loss_*`` entries of ``losses`` (gradients zeroed first),
+        clips the gradients and guards them: from the first non-finite loss or gradient on, every
+        gradient is zeroed (checked on the device, no host sync). Returns the total loss."""
+        loss = total_loss(losses)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_norm)
+        finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+        step, bad = self._step, self._first_bad
+        self._first_bad = torch.where(finite, -1, step) if bad is None else torch.where((bad < 0) & ~finite, step, bad)
+        healthy = (self._first_bad < 0).to(loss.dtype)
+        for p in self.params:
+            if p.grad is not None:
+                p.grad.mul_(healthy).nan_to_num_(0.0, 0.0, 0.0)
+        out = losses.detach().float()
+        out.set("grad_norm", grad_norm.detach())
+        self._sums = out if self._sums is None else self._sums + out
+        self._count += 1
+        self._done_backward = True
+        return loss
+
+    def __iter__(self) -> Iterator[int]:
+        bar = tqdm(range(self.start, self.steps), desc=self.desc, disable=not self.progress, dynamic_ncols=True,
+                   initial=self.start, total=self.steps)
+        self._tic = time.perf_counter()
+        with deferred_interrupt() as interrupted:
+            for step in bar:
+                self._step, self._done_backward = step, False
+                yield step
+                if not self._done_backward:
+                    raise RuntimeError("Each step of an OfflineLoop must call loop.backward(losses).")
+                done = step + 1
+                stop = interrupted()
+                log = done % self.log_every == 0 or done == self.steps
+                if log or stop:
+                    self._flush(done, bar, log=log)
+                if self.on_step is not None:
+                    self.on_step(done, stop or done == self.steps)
+                if stop:
+                    bar.close()
+                    raise KeyboardInterrupt(f"{self.desc or 'training'} interrupted after step {done}")
+
+    def _flush(self, done: int, bar: tqdm, log: bool = True) -> None:
+        """Reads the on-device accumulators (the only host sync): stops on a non-finite loss, logs the means."""
+        if self._count == 0:
+            return
+        bad = int(self._first_bad.item())
+        if bad >= 0:
+            raise FloatingPointError(
+                f"{self.desc or 'training'}: non-finite loss or gradient at step {bad} (its gradients and all later "
+                f"ones were zeroed, so the weights stay finite; means of the last {self._count} steps: "
+                f"{_fmt_losses(self._sums / self._count)})."
+            )
+        if not log:
+            return
+        metrics = (self._sums / self._count).float()
+        metrics.set("step", torch.tensor(done))
+        self._means.append(metrics)
+        if "elbo" in metrics.keys():
+            bar.set_postfix(elbo=f"{metrics['elbo'].item():.1f}", refresh=False)
+        if self.logger is not None:
+            metrics = metrics.exclude("step")
+            metrics.set("steps_per_s", torch.tensor(self._count / (time.perf_counter() - self._tic)))
+            self.logger.log_metrics({f"{self.log_prefix}/{k}": v for k, v in metrics.items()}, step=self.log_offset + done)
+        self._sums, self._count, self._tic = None, 0, time.perf_counter()
+
+
+def train_offline(
+    loss_module: LossModule,
+    sample: Callable[[], TensorDictBase],
+    optimizer: torch.optim.Optimizer,
+    **loop: Any,
+) -> TensorDict:
+    """Runs gradient steps of ``loss_module`` on batches from ``sample()`` in an :class:`OfflineLoop`
+    (``loop``: its keyword arguments, ``steps`` among them) and returns the loop's :attr:`~OfflineLoop.means`.
 
     Examples:
         >>> import torch
@@ -93,73 +212,13 @@ def train_offline(
         >>> means["step"].tolist()
         [2, 4, 5]
     """
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    mixed = torch.autocast(params[0].device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
-    max_norm = grad_clip if grad_clip is not None else float("inf")
-    means = []
-    sums, count, first_bad = None, 0, None
-    bar = tqdm(range(start, steps), desc=desc, disable=not progress, dynamic_ncols=True, initial=start, total=steps)
-    tic = time.perf_counter()
-
-    def flush(done: int, log: bool = True) -> None:
-        """Reads the on-device accumulators (the only host sync): stops on a non-finite loss, logs the means."""
-        nonlocal sums, count, tic
-        if count == 0:
-            return
-        bad = int(first_bad.item())
-        if bad >= 0:
-            raise FloatingPointError(
-                f"{desc or 'training'}: non-finite loss or gradient at step {bad} (its gradients and all later ones "
-                f"were zeroed, so the weights stay finite; means of the last {count} steps: {_fmt_losses(sums / count)})."
-            )
-        if not log:
-            return
-        metrics = (sums / count).float()
-        metrics.set("step", torch.tensor(done))
-        means.append(metrics)
-        if "elbo" in metrics.keys():
-            bar.set_postfix(elbo=f"{metrics['elbo'].item():.1f}", refresh=False)
-        if logger is not None:
-            metrics = metrics.exclude("step")
-            metrics.set("steps_per_s", torch.tensor(count / (time.perf_counter() - tic)))
-            logger.log_metrics({f"{log_prefix}/{k}": v for k, v in metrics.items()}, step=log_offset + done)
-        sums, count, tic = None, 0, time.perf_counter()
-
-    with _deferred_interrupt() as interrupted:
-        for step in bar:
-            with mixed:
-                out = loss_module(sample())
-                loss = total_loss(out)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-            # On-device guard, no host sync: from the first non-finite loss or gradient on, every
-            # gradient is zeroed, so no update can write a non-finite value into the weights or the
-            # optimiser state (and a checkpoint taken before the next read stays finite).
-            finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
-            first_bad = (
-                torch.where(finite, -1, step) if first_bad is None else torch.where((first_bad < 0) & ~finite, step, first_bad)
-            )
-            healthy = (first_bad < 0).to(loss.dtype)
-            for p in params:
-                if p.grad is not None:
-                    p.grad.mul_(healthy).nan_to_num_(0.0, 0.0, 0.0)
-            optimizer.step()
-            out = out.detach().float()
-            out.set("grad_norm", grad_norm.detach())
-            sums = out if sums is None else sums + out
-            count += 1
-            done = step + 1
-            stop = interrupted()
-            log = done % log_every == 0 or done == steps
-            if log or stop:
-                flush(done, log=log)
-            if on_step is not None:
-                on_step(done, stop or done == steps)
-            if stop:
-                bar.close()
-                raise KeyboardInterrupt(f"{desc or 'training'} interrupted after step {done}")
-    return torch.stack(means) if means else TensorDict()
+    training = OfflineLoop(optimizer, **loop)
+    for _ in training:
+        with training.autocast():
+            losses = loss_module(sample())
+        training.backward(losses)
+        optimizer.step()
+    return training.means
 
 
 def _fmt_losses(out: TensorDictBase) -> str:
@@ -167,9 +226,19 @@ def _fmt_losses(out: TensorDictBase) -> str:
 
 
 @contextlib.contextmanager
-def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
-    """Within: the first SIGINT or SIGTERM only raises a flag (read with the yielded callable); a
-    second one interrupts at once. Outside the main thread, signals are left alone."""
+def deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Within: the first SIGINT (Ctrl-C) or SIGTERM (``kill``, ``timeout``, job schedulers) only
+    raises a flag, read with the yielded callable, so that a loop can finish its step and save a
+    checkpoint; a second one interrupts at once. Outside the main thread, signals are left alone.
+
+    Examples:
+        >>> import os, signal
+        >>> with deferred_interrupt() as interrupted:
+        ...     os.kill(os.getpid(), signal.SIGTERM)
+        ...     print(interrupted())
+        SIGTERM: finishing the current step and saving a checkpoint (send it again to abort).
+        True
+    """
     if threading.current_thread() is not threading.main_thread():
         yield lambda: False
         return

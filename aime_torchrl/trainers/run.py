@@ -5,6 +5,7 @@
 """The checkpoint of a run folder: what a stopped run needs to continue exactly, and nothing non-finite."""
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -195,12 +196,18 @@ def check_config(
     """Refuses a config before anything runs: every key of ``positive`` must be a number > 0, of
     ``non_negative`` >= 0 (``None`` passes both: "not set"), and of ``choices`` one of its values;
     the error names the key, the value and what is allowed (keys are dotted: ``"phase1.steps"``).
+    Keys may be glob patterns (``"*.lr"``, ``"*"``): a pattern checks the numbers it matches and
+    leaves other values (strings, booleans) alone; the first key or pattern that matches decides.
 
     Examples:
         >>> check_config({"phase1": {"steps": -3}}, non_negative=["phase1.steps"])
         Traceback (most recent call last):
         ...
         ValueError: phase1.steps=-3: must be a number >= 0 (e.g. phase1.steps=0 skips it).
+        >>> check_config({"phase1": {"lr": 0.0, "name": "x"}}, positive=["*.lr"], non_negative=["*"])
+        Traceback (most recent call last):
+        ...
+        ValueError: phase1.lr=0.0: must be a number > 0.
         >>> check_config({"setup": "foo"}, choices={"setup": ["mdp", "lpomdp", "visual"]})
         Traceback (most recent call last):
         ...
@@ -210,10 +217,13 @@ def check_config(
     for key, allowed in (choices or {}).items():
         if values.get(key) not in allowed:
             raise ValueError(f"{key}={values.get(key)!r} is not one of {', '.join(repr(a) for a in allowed)}.")
-    for keys, low, hint in ((positive, "> 0", ""), (non_negative, ">= 0", " (e.g. {key}=0 skips it)")):
-        for key in keys:
-            value = values.get(key)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 if low == "> 0" else value >= 0):
-                raise ValueError(f"{key}={value!r}: must be a number {low}{hint.format(key=key)}.")
+    rules = [(pattern, "> 0") for pattern in positive] + [(pattern, ">= 0") for pattern in non_negative]
+    for key, value in values.items():
+        rule = next(((pattern, low) for pattern, low in rules if fnmatch.fnmatchcase(key, pattern)), None)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if rule is None or value is None or (not number and rule[0] != key):
+            continue
+        low = rule[1]
+        if not number or not (value > 0 if low == "> 0" else value >= 0):
+            hint = f" (e.g. {key}=0 skips it)" if low == ">= 0" and key.endswith("steps") else ""
+            raise ValueError(f"{key}={value!r}: must be a number {low}{hint}.")

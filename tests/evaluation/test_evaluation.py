@@ -5,8 +5,10 @@
 """Evaluation helpers: seeded returns (in worker processes), open-loop prediction, recorded episodes, GIFs and plots."""
 from __future__ import annotations
 
+import json
 from functools import partial
 
+import pytest
 import torch
 from conftest import make_window, small_world_model
 from PIL import Image
@@ -91,3 +93,12 @@ def test_noise_source_draws_its_own_stream():
     expected = torch.randn(5, 3, generator=torch.Generator().manual_seed(4))
     torch.testing.assert_close(rollout["posterior_noise"], expected[:4])
     torch.testing.assert_close(rollout["next", "posterior_noise"], expected[1:])
+
+
+def test_results_keep_the_returns_when_scoring_fails(tmp_path):
+    from aime_torchrl.evaluation import save_results
+
+    with pytest.raises(ValueError, match="mean return is 0.0.*the returns are saved in .*results.json"):
+        save_results(tmp_path, {"AIME": [1.0, 2.0], "demonstrations": [0.0, 0.0]}, 0.0, seed=3)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["AIME"]["returns"] == [1.0, 2.0] and saved["seed"] == 3 and not (tmp_path / "results.md").exists()

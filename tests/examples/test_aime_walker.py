@@ -2,23 +2,25 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
-"""examples/aime_walker.py with tiny settings: the run folder, resuming, errors, wandb offline."""
+"""examples/aime_walker.py run as a user runs it (its command line, never imported), tiny settings:
+the run folder, SIGTERM and resuming, errors before training, wandb offline."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from aime_torchrl.data import AIMEDataset, build_dataset
+from aime_torchrl.data import build_dataset, load_episode, save_episode
 
 ROOT = Path(__file__).parents[2]
 SCRIPT = ROOT / "examples" / "aime_walker.py"
@@ -40,30 +42,36 @@ def tiny(data_root: Path, out: Path, *extra: str) -> list[str]:
         "phase1.steps=6", "phase1.batch_size=4", "phase1.horizon=8",
         "phase2.steps=6", "phase2.batch_size=4", "phase2.horizon=8", "phase2.policy_hidden=16",
         "eval.episodes=1", "eval.workers=0", "eval.video=false", "checkpoint_every=2", "log_every=2", "progress=false",
-        "diagnostics.batches=1",
+        "diagnostics.batches=1", "threads=1",
         f"out_dir={out}", *extra,
     ]
 
 
-def load_example():
-    spec = importlib.util.spec_from_file_location("aime_walker", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def start(args: list[str], cwd: Path, output=subprocess.PIPE, **env: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=output, stderr=output, text=True, cwd=cwd,
+                            env={**os.environ, **env})
 
 
-def run_in_process(overrides: list[str]) -> dict:
-    """Runs the example's main with a config composed by Hydra from ``overrides``."""
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("aime_walker", overrides=overrides)
-        return load_example().main(cfg)
+def cli(*runs: list[str], cwd: Path, **env: str) -> list[subprocess.CompletedProcess]:
+    """Runs the example's command line once per argument list, 3 at a time (each mostly imports)."""
+    done = []
+    for i in range(0, len(runs), 3):
+        procs = [start(args, cwd, **env) for args in runs[i:i + 3]]
+        for args, proc in zip(runs[i:i + 3], procs):
+            out, err = proc.communicate(timeout=600)
+            done.append(subprocess.CompletedProcess(args, proc.returncode, out, err))
+    return done
+
+
+def ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
 def test_pipeline_through_hydra_cli(data_root, tmp_path):
     out = tmp_path / "run"
     args = tiny(data_root, out, "eval.video=true", "eval.workers=1")  # the evaluation env is sent to a worker process
-    done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = ok(cli(args, cwd=tmp_path)[0])
     assert "| AIME | 1 |" in done.stdout and "| random policy | 1 |" in done.stdout
     for name in ("config.yaml", "checkpoint.pt", "world_model.pt", "policy.pt", "results.json", "results.md",
                  "scores.png", "videos/aime_vs_demonstration.gif"):
@@ -83,132 +91,162 @@ def test_pipeline_through_hydra_cli(data_root, tmp_path):
     assert saved["stage"] == "phase2" and saved["step"] == 6
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(data_root, tmp_path_factory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("uninterrupted") / "run"
-    return out, run_in_process(tiny(data_root, out))
+def stage_of(checkpoint: Path) -> str | None:
+    try:
+        return torch.load(checkpoint, weights_only=False)["stage"]
+    except (FileNotFoundError, RuntimeError, EOFError):
+        return None
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupted_moved_run_resumes_to_the_uninterrupted_weights(signum, uninterrupted, data_root, tmp_path, monkeypatch):
-    full, full_results = uninterrupted
-    calls = {"n": 0, "at": 0}
-    original = AIMEDataset.sample
+def terminate_in(stage: str, args: list[str], cwd: Path, out: Path) -> subprocess.CompletedProcess:
+    """Starts a run and sends it SIGTERM (what `kill`, `timeout` and schedulers send) once it has
+    checkpointed in ``stage``, i.e. while it trains that stage."""
+    proc = start(args, cwd)
+    while proc.poll() is None and stage_of(out / "checkpoint.pt") != stage:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
 
-    def sample(self, *args, **kwargs):  # Ctrl-C (SIGINT) or `kill` (SIGTERM) while batch number `at` is sampled
-        calls["n"] += 1
-        if calls["n"] == calls["at"]:
-            signal.raise_signal(signum)
-        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(AIMEDataset, "sample", sample)
-    out = tmp_path / "interrupted"
-    calls["at"] = 3  # phase 1, step 3
-    with pytest.raises(KeyboardInterrupt):
-        run_in_process(tiny(data_root, out))
+def test_sigterm_in_both_phases_then_a_moved_run_resumes_to_the_uninterrupted_weights(data_root, tmp_path):
+    steps = ["phase1.steps=400", "phase2.steps=400", "checkpoint_every=50", "log_every=50"]
+    full, out = tmp_path / "full", tmp_path / "interrupted"
+    log = open(tmp_path / "full.log", "w")
+    first = start(tiny(data_root, full, *steps), tmp_path, output=log)  # the same run, uninterrupted, alongside
+
+    done = terminate_in("phase1", tiny(data_root, out, *steps), tmp_path, out)
+    assert done.returncode != 0 and "SIGTERM: finishing the current step" in done.stderr + done.stdout
     saved = torch.load(out / "checkpoint.pt", weights_only=False)
-    assert (saved["stage"], saved["step"]) == ("phase1", 3)
-    with pytest.raises(FileExistsError, match="resume=true"):
-        run_in_process(tiny(data_root, out))
-    calls["n"], calls["at"] = 0, 3 + 2 + 4  # phase 1 steps 4-6, the diagnostics' 2 windows, then phase 2, step 4
-    with pytest.raises(KeyboardInterrupt):
-        run_in_process(tiny(data_root, out, "resume=true"))
-    saved = torch.load(out / "checkpoint.pt", weights_only=False)
-    assert (saved["stage"], saved["step"]) == ("phase2", 4)
+    assert saved["stage"] == "phase1" and 50 <= saved["step"] < 400, (saved["stage"], saved["step"])
+    refused = cli(tiny(data_root, out, *steps), cwd=tmp_path)[0]
+    assert refused.returncode != 0 and "already holds a run: pass resume=true" in refused.stderr
 
-    moved = tmp_path / "moved"  # the run folder moves; resume=true and out_dir are enough to continue it
+    # resume=true and out_dir are enough (the run's own overrides are its config); SIGTERM again in phase 2
+    done = terminate_in("phase2", ["resume=true", f"out_dir={out}"], tmp_path, out)
+    saved = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert done.returncode != 0 and saved["stage"] == "phase2" and 50 <= saved["step"] < 400, done.stderr[-2000:]
+
+    moved = tmp_path / "moved"  # the run folder moves: it resumes there and logs there
     shutil.move(out, moved)
-    resumed = run_in_process(["resume=true", f"out_dir={moved}"])
-    assert not out.exists()
+    resumed = ok(cli(["resume=true", f"out_dir={moved}"], cwd=tmp_path)[0])
+    assert not out.exists() and "| AIME | 1 |" in resumed.stdout
+    assert first.wait(timeout=600) == 0, (tmp_path / "full.log").read_text()[-3000:]
+    log.close()
     for name in ("world_model.pt", "policy.pt"):
-        a = torch.load(full / name)["state_dict"]
-        b = torch.load(moved / name)["state_dict"]
+        a, b = (torch.load(folder / name)["state_dict"] for folder in (full, moved))
         assert a.keys() == b.keys()
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{name}: {key}")
-    assert resumed["AIME"]["returns"] == full_results["AIME"]["returns"]
+    results = json.loads((moved / "results.json").read_text())
+    assert results["AIME"]["returns"] == json.loads((full / "results.json").read_text())["AIME"]["returns"]
     elbo = next(moved.rglob("phase2/elbo.csv")).read_text().splitlines()
-    assert [line.split(",")[0] for line in elbo] == ["8", "10", "12"]  # logged in the new place, once each
+    assert [int(line.split(",")[0]) for line in elbo] == list(range(450, 801, 50))  # in the new place, once each
 
-    assert run_in_process(["resume=true", f"out_dir={moved}"]) == resumed  # finished: nothing is run or logged again
-    assert next(moved.rglob("phase2/elbo.csv")).read_text().splitlines() == elbo
-    with pytest.raises(ValueError, match="changes phase2.lr=0.1 .the run has 0.001"):
-        run_in_process(["resume=true", f"out_dir={moved}", "phase2.lr=0.1"])
+    again, changed = cli(["resume=true", f"out_dir={moved}"], ["resume=true", f"out_dir={moved}", "phase2.lr=0.1"],
+                         cwd=tmp_path)
+    assert "is finished (results.json): nothing to resume" in ok(again).stdout
+    assert next(moved.rglob("phase2/elbo.csv")).read_text().splitlines() == elbo  # nothing run or logged again
+    assert changed.returncode != 0 and "changes phase2.lr=0.1 (the run has 0.001)" in changed.stderr
 
 
-def test_clear_errors(data_root, tmp_path):
+def damaged_copy(source: Path, folder: Path, change, every: bool = False) -> Path:
+    """A copy of a dataset with episode 1 (or every episode) changed."""
+    folder.mkdir()
+    for f in sorted(source.glob("*.npz")):
+        episode = load_episode(f)
+        if every or f.stem == "1":
+            change(episode)
+        save_episode(folder / f.name, episode)
+    return folder
+
+
+def test_errors_name_the_key_or_file_and_come_before_training(data_root, tmp_path):
     cheetah = build_dataset("cheetah-random", num_episodes=2, root=data_root, workers=1, progress=False)
+    random = data_root / "walker-random-n2-seed0"
+    narrow = damaged_copy(random, tmp_path / "narrow", lambda e: e.update(velocity=e["velocity"][:, :8]), every=True)
+    huge = damaged_copy(random, tmp_path / "huge", lambda e: e.update(velocity=e["velocity"].astype(np.float64) * 1e300))
+    small = damaged_copy(random, tmp_path / "small", lambda e: e.update(image=np.zeros((501, 32, 32, 3), np.uint8)),
+                         every=True)
     cases = [
-        (["data.embodiment=walker-nonsense"], ValueError, "Unknown dataset 'walker-nonsense'"),
-        ([f"data.embodiment={tmp_path}/missing"], FileNotFoundError, "missing does not exist"),
-        ([f"data.demos={cheetah}"], ValueError, "holds cheetah episodes"),
-        (["setup=visual", f"data.embodiment={data_root}/walker-random-n2-seed0"], KeyError,
-         "lacks the sensors \\['pixels'\\]"),
-        (["setup=foo"], ValueError, "setup='foo' is not one of 'mdp', 'lpomdp', 'visual'"),
-        (["embodiment=foo"], ValueError, "embodiment='foo' is not one of 'walker', 'cheetah'"),
-        (["task=jump"], ValueError, "task='jump' is not one of 'stand', 'walk', 'run'"),
-        (["checkpoint_every=0"], ValueError, "checkpoint_every=0: must be a number > 0"),
-        (["log_every=0"], ValueError, "log_every=0: must be a number > 0"),
-        (["phase1.steps=-5"], ValueError, "phase1.steps=-5: must be a number >= 0"),
+        (["data.embodiment=walker-nonsense"], "Unknown dataset 'walker-nonsense'"),
+        ([f"data.embodiment={tmp_path}/missing"], "missing does not exist"),
+        ([f"data.demos={cheetah}"], "holds cheetah episodes"),
+        (["setup=visual", f"data.embodiment={random}"], "lacks the sensors ['pixels']"),
+        ([f"data.embodiment={narrow}"], "the sensor 'velocity' has shape (8,) per frame, but the world model of the mdp "
+                                        "setup reads (9,)"),
+        ([f"data.embodiment={huge}"], "huge/1.npz: velocity has values beyond float32's range"),
+        (["setup=visual", f"data.embodiment={small}"],
+         "the sensor 'pixels' has shape (3, 32, 32) per frame, but the world model of the visual setup reads (3, 64, 64)"),
+        (["setup=foo"], "setup='foo' is not one of 'mdp', 'lpomdp', 'visual'"),
+        (["embodiment=foo"], "embodiment='foo' is not one of 'walker', 'cheetah'"),
+        (["task=jump"], "task='jump' is not one of 'stand', 'walk', 'run'"),
+        (["checkpoint_every=0"], "checkpoint_every=0: must be a number > 0"),
+        (["log_every=0"], "log_every=0: must be a number > 0"),
+        (["phase1.steps=-5"], "phase1.steps=-5: must be a number >= 0 (e.g. phase1.steps=0 skips it)"),
+        (["phase2.lr=-1"], "phase2.lr=-1: must be a number > 0"),
     ]
-    for i, (extra, error, message) in enumerate(cases):
-        with pytest.raises(error, match=message):
-            run_in_process(tiny(data_root, tmp_path / f"run{i}", *extra))
-        if "is not one of" in message or "must be a number" in message:  # refused before anything is written
-            assert not (tmp_path / f"run{i}").exists()
-    run_in_process(tiny(data_root, tmp_path / "ok", "phase2.steps=0", "eval.episodes=1"))
-    wm = tmp_path / "ok" / "world_model.pt"
-    with pytest.raises(ValueError, match="different world model config: belief_dim: saved 16, now 32"):
-        run_in_process(tiny(data_root, tmp_path / "other", f"phase1.world_model={wm}", "world_model.belief_dim=32"))
+    runs = [tiny(data_root, tmp_path / f"run{i}", *extra) for i, (extra, _) in enumerate(cases)]
+    for i, ((extra, message), done) in enumerate(zip(cases, cli(*runs, cwd=tmp_path))):
+        assert done.returncode != 0 and message in done.stderr, (extra, done.stderr[-2000:])
+        assert not (tmp_path / f"run{i}" / "checkpoint.pt").exists(), extra  # refused before any training
+        if "is not one of" in message or "must be a number" in message:  # and before anything is written (but Hydra's)
+            assert sorted(p.name for p in (tmp_path / f"run{i}").iterdir()) == [".hydra", "aime_walker.log"], extra
 
 
-def test_wandb_offline(data_root, tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
+def test_a_diverging_run_keeps_its_last_finite_checkpoint(data_root, tmp_path):
     out = tmp_path / "run"
-    run_in_process(tiny(data_root, out, "logger=wandb", "phase1.steps=2", "phase2.steps=2"))
-    import wandb
+    done = cli(tiny(data_root, out, "phase1.lr=1e4", "phase1.steps=200", "phase1.grad_clip=null", "log_every=20",
+                    "checkpoint_every=1"), cwd=tmp_path)[0]  # a checkpoint after every step, also after the diverging one
+    assert done.returncode != 0 and "phase 1: world model: non-finite loss or gradient at step" in done.stderr
+    saved = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert (saved["stage"], saved["step"]) == ("phase1", 19)  # the first read of the loss (step 20) stopped it
+    for state in (saved["modules"]["world_model"], *saved["optimizers"]["optimizer"]["state"].values()):
+        assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
 
-    wandb.finish()
-    runs = list((out / "logs").rglob("offline-run-*"))
-    assert runs and list(runs[0].glob("run-*.wandb")), sorted(p.name for p in (out / "logs").rglob("*"))
 
-
-def test_aime_with_idm_and_ablations_run(data_root, tmp_path):
-    base = tiny(data_root, tmp_path / "idm", "phase1.idm=true", "phase2.use_idm=true", "phase1.steps=2", "phase2.steps=2")
-    results = run_in_process(base)
-    assert len(results["AIME"]["returns"]) == 1
+def test_wandb_offline_idm_ablations_and_presets(data_root, tmp_path):
+    pytest.importorskip("wandb")
+    short = ["phase1.steps=2", "phase2.steps=2"]
+    presets = [
+        (["profile=paper", "world_model=rssmo"], dict(variant="rssmo", belief_dim=512, state_dim=30, hidden=512)),
+        (["profile=paper"], dict(variant="rssm", belief_dim=512, state_dim=128, hidden=128)),
+        (["world_model=rssmo"], dict(variant="rssmo", belief_dim=128, state_dim=32, hidden=128)),  # the quick sizes
+    ]
+    runs = {
+        "wandb": tiny(data_root, tmp_path / "wandb", "logger=wandb", *short),
+        "idm": tiny(data_root, tmp_path / "idm", "phase1.idm=true", "phase2.use_idm=true", *short),
+        **{name: tiny(data_root, tmp_path / name, extra, *short) for name, extra in
+           (("kl_only", "phase2.kl_only=true"), ("recon_only", "loss.kl_scale=0"), ("bf16", "bf16=true"))},
+        **{f"preset{i}": [*overrides, "data.embodiment=walker-random", "data.embodiment_episodes=2",
+                          "data.demos=walker-stand-expert", "data.num_demos=2", "data.workers=1", f"data.root={data_root}",
+                          "phase1.steps=0", "phase2.steps=0", "eval.episodes=0", "diagnostics.batches=0",
+                          "progress=false", f"out_dir={tmp_path / f'preset{i}'}"] for i, (overrides, _) in enumerate(presets)},
+    }
+    for name, done in zip(runs, cli(*runs.values(), cwd=tmp_path, WANDB_MODE="offline", WANDB_SILENT="true")):
+        ok(done)
+    wandb_runs = list((tmp_path / "wandb" / "logs").rglob("offline-run-*"))
+    assert wandb_runs and list(wandb_runs[0].glob("run-*.wandb"))
     log = next((tmp_path / "idm" / "logs").rglob("phase2/action_kl.csv")).read_text()
     assert log.splitlines()[-1].startswith("4,")
-    for name, extra in (("kl_only", "phase2.kl_only=true"), ("recon_only", "loss.kl_scale=0"), ("bf16", "bf16=true")):
-        run_in_process(tiny(data_root, tmp_path / name, extra, "phase1.steps=2", "phase2.steps=2"))
+    for name in ("kl_only", "recon_only", "bf16"):
         assert (tmp_path / name / "results.json").is_file()
+    for i, (_, sizes) in enumerate(presets):  # WORLD_MODEL_PRESETS is the one source of sizes
+        saved = torch.load(tmp_path / f"preset{i}" / "world_model.pt", weights_only=False)
+        assert {k: saved["config"][k] for k in sizes} == sizes
+        gru = saved["state_dict"]["rollout.transition.module.gru.weight_hh"]
+        assert gru.shape == (3 * sizes["belief_dim"], sizes["belief_dim"])
+    wm = tmp_path / "preset2" / "world_model.pt"
+    done = cli(tiny(data_root, tmp_path / "other", f"phase1.world_model={wm}", "world_model.belief_dim=32"), cwd=tmp_path)[0]
+    assert done.returncode != 0 and "different world model config: belief_dim: saved 128, now 32" in done.stderr
 
 
 def test_visual_setup_builds_image_datasets_and_predicts_open_loop(data_root, tmp_path):
     out = tmp_path / "visual"
-    run_in_process(tiny(data_root, out, "setup=visual", "eval.video=true", "phase1.steps=2", "phase2.steps=2"))
+    ok(cli(tiny(data_root, out, "setup=visual", "eval.video=true", "phase1.steps=2", "phase2.steps=2"), cwd=tmp_path)[0])
     assert (data_root / "walker-random-images-n2-seed0").is_dir()
     from PIL import Image
 
     with Image.open(out / "videos" / "open_loop_prediction.gif") as gif:
         assert gif.n_frames == 9 and gif.size == (2 * (2 * 64 + 2), 4 * 2 * 64)  # 4 windows of 9 frames, 2x upscaled
     assert (out / "videos" / "aime_vs_demonstration.gif").is_file()
-
-
-@pytest.mark.parametrize("overrides,sizes", [
-    (["profile=paper", "world_model=rssmo"], dict(variant="rssmo", belief_dim=512, state_dim=30, hidden=512)),
-    (["profile=paper"], dict(variant="rssm", belief_dim=512, state_dim=128, hidden=128)),
-    (["world_model=rssmo"], dict(variant="rssmo", belief_dim=128, state_dim=32, hidden=128)),  # the quick profile's sizes
-])
-def test_the_world_model_presets_are_the_one_source_of_sizes(overrides, sizes, data_root, tmp_path):
-    out = tmp_path / "run"
-    run_in_process([
-        *overrides, "data.embodiment=walker-random", "data.embodiment_episodes=2", "data.demos=walker-stand-expert",
-        "data.num_demos=2", "data.workers=1", f"data.root={data_root}", "phase1.steps=0", "phase2.steps=0",
-        "eval.episodes=0", "diagnostics.batches=0", "progress=false", f"out_dir={out}",
-    ])
-    saved = torch.load(out / "world_model.pt", weights_only=False)
-    assert {k: saved["config"][k] for k in sizes} == sizes
-    assert saved["state_dict"]["rollout.transition.module.gru.weight_hh"].shape == (3 * sizes["belief_dim"], sizes["belief_dim"])

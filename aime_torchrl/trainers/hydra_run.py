@@ -1,0 +1,156 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""The run folder of a Hydra app: config, resumption, device, logger and checkpoints in one place.
+
+Hydra is an optional dependency (the ``examples`` extra): it is imported when a run starts.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TYPE_CHECKING
+
+import torch
+from torch import nn
+from torchrl.record.loggers import get_logger, Logger
+
+from aime_torchrl.trainers.offline import OfflineLoop
+from aime_torchrl.trainers.run import RunCheckpoint
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+
+@dataclass
+class Run:
+    """A started run (see :func:`start_run`).
+
+    Attributes:
+        cfg (DictConfig): the run's config (a resumed run's own, see :meth:`RunCheckpoint.resume_config`).
+        folder (Path): the run folder.
+        checkpoint (RunCheckpoint): ``<folder>/checkpoint.pt``.
+        device (torch.device): ``cfg.device``, ``"auto"`` being CUDA when there is one.
+        logger (Logger, optional): the TorchRL logger of ``cfg.logger`` (``None`` without a backend),
+            writing into ``<folder>/logs`` (a resumed run's logs continue where it now lives).
+        resumed (dict, optional): the saved state when the run resumes.
+        results (dict, optional): ``results.json`` of a finished run that was asked to resume: nothing is left to do.
+    """
+
+    cfg: DictConfig
+    folder: Path
+    checkpoint: RunCheckpoint
+    device: torch.device
+    logger: Logger | None = None
+    resumed: dict[str, Any] | None = None
+    results: dict[str, Any] | None = None
+
+    @property
+    def resumed_stage(self) -> str | None:
+        return self.resumed["stage"] if self.resumed else None
+
+    def restore(self, stage: str, modules: Mapping[str, nn.Module],
+                optimizers: Mapping[str, torch.optim.Optimizer] | None = None) -> int:
+        """The steps already done in ``stage``: when the run resumes in it, ``modules`` and
+        ``optimizers`` get their saved states back (and the random state), else 0."""
+        if self.resumed_stage != stage:
+            return 0
+        self.checkpoint.restore(self.resumed, modules=modules, optimizers=optimizers)
+        return self.resumed["step"]
+
+    def save(self, stage: str, step: int, modules: Mapping[str, nn.Module | None],
+             optimizers: Mapping[str, torch.optim.Optimizer] | None = None) -> None:
+        """Checkpoints the run after ``step`` steps of ``stage`` (see :meth:`RunCheckpoint.save`)."""
+        from omegaconf import OmegaConf
+
+        self.checkpoint.save(OmegaConf.to_container(self.cfg), stage, step, modules=modules, optimizers=optimizers,
+                             logger=self.logger)
+
+    def loop(self, stage: str, modules: Mapping[str, nn.Module], optimizer: torch.optim.Optimizer, *,
+             checkpoint_every: int, on_step: Callable[[int, bool], None] | None = None, **loop: Any) -> OfflineLoop:
+        """The :class:`~aime_torchrl.trainers.OfflineLoop` of ``stage``: it starts where the run
+        stopped (``modules`` and ``optimizer`` restored when the run resumes in ``stage``), calls
+        ``on_step`` and then checkpoints every ``checkpoint_every`` steps, at the last one and when
+        interrupted; ``loop`` are the loop's other keyword arguments (``steps``, ``logger``, ...)."""
+        optimizers = {"optimizer": optimizer}
+        start = self.restore(stage, modules, optimizers)
+
+        def step_done(done: int, last: bool) -> None:
+            if on_step is not None:
+                on_step(done, last)
+            if last or done % checkpoint_every == 0:
+                self.save(stage, done, modules, optimizers)
+
+        return OfflineLoop(optimizer, start=start, on_step=step_done, **loop)
+
+
+def start_run(
+    cfg: DictConfig,
+    config_name: str,
+    *,
+    resumable: Sequence[str] = (),
+    check: Callable[[DictConfig], None] | None = None,
+) -> Run:
+    """Starts or resumes the run of a Hydra app in ``cfg.out_dir``.
+
+    With ``cfg.resume`` the run continues with its own saved config: only the keys that start with
+    one of ``resumable`` may be changed on the command line (``resume=true out_dir=<run>`` is
+    enough, wherever the folder has moved); without it, a folder that already holds a run is
+    refused. ``check(cfg)`` runs before anything is written; then ``config.yaml`` is saved, torch's
+    threads (``cfg.threads``, if set) and seed (``cfg.seed``) are set and the logger
+    (``cfg.logger.backend``: csv, tensorboard, wandb, ...) is made.
+
+    Examples:
+        >>> import tempfile
+        >>> from omegaconf import OmegaConf
+        >>> folder = tempfile.mkdtemp()
+        >>> cfg = OmegaConf.create({"out_dir": folder + "/run", "resume": False, "seed": 0, "device": "cpu",
+        ...                         "logger": {"backend": None}})
+        >>> run = start_run(cfg, "app")  # doctest: +ELLIPSIS
+        run folder: .../run
+        >>> run.folder.name, run.resumed_stage, (run.folder / "config.yaml").is_file()
+        ('run', None, True)
+    """
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    folder = Path(hydra.utils.to_absolute_path(cfg.out_dir))
+    checkpoint = RunCheckpoint(folder)
+    resumed = None
+    if cfg.resume:
+        resumed = checkpoint.load()
+        defaults = OmegaConf.to_container(hydra.compose(config_name=config_name))
+        explicit = ([o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
+                    if HydraConfig.initialized() else None)  # the command line's keys (None: from the compose API)
+        cfg = OmegaConf.create(checkpoint.resume_config(resumed["config"], OmegaConf.to_container(cfg), defaults,
+                                                        resumable, explicit))
+        if (folder / "results.json").exists():
+            print(f"{folder} is finished (results.json): nothing to resume.")
+            return Run(cfg, folder, checkpoint, torch.device("cpu"), resumed=resumed,
+                       results=json.loads((folder / "results.json").read_text()))
+    elif checkpoint.exists():
+        raise FileExistsError(f"{folder} already holds a run: pass resume=true to continue it, or another out_dir.")
+    if check is not None:
+        check(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, folder / "config.yaml")
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
+    auto = cfg.device == "auto"
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if auto else cfg.device)
+    torch.manual_seed(cfg.seed)
+    logger = None
+    if cfg.logger.backend:
+        wandb = cfg.logger.backend == "wandb"
+        logger = get_logger(
+            cfg.logger.backend, logger_name=str(folder / "logs"), experiment_name=folder.name,
+            state_dict=checkpoint.logger_state(resumed, folder / "logs") if resumed and not wandb else None,
+            wandb_kwargs=dict(offline=cfg.logger.get("mode") == "offline", project=cfg.logger.get("project")),
+        )
+        logger.log_hparams(OmegaConf.to_container(cfg, resolve=True))
+    print(f"run folder: {folder}")
+    return Run(cfg, folder, checkpoint, device, logger, resumed)
