@@ -14,7 +14,9 @@ Saves under ``out_dir``:
   embodiment datasets), written as they come;
 - ``eval.csv``: the evaluation curve (frames, mean and std of the deterministic return), and
   ``logs/``: TorchRL CSVLogger scalars (losses, alpha, entropy, train and eval returns);
-- ``checkpoint.pt``: everything needed to resume (written atomically; ``resume=true``).
+- ``checkpoint.pt``: everything needed to resume (:class:`~aime_torchrl.trainers.RunCheckpoint`:
+  atomic, never non-finite; written every ``checkpoint_every`` frames and on Ctrl-C or SIGTERM,
+  at the end of the current episode; ``resume=true`` continues it).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 from torchrl.envs import CatTensors
@@ -40,6 +42,7 @@ from aime_torchrl.data import save_episode, td_to_episode
 from aime_torchrl.envs import make_env, SENSORS
 from aime_torchrl.experts import make_sac_actor
 from aime_torchrl.evaluation import episode_returns
+from aime_torchrl.trainers import deferred_interrupt, RunCheckpoint
 
 
 def make_expert_env(cfg: DictConfig, seed: int):
@@ -78,16 +81,13 @@ def main(cfg: DictConfig) -> None:
 
     started, state_wall = time.time(), 0.0
     frames, episodes, curve = 0, 0, []
-    checkpoint = out / "checkpoint.pt"
-    if cfg.resume and checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False)
-        loss.load_state_dict(state["loss"])
-        optimizer.load_state_dict(state["optimizer"])
+    run = RunCheckpoint(out)  # atomic; never stores a non-finite tensor
+    if cfg.resume and run.exists():
+        state = run.load()
+        run.restore(state, modules={"loss": loss}, optimizers={"optimizer": optimizer})
         replay.extend(state["replay"])
-        frames, episodes, curve = state["frames"], state["episodes"], state["curve"]
-        state_wall = state.get("wall_s", 0.0)
-        torch.set_rng_state(state["rng"])
-        print(f"resumed from {checkpoint} at {frames} frames")
+        frames, episodes, curve, state_wall = state["frames"], state["episodes"], state["curve"], state["wall_s"]
+        print(f"resumed from {run.path} at {frames} frames")
     # Episodes beyond the checkpoint were collected after it: they will be collected again.
     for stale in buffer_dir.glob("*.npz"):
         if int(stale.stem) >= episodes:
@@ -95,6 +95,13 @@ def main(cfg: DictConfig) -> None:
     if frames >= cfg.total_frames:
         print("already done")
         return
+
+    def checkpoint() -> None:
+        run.save(OmegaConf.to_container(cfg), "sac", frames, modules={"loss": loss}, optimizers={"optimizer": optimizer},
+                 replay=replay[:], frames=frames, episodes=episodes, curve=curve, wall_s=time.time() - started + state_wall)
+        torch.save(actor.state_dict(), out / "actor.pt")
+        with open(out / "eval.csv", "w", newline="") as f:
+            csv.writer(f).writerows([("frames", "mean_return", "std_return"), *curve])
 
     episode_len = 500  # DMC: 1000 physics steps at action repeat 2
     collector = Collector(
@@ -108,46 +115,42 @@ def main(cfg: DictConfig) -> None:
     logger = CSVLogger(exp_name="sac", log_dir=str(out / "logs"))  # scalars/<name>.csv, appended on resume
     bar = tqdm(total=cfg.total_frames, initial=frames, desc=f"SAC {cfg.embodiment}-{cfg.task}", unit="frame")
     update_time, updates = 0.0, 0
-    for batch in collector:
-        batch = batch.exclude("collector")
-        save_episode(buffer_dir / f"{episodes}.npz", td_to_episode(batch.exclude("observation", ("next", "observation"))))
-        replay.extend(batch)
-        frames += batch.numel()
-        episodes += 1
-        if frames >= cfg.init_random_frames:
-            start = time.perf_counter()
-            for _ in range(int(batch.numel() * cfg.updates_per_frame)):
-                losses = loss(replay.sample())
-                total = losses["loss_actor"] + losses["loss_qvalue"] + losses["loss_alpha"]
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                optimizer.step()
-                target_update.step()
-                updates += 1
-            update_time += time.perf_counter() - start
-            for key in ("loss_actor", "loss_qvalue", "alpha", "entropy"):
-                logger.log_scalar(key, losses[key].item(), step=frames)
-        collector.update_policy_weights_()
-        logger.log_scalar("train_return", batch["next", "reward"].sum().item(), step=frames)
-        bar.update(batch.numel())
-        bar.set_postfix(ret=f"{batch['next', 'reward'].sum().item():.0f}", ups=f"{updates / max(update_time, 1e-9):.0f}")
-        if frames % cfg.eval_every < episode_len or frames >= cfg.total_frames:
-            returns = torch.tensor(episode_returns(actor, eval_env, cfg.eval_episodes))
-            mean, std = returns.mean().item(), returns.std().item()
-            curve.append((frames, mean, std))
-            logger.log_scalar("eval_return", mean, step=frames)
-            tqdm.write(f"frames {frames}: eval return {mean:.1f} +- {std:.1f}")
-        if frames % cfg.checkpoint_every < episode_len or frames >= cfg.total_frames:
-            state = {
-                "loss": loss.state_dict(), "optimizer": optimizer.state_dict(), "replay": replay[:],
-                "frames": frames, "episodes": episodes, "curve": curve, "rng": torch.get_rng_state(),
-                "wall_s": time.time() - started + state_wall,
-            }
-            torch.save(state, checkpoint.with_suffix(".tmp"))
-            checkpoint.with_suffix(".tmp").replace(checkpoint)  # atomic: a kill never corrupts it
-            torch.save(actor.state_dict(), out / "actor.pt")
-            with open(out / "eval.csv", "w", newline="") as f:
-                csv.writer(f).writerows([("frames", "mean_return", "std_return"), *curve])
+    with deferred_interrupt() as interrupted:  # Ctrl-C or SIGTERM: the episode ends, a checkpoint, then stop
+        for batch in collector:
+            batch = batch.exclude("collector")
+            save_episode(buffer_dir / f"{episodes}.npz", td_to_episode(batch.exclude("observation", ("next", "observation"))))
+            replay.extend(batch)
+            frames += batch.numel()
+            episodes += 1
+            if frames >= cfg.init_random_frames:
+                start = time.perf_counter()
+                for _ in range(int(batch.numel() * cfg.updates_per_frame)):
+                    losses = loss(replay.sample())
+                    total = losses["loss_actor"] + losses["loss_qvalue"] + losses["loss_alpha"]
+                    optimizer.zero_grad(set_to_none=True)
+                    total.backward()
+                    optimizer.step()
+                    target_update.step()
+                    updates += 1
+                update_time += time.perf_counter() - start
+                for key in ("loss_actor", "loss_qvalue", "alpha", "entropy"):
+                    logger.log_scalar(key, losses[key].item(), step=frames)
+            collector.update_policy_weights_()
+            logger.log_scalar("train_return", batch["next", "reward"].sum().item(), step=frames)
+            bar.update(batch.numel())
+            bar.set_postfix(ret=f"{batch['next', 'reward'].sum().item():.0f}", ups=f"{updates / max(update_time, 1e-9):.0f}")
+            if frames % cfg.eval_every < episode_len or frames >= cfg.total_frames:
+                returns = torch.tensor(episode_returns(actor, eval_env, cfg.eval_episodes))
+                mean, std = returns.mean().item(), returns.std().item()
+                curve.append((frames, mean, std))
+                logger.log_scalar("eval_return", mean, step=frames)
+                tqdm.write(f"frames {frames}: eval return {mean:.1f} +- {std:.1f}")
+            stop = interrupted()
+            if frames % cfg.checkpoint_every < episode_len or frames >= cfg.total_frames or stop:
+                checkpoint()
+            if stop:
+                collector.shutdown()
+                raise KeyboardInterrupt(f"interrupted at {frames} frames; resume=true continues from {run.path}")
     collector.shutdown()
     bar.close()
     rate = updates / max(update_time, 1e-9)

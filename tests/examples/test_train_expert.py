@@ -6,38 +6,47 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import torch
 
 from aime_torchrl.data import AIMEDataset
 
 SCRIPT = Path(__file__).parents[2] / "examples" / "train_expert.py"
 
 
-def run(out: Path, frames: int) -> str:
-    args = [
-        f"total_frames={frames}", "init_random_frames=1000", "eval_every=1000", "checkpoint_every=500",
-        "eval_episodes=1", "batch_size=32", "hidden=32", f"out_dir={out}", f"buffer_dir={out}/buffer",
+def args(out: Path, frames: int) -> list[str]:
+    return [
+        sys.executable, str(SCRIPT), f"total_frames={frames}", "init_random_frames=1000", "eval_every=1000",
+        "checkpoint_every=500", "eval_episodes=1", "batch_size=32", "hidden=32", f"out_dir={out}", f"buffer_dir={out}/buffer",
     ]
-    done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
 
 
-def test_train_expert_saves_buffer_and_resumes(tmp_path):
+def test_train_expert_saves_buffer_stops_on_sigterm_and_resumes(tmp_path):
     out = tmp_path / "walker-stand"
-    run(out, 1500)
     buffer = out / "buffer"
-    assert sorted(p.name for p in buffer.glob("*.npz")) == ["0.npz", "1.npz", "2.npz"]
-    assert (out / "actor.pt").exists() and (out / "checkpoint.pt").exists()
-    assert json.loads((out / "run.json").read_text())["frames"] == 1500
+    proc = subprocess.Popen(args(out, 2500), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None and not (buffer / "1.npz").exists():  # SIGTERM during the second episode or later
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode != 0 and "resume=true continues from" in err, err[-3000:]
+    saved = torch.load(out / "checkpoint.pt", weights_only=False)
+    stopped = saved["frames"]
+    assert 1000 <= stopped < 2500 and stopped == 500 * saved["episodes"] == 500 * len(list(buffer.glob("*.npz")))
+    assert (out / "actor.pt").exists()
 
-    log = run(out, 2000)  # continue the same run for one more episode
-    assert "resumed from" in log and "at 1500 frames" in log
-    assert len(list(buffer.glob("*.npz"))) == 4
+    done = subprocess.run(args(out, 2500), capture_output=True, text=True, timeout=600)  # resume=true is the default
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"resumed from {out / 'checkpoint.pt'} at {stopped} frames" in done.stdout
+    assert json.loads((out / "run.json").read_text())["frames"] == 2500
+    assert sorted(p.name for p in buffer.glob("*.npz")) == [f"{k}.npz" for k in range(5)]
     data = AIMEDataset(buffer, horizon=50, batch_size=4, root=tmp_path / "cache", progress=False)
-    assert data.num_episodes == 4 and len(data) == 2000
+    assert data.num_episodes == 5 and len(data) == 2500
     curve = (out / "eval.csv").read_text().splitlines()
-    assert curve[0] == "frames,mean_return,std_return" and curve[-1].startswith("2000,")
+    assert curve[0] == "frames,mean_return,std_return" and curve[-1].startswith("2500,")
     assert (out / "logs" / "sac" / "scalars" / "eval_return.csv").exists()
