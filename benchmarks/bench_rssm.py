@@ -8,6 +8,7 @@
     python benchmarks/bench_rssm.py --belief 128 --state 32 --batch 32 --horizon 32   # the quick profile
     python benchmarks/bench_rssm.py --mode compile --json            # last line: {"phase1": ..., "phase2": ..., "compile_s": ...}
     python benchmarks/bench_rssm.py --device cuda --mode cudagraph --bf16
+    python benchmarks/bench_rssm.py --variant dreamerv3 --belief 128 --state 32 --batch 32 --horizon 32   # TorchRL's V3 RSSM
 
 Defaults: RSSM 512/128, MLPs 128x2 ELU, batch 50, walker MDP state observations (24 dims: 14 + 1 +
 9), 6-dim actions, beta-NLL (``dim_wise``) as the reference walker config; ``--pixels`` gives the
@@ -112,7 +113,9 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--horizon", type=int, default=50)
-    parser.add_argument("--variant", default="rssm", choices=["rssm", "rssmo"])
+    parser.add_argument("--variant", default="rssm", choices=["rssm", "rssmo", "dreamerv3"])
+    parser.add_argument("--classes", type=int, default=16,
+                        help="dreamerv3: classes per categorical; --state / classes categoricals (the same state size)")
     parser.add_argument("--pixels", action="store_true", help="the visual setup: 64x64 images only")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast around the loss")
     parser.add_argument("--device", default="cpu")
@@ -129,6 +132,11 @@ def main() -> None:
         parser.error("--mode cudagraph needs --device cuda")
 
     sizes = dict(belief_dim=args.belief, state_dim=args.state, hidden=args.hidden)
+    if args.variant == "dreamerv3":  # categoricals x classes = the state size; the vector encoder as wide as hidden
+        if args.state % args.classes:
+            parser.error(f"--state {args.state} must be a multiple of --classes {args.classes}")
+        sizes = dict(belief_dim=args.belief, hidden=args.hidden, vector_encoder=args.hidden,
+                     categoricals=args.state // args.classes, classes=args.classes)
     vector = {} if args.pixels else SENSORS
     world_model = RSSMWorldModel.from_config(
         vector, ACTION_DIM, pixel_keys=["pixels"] if args.pixels else (), variant=args.variant, device=device, **sizes

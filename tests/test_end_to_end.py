@@ -5,6 +5,7 @@
 """AIME end to end on a small controlled linear system: phase 1, then action inference from observations."""
 from __future__ import annotations
 
+import pytest
 import torch
 from tensordict import TensorDict
 
@@ -26,16 +27,25 @@ def _evaluate(loss: AIMELoss, batches: list[TensorDict]) -> tuple[float, float]:
     )
 
 
-def test_aime_recovers_hidden_actions():
+WORLD_MODELS = {  # the reference's Gaussian RSSM, and TorchRL's DreamerV3 RSSM (8 categoricals of 8 classes)
+    "rssm": (dict(belief_dim=64, state_dim=16, hidden=64), {}),
+    "dreamerv3": (dict(belief_dim=64, hidden=64, categoricals=8, classes=8, blocks=4, vector_encoder=64),
+                  dict(free_nats=1.0, kl_balance=0.8)),
+}
+
+
+@pytest.mark.parametrize("variant", list(WORLD_MODELS))
+def test_aime_recovers_hidden_actions(variant):
     torch.manual_seed(0)
     system = LinearControlSystem(obs_dim=4, action_dim=2, seed=0)
     embodiment = system.rollout(64, 60, policy="random", seed=1)
     demos = system.rollout(16, 60, policy="expert", seed=2)
 
     # Phase 1: world model on (observation, action) sequences of random play.
-    wm = RSSMWorldModel.from_config({"observation": 4}, 2, belief_dim=64, state_dim=16, hidden=64)
+    sizes, phase1_options = WORLD_MODELS[variant]
+    wm = RSSMWorldModel.from_config({"observation": 4}, 2, variant=variant, **sizes)
     phase1 = train_offline(
-        WorldModelLoss(wm),
+        WorldModelLoss(wm, **phase1_options),
         make_window_buffer(embodiment, horizon=HORIZON, batch_size=BATCH).sample,
         torch.optim.Adam(wm.parameters(), lr=1e-3),
         steps=300,

@@ -38,6 +38,13 @@ WORLD_MODEL_PRESETS: dict[str, dict] = {
         min_std=0.1, std_mapping="sigmoid", transition_input=512, head_layers=1,
         vector_encoder=512, learn_std=False,
     ),
+    # TorchRL's DreamerV3 RSSM (RSSMPriorV3 with its block GRU, RSSMPosteriorV3): categorical latents
+    # (categoricals x classes, straight-through samples, 1 % unimix); small sizes for a CPU. The
+    # encoders and decoders are this package's (vector MLPs, the reference's 64x64 conv nets).
+    "dreamerv3": dict(
+        belief_dim=256, hidden=256, categoricals=16, classes=16, blocks=8, unimix=0.01, layers=2,
+        activation=nn.SiLU, norm=True, vector_encoder=256, learn_std=False,
+    ),
 }
 
 
@@ -92,6 +99,11 @@ class RSSMWorldModel(TensorDictModuleBase):
         state_dim (int): size of ``state``.
         belief_dim (int): size of ``belief``.
         action_dim (int): size of ``action``.
+        latent (str, optional): the latent distribution the losses read: ``"gaussian"`` (the
+            ``*_mean``/``*_std`` keys) or ``"categorical"`` (``("next", "prior_logits")`` and
+            ``("next", "posterior_logits")``, ``[..., N, K]``, as TorchRL's DreamerV3 modules write
+            them). Defaults to ``"gaussian"``.
+        unimix (float, optional): the uniform mixture of categorical latents (their KL uses it). Defaults to ``0.0``.
 
     Examples:
         >>> import torch
@@ -117,8 +129,11 @@ class RSSMWorldModel(TensorDictModuleBase):
         state_dim: int,
         belief_dim: int,
         action_dim: int,
+        latent: str = "gaussian",
+        unimix: float = 0.0,
     ) -> None:
         super().__init__()
+        self.latent, self.unimix = latent, unimix
         self.encoder = encoder
         self.rollout = PosteriorRollout(transition, posterior)
         self.prior = prior
@@ -270,7 +285,9 @@ class RSSMWorldModel(TensorDictModuleBase):
         device: torch.device | str | None = None,
         **overrides,
     ) -> RSSMWorldModel:
-        """Builds the reference world model: ``variant="rssm"`` (walker) or ``"rssmo"`` (cheetah).
+        """Builds the reference world model: ``variant="rssm"`` (walker) or ``"rssmo"`` (cheetah), or
+        ``"dreamerv3"``: TorchRL's DreamerV3 RSSM (categorical latents) with this package's encoders
+        and decoders.
 
         Args:
             vector_dims (Mapping[str, int]): vector sensors (name -> size), in order.
@@ -278,7 +295,7 @@ class RSSMWorldModel(TensorDictModuleBase):
 
         Keyword Args:
             pixel_keys (Sequence[str], optional): image sensors (3x64x64, uint8 or [0, 1]).
-            variant (str, optional): ``"rssm"`` or ``"rssmo"``. Defaults to ``"rssm"``.
+            variant (str, optional): ``"rssm"``, ``"rssmo"`` or ``"dreamerv3"``. Defaults to ``"rssm"``.
             idm (bool, optional): add the reference's IDM head (``hidden`` wide, 2 layers, ELU).
                 Defaults to ``False``.
             device (torch.device, optional): device of the parameters. Defaults to ``None``.
@@ -295,6 +312,10 @@ class RSSMWorldModel(TensorDictModuleBase):
         if unknown:
             raise TypeError(f"Unknown world model options {sorted(unknown)}; valid: {sorted(cfg)}.")
         cfg.update(overrides)
+        if variant == "dreamerv3":
+            model = _dreamerv3_world_model(cls, vector_dims, action_dim, pixel_keys, idm, device, cfg)
+            model.config = _plain_config(cfg, variant, vector_dims, pixel_keys, action_dim, idm)
+            return model
         state_dim, belief_dim = cfg["state_dim"], cfg["belief_dim"]
         mlp = dict(hidden=cfg["hidden"], activation=cfg["activation"], norm=cfg["norm"], device=device)
         if cfg["vector_encoder"] and vector_dims:
@@ -342,11 +363,56 @@ class RSSMWorldModel(TensorDictModuleBase):
             encoder, transition, posterior, decoders, prior, idm_module,
             observation_keys=observation_keys, state_dim=state_dim, belief_dim=belief_dim, action_dim=action_dim,
         )
-        # what decides the architecture, as plain values (save_module / load_module; from_config(**config) rebuilds it)
-        plain = {k: v for k, v in cfg.items() if v is None or isinstance(v, (bool, int, float, str))}
-        model.config = dict(plain, variant=variant, vector_dims=dict(vector_dims), pixel_keys=list(pixel_keys),
-                            action_dim=action_dim, idm=idm)
+        model.config = _plain_config(cfg, variant, vector_dims, pixel_keys, action_dim, idm)
         return model
+
+
+def _plain_config(cfg: dict, variant: str, vector_dims, pixel_keys, action_dim: int, idm: bool) -> dict:
+    """What decides a world model's architecture, as plain values (for save_module / load_module;
+    ``from_config(**config)`` rebuilds it)."""
+    plain = {k: v for k, v in cfg.items() if v is None or isinstance(v, (bool, int, float, str))}
+    return dict(plain, variant=variant, vector_dims=dict(vector_dims), pixel_keys=list(pixel_keys),
+                action_dim=action_dim, idm=idm)
+
+
+def _dreamerv3_world_model(cls, vector_dims, action_dim, pixel_keys, idm, device, cfg) -> RSSMWorldModel:
+    """:meth:`RSSMWorldModel.from_config` of the ``"dreamerv3"`` preset: TorchRL's RSSMPriorV3 (block
+    GRU) as the transition, writing the prior logits in the filter loop, and RSSMPosteriorV3."""
+    from torchrl.modules import RSSMPosteriorV3, RSSMPriorV3
+
+    if idm:
+        raise ValueError("The latent IDM head is built for Gaussian RSSMs; use idm=False with variant='dreamerv3'.")
+    belief_dim, state_dim = cfg["belief_dim"], cfg["categoricals"] * cfg["classes"]
+    latents = dict(num_categoricals=cfg["categoricals"], num_classes=cfg["classes"], unimix=cfg["unimix"], device=device)
+    if vector_dims and cfg["vector_encoder"]:
+        enc = ObservationEncoder.mlp(vector_dims, pixel_keys, hidden=cfg["vector_encoder"], device=device)
+    else:
+        enc = ObservationEncoder(vector_dims, pixel_keys, device=device)
+    observation_keys = [*vector_dims, *pixel_keys]
+    encoder = TensorDictModule(enc, in_keys=[("next", k) for k in observation_keys], out_keys=[("next", "encoded_latents")])
+    transition = TensorDictModule(  # its prior sample is not the state: the posterior's is
+        RSSMPriorV3(hidden_dim=cfg["hidden"], rnn_hidden_dim=belief_dim, action_dim=action_dim,
+                    recurrent_model="block_gru", num_blocks=cfg["blocks"], **latents),
+        in_keys=["state", "belief", "action"],
+        out_keys=[("next", "prior_logits"), ("next", "prior_state"), ("next", "belief")],
+    )
+    posterior = TensorDictModule(
+        RSSMPosteriorV3(hidden_dim=cfg["hidden"], rnn_hidden_dim=belief_dim, obs_embed_dim=enc.embedding_dim,
+                        use_rms_norm=True, **latents),
+        in_keys=[("next", "belief"), ("next", "encoded_latents")],
+        out_keys=[("next", "posterior_logits"), ("next", "state")],
+    )
+    mlp = dict(hidden=cfg["hidden"], activation=cfg["activation"], norm=cfg["norm"], device=device)
+    decoders = {
+        key: make_decoder(GaussianMLPDecoder(state_dim + belief_dim, dim, layers=cfg["layers"], learn_std=cfg["learn_std"],
+                                             **mlp), key, event_dim=1, learn_std=cfg["learn_std"])
+        for key, dim in vector_dims.items()
+    }
+    for key in pixel_keys:
+        decoders[key] = make_decoder(CNNDecoder(state_dim + belief_dim, device=device), key, event_dim=3, learn_std=False)
+    return cls(encoder, transition, posterior, decoders, None, None, observation_keys=observation_keys,
+               state_dim=state_dim, belief_dim=belief_dim, action_dim=action_dim, latent="categorical",
+               unimix=cfg["unimix"])
 
 
 def _fmt(keys) -> str:

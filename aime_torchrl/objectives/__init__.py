@@ -4,7 +4,9 @@
 # LICENSE file in the root directory of this source tree.
 from aime_torchrl.objectives.aime import AIMELoss
 from aime_torchrl.objectives.bc import BCLoss
-from aime_torchrl.objectives.elbo import balanced_kl, elbo_terms, free_nats_kl, gaussian_kl
+from aime_torchrl.objectives.elbo import (
+    balanced_kl, categorical_kl, elbo_terms, free_nats_kl, gaussian_kl, latent_kl, LATENTS,
+)
 from aime_torchrl.objectives.iidm import ForwardModelLoss, IIDMLoss
 from aime_torchrl.objectives.world_model import LOSS_PRESETS, WorldModelLoss
 
@@ -15,8 +17,11 @@ __all__ = [
     "IIDMLoss",
     "LOSS_PRESETS",
     "WorldModelLoss",
+    "LATENTS",
     "balanced_kl",
+    "categorical_kl",
     "elbo_terms",
     "free_nats_kl",
     "gaussian_kl",
+    "latent_kl",
 ]

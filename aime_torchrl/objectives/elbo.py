@@ -90,6 +90,74 @@ def free_nats_kl(kl: torch.Tensor, nats: float) -> torch.Tensor:
     return clamped + (kl - clamped).detach()
 
 
+def categorical_kl(logits_q: torch.Tensor, logits_p: torch.Tensor, unimix: float = 0.0) -> torch.Tensor:
+    """KL(q || p) of each categorical of ``[..., N, K]`` logits (N categoricals of K classes),
+    summed over the classes: ``[..., N]``. With ``unimix`` each distribution is mixed with the
+    uniform one, ``(1 - unimix) softmax(logits) + unimix / K``, as DreamerV3 (and TorchRL's
+    ``RSSMPriorV3``/``RSSMPosteriorV3`` when sampling) do.
+
+    Examples:
+        >>> import torch
+        >>> categorical_kl(torch.zeros(2, 4), torch.zeros(2, 4))
+        tensor([0., 0.])
+    """
+    log_q, log_p = logits_q.log_softmax(-1), logits_p.log_softmax(-1)
+    if unimix > 0:
+        classes = logits_q.shape[-1]
+        log_q = ((1 - unimix) * log_q.exp() + unimix / classes).log()
+        log_p = ((1 - unimix) * log_p.exp() + unimix / classes).log()
+    return (log_q.exp() * (log_q - log_p)).sum(-1)
+
+
+#: The latent distributions the ELBO knows: their parameters, as (posterior, prior) pairs.
+LATENTS = ("gaussian", "categorical")
+
+
+def latent_kl(
+    posterior: tuple[torch.Tensor, ...],
+    prior: tuple[torch.Tensor, ...],
+    *,
+    latent: str = "gaussian",
+    balance: float | None = None,
+    free_nats: float = 0.0,
+    unimix: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The KL of every step between the posterior and the prior latents: ``(value, optimised)``,
+    both ``[*B, T]``. ``value`` is the true KL (detached); ``optimised`` carries its gradient with KL
+    balancing (``balance`` alpha: ``alpha KL(sg(q) || p) + (1 - alpha) KL(q || sg(p))``) and
+    straight-through free nats (no gradient for a step whose KL is below ``free_nats``).
+
+    * ``"gaussian"``: ``posterior = (mean_q, std_q)``, ``prior = (mean_p, std_p)``, ``[*B, T, D]``
+      (DreamerV2's balancing of the sum, free nats on the balanced KL, as the reference).
+    * ``"categorical"``: ``posterior = (logits_q,)``, ``prior = (logits_p,)``, ``[*B, T, N, K]``
+      (DreamerV3's: free nats, its "free bits", on each of the two balanced terms; its
+      beta_dyn = 0.5, beta_rep = 0.1 are ``balance = 5/6`` with a KL scale of 0.6).
+
+    Examples:
+        >>> import torch
+        >>> value, optimised = latent_kl((torch.zeros(1, 2, 3, 4),), (torch.zeros(1, 2, 3, 4),), latent="categorical",
+        ...                              free_nats=1.0)
+        >>> value.shape, bool(optimised.requires_grad)
+        (torch.Size([1, 2]), False)
+    """
+    if latent == "gaussian":
+        kl = balanced_kl(*posterior, *prior, balance)  # [*B, T, D]
+        return kl.detach().sum(-1), free_nats_kl(kl, free_nats).sum(-1)
+    if latent != "categorical":
+        raise ValueError(f"latent must be one of {LATENTS}, got {latent!r}.")
+    (logits_q,), (logits_p,) = posterior, prior
+
+    def kl(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:  # per step, straight-through free nats
+        return free_nats_kl(categorical_kl(q, p, unimix), free_nats).sum(-1)
+
+    value = categorical_kl(logits_q, logits_p, unimix).detach().sum(-1)
+    if balance is None:
+        return value, kl(logits_q, logits_p)
+    if not 0.0 <= balance <= 1.0:
+        raise ValueError(f"kl_balance must be in [0, 1] or None, got {balance}.")
+    return value, balance * kl(logits_q.detach(), logits_p) + (1 - balance) * kl(logits_q, logits_p.detach())
+
+
 def elbo_terms(
     decoders: Mapping[str, ProbabilisticTensorDictSequential],
     frames: TensorDictBase,
@@ -98,6 +166,10 @@ def elbo_terms(
     prior_std: tuple[str, ...] | str = ("next", "prior_std"),
     posterior_mean: tuple[str, ...] | str = ("next", "posterior_mean"),
     posterior_std: tuple[str, ...] | str = ("next", "posterior_std"),
+    prior_logits: tuple[str, ...] | str = ("next", "prior_logits"),
+    posterior_logits: tuple[str, ...] | str = ("next", "posterior_logits"),
+    latent: str = "gaussian",
+    unimix: float = 0.0,
     kl_scale: float = 1.0,
     free_nats: float = 0.0,
     kl_balance: float | None = None,
@@ -119,7 +191,9 @@ def elbo_terms(
         frames (TensorDictBase): frames holding the posterior and prior parameters.
 
     Keyword Args:
-        prior_mean, prior_std, posterior_mean, posterior_std (NestedKey): where to read the latents.
+        prior_mean, prior_std, posterior_mean, posterior_std (NestedKey): where to read Gaussian latents.
+        prior_logits, posterior_logits (NestedKey): where to read categorical latents ``[..., N, K]``.
+        latent (str): ``"gaussian"`` or ``"categorical"`` (:func:`latent_kl`), with ``unimix`` for the latter.
         kl_scale (float): weight of the KL term in the loss.
         free_nats (float): free nats (straight-through, per step); 0 disables.
         kl_balance (float, optional): KL balancing factor alpha; ``None`` disables.
@@ -130,12 +204,17 @@ def elbo_terms(
     for key, decoder in decoders.items():
         base = decoder.get_dist(frames).base_dist
         likelihoods[key] = (base.loc, base.scale, frames.get(("next", key)))
+    if latent == "categorical":
+        posterior, prior = (frames.get(posterior_logits),), (frames.get(prior_logits),)
+    else:
+        posterior = (frames.get(posterior_mean), frames.get(posterior_std))
+        prior = (frames.get(prior_mean), frames.get(prior_std))
     out = elbo_from_params(
         likelihoods,
-        frames.get(posterior_mean),
-        frames.get(posterior_std),
-        frames.get(prior_mean),
-        frames.get(prior_std),
+        posterior,
+        prior,
+        latent=latent,
+        unimix=unimix,
         batch_dims=frames.batch_dims,
         kl_scale=kl_scale,
         free_nats=free_nats,
@@ -148,12 +227,12 @@ def elbo_terms(
 
 def elbo_from_params(
     likelihoods: Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-    mean_q: torch.Tensor,
-    std_q: torch.Tensor,
-    mean_p: torch.Tensor,
-    std_p: torch.Tensor,
+    posterior: tuple[torch.Tensor, ...],
+    prior: tuple[torch.Tensor, ...],
     *,
     batch_dims: int,
+    latent: str = "gaussian",
+    unimix: float = 0.0,
     kl_scale: float = 1.0,
     free_nats: float = 0.0,
     kl_balance: float | None = None,
@@ -165,11 +244,12 @@ def elbo_from_params(
     Args:
         likelihoods (Mapping[str, tuple]): sensor -> ``(loc, scale, target)`` of its Gaussian
             decoder (``scale`` broadcastable to ``loc``; uint8 targets are scaled to [0, 1]).
-        mean_q, std_q, mean_p, std_p (torch.Tensor): posterior and prior, ``[*B, T, D]``.
+        posterior, prior (tuple of torch.Tensor): the latents' parameters (:func:`latent_kl`):
+            ``(mean, std)`` ``[*B, T, D]`` each, or ``(logits,)`` ``[*B, T, N, K]``.
 
     Keyword Args:
         batch_dims (int): the leading dims ``[*B, T]`` of every tensor (the rest is one event).
-        kl_scale, free_nats, kl_balance, nll_reweight, kl_only: as :func:`elbo_terms`.
+        latent, unimix, kl_scale, free_nats, kl_balance, nll_reweight, kl_only: as :func:`elbo_terms`.
 
     Returns a dict of scalar tensors (see :func:`elbo_terms`).
     """
@@ -197,9 +277,8 @@ def elbo_from_params(
         else:
             recon_loss = recon_loss - recon
 
-    kl = balanced_kl(mean_q, std_q, mean_p, std_p, kl_balance)  # value: the true KL, [B, T, D]
-    kl_value = kl.detach().sum(-1)
-    kl_opt = free_nats_kl(kl, free_nats).sum(-1)
+    kl_value, kl_opt = latent_kl(posterior, prior, latent=latent, balance=kl_balance, free_nats=free_nats,
+                                 unimix=unimix)  # [B, T]: the true KL, and the one optimised
     if nll_reweight == "dim_wise":
         kl_opt = kl_opt * (std_sum / std_count)
 
@@ -230,6 +309,11 @@ class ELBOLossBase(LossModule):
                 ``("next", "posterior_mean")``.
             posterior_std (NestedKey): std of q(s_t | h_t, o_t). Defaults to
                 ``("next", "posterior_std")``.
+            prior_logits (NestedKey): logits ``[..., N, K]`` of p(s_t | h_t) for categorical
+                latents (``world_model.latent == "categorical"``, DreamerV3's). Defaults to
+                ``("next", "prior_logits")``.
+            posterior_logits (NestedKey): logits of q(s_t | h_t, o_t). Defaults to
+                ``("next", "posterior_logits")``.
         """
 
         action: NestedKey = "action"
@@ -237,6 +321,8 @@ class ELBOLossBase(LossModule):
         prior_std: NestedKey = ("next", "prior_std")
         posterior_mean: NestedKey = ("next", "posterior_mean")
         posterior_std: NestedKey = ("next", "posterior_std")
+        prior_logits: NestedKey = ("next", "prior_logits")
+        posterior_logits: NestedKey = ("next", "posterior_logits")
 
     tensor_keys: _AcceptedKeys
     default_keys = _AcceptedKeys
@@ -330,6 +416,10 @@ class ELBOLossBase(LossModule):
             prior_std=keys.prior_std,
             posterior_mean=keys.posterior_mean,
             posterior_std=keys.posterior_std,
+            prior_logits=keys.prior_logits,
+            posterior_logits=keys.posterior_logits,
+            latent=getattr(world_model, "latent", "gaussian"),
+            unimix=getattr(world_model, "unimix", 0.0),
             kl_scale=self.kl_scale,
             free_nats=self.free_nats,
             kl_balance=self.kl_balance,

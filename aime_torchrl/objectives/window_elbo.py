@@ -67,10 +67,8 @@ def window_elbo(
         likelihoods[key] = (loc, scale, observations[key])
     terms = elbo_from_params(
         likelihoods,
-        torch.stack(rows["next", "posterior_mean"], time_dim),
-        torch.stack(rows["next", "posterior_std"], time_dim),
-        prior_mean,
-        prior_std,
+        (torch.stack(rows["next", "posterior_mean"], time_dim), torch.stack(rows["next", "posterior_std"], time_dim)),
+        (prior_mean, prior_std),
         batch_dims=time_dim + 1,
         **elbo_options,
     )

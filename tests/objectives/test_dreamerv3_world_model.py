@@ -1,0 +1,82 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""Both AIME losses over TorchRL's DreamerV3 RSSM (categorical latents): the ELBO's categorical KL,
+gradients, and phase 2 replaying the true actions giving the phase-1 ELBO."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.distributions import Categorical, kl_divergence
+
+from aime_torchrl import AIMELoss, make_policy, RSSMWorldModel, WorldModelLoss
+from aime_torchrl.objectives import categorical_kl, latent_kl
+from aime_torchrl.trainers import total_loss
+from conftest import make_window
+from test_aime_loss import ReplayActions
+
+DIMS = {"a": 3, "b": 2}
+
+
+def v3_world_model(**kwargs) -> RSSMWorldModel:
+    sizes = dict(belief_dim=32, hidden=32, categoricals=4, classes=5, blocks=4, vector_encoder=16, **kwargs)
+    return RSSMWorldModel.from_config(DIMS, 2, variant="dreamerv3", **sizes)
+
+
+def test_categorical_kl_is_torch_s_and_balancing_and_free_nats_shape_only_the_gradient():
+    q, p = torch.randn(3, 7, 4, 5), torch.randn(3, 7, 4, 5)
+    expected = kl_divergence(Categorical(logits=q), Categorical(logits=p))
+    torch.testing.assert_close(categorical_kl(q, p), expected)
+    mixed = lambda logits: (0.99 * logits.softmax(-1) + 0.01 / 5).log()  # noqa: E731
+    torch.testing.assert_close(categorical_kl(q, p, unimix=0.01),
+                               kl_divergence(Categorical(logits=mixed(q)), Categorical(logits=mixed(p))))
+
+    q.requires_grad_(True), p.requires_grad_(True)
+    value, optimised = latent_kl((q,), (p,), latent="categorical", balance=0.8)
+    torch.testing.assert_close(value, expected.sum(-1))  # the true KL per step, summed over the categoricals
+    torch.testing.assert_close(optimised, expected.sum(-1))  # balancing moves the gradient, not the value
+    optimised.sum().backward()
+    grad_q, grad_p = q.grad.clone(), p.grad.clone()
+    q.grad, p.grad = None, None
+    categorical_kl(q, p).sum().backward()
+    torch.testing.assert_close(grad_p, 0.8 * p.grad)  # the prior learns 80 % of the KL's pull
+    torch.testing.assert_close(grad_q, 0.2 * q.grad)
+
+    q.grad, p.grad = None, None
+    _, optimised = latent_kl((q,), (p,), latent="categorical", free_nats=1e6)  # every step below the free nats
+    optimised.sum().backward()
+    assert q.grad.abs().sum() == 0 and p.grad.abs().sum() == 0
+
+
+def test_both_losses_train_their_own_parameters_only():
+    wm = v3_world_model()
+    assert wm.latent == "categorical" and wm.state_dim == 20 and wm.plain_nets() is None
+    window = make_window(dims=DIMS, time=6)
+    out = WorldModelLoss(wm, free_nats=1.0, kl_balance=0.8)(window)
+    assert out["kl"] > 0 and torch.isfinite(out["elbo"])
+    total_loss(out).backward()
+    for name, p in wm.named_parameters():  # the block GRU, both heads, encoder and decoders
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+    wm.zero_grad(set_to_none=True)
+    policy = make_policy(wm.state_dim, wm.belief_dim, 2, hidden=16)
+    loss = AIMELoss(wm, policy)
+    assert {id(p) for p in loss.parameters()} == {id(p) for p in policy.parameters()}
+    total_loss(loss(window.exclude("action"))).backward()  # through straight-through categorical samples
+    for name, p in policy.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert all(p.grad is None for p in wm.parameters())
+
+
+@pytest.mark.parametrize("kl_balance", [None, 0.8])
+def test_true_actions_give_the_phase1_elbo(kl_balance):
+    wm = v3_world_model()
+    window = make_window(dims=DIMS, time=6)
+    torch.manual_seed(1)
+    phase1 = WorldModelLoss(wm, kl_balance=kl_balance, free_nats=1.0)(window)
+    torch.manual_seed(1)  # the same categorical samples
+    phase2 = AIMELoss(wm, ReplayActions(window["action"]), kl_balance=kl_balance, free_nats=1.0)(window)
+    for key in ("elbo", "kl", "recon_a", "recon_b", "loss_recon", "loss_kl"):
+        torch.testing.assert_close(phase2[key], phase1[key], msg=key)
+    assert phase2["action_mse"].item() == pytest.approx(0.0, abs=1e-12)
