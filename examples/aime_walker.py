@@ -33,8 +33,8 @@ def check(cfg: DictConfig) -> None:  # the config, before anything runs (errors 
     tasks = TASKS.get(cfg.embodiment, [])
     check_config(cfg, choices={"embodiment": list(TASKS), "setup": SETUPS, "world_model.variant": list(WORLD_MODEL_PRESETS),
                                "task": [*tasks, *(alias for alias, task in TASK_ALIASES.items() if task in tasks)]},
-                 positive=["*.batch_size", "*.horizon", "*.lr", "*_every", "*.every_episodes", "world_model.*",
-                           "phase2.policy_hidden"], non_negative=["*"])  # every other number
+                 positive=["*.batch_size", "*.horizon", "*.lr", "*_every", "*.every_episodes", "world_model.*_dim",
+                           "world_model.[hcb]*", "phase2.policy_hidden"], non_negative=["*"])  # every other number
 
 
 @hydra.main(config_path="../configs", config_name="aime_walker", version_base="1.3")

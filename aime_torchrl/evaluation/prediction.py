@@ -10,7 +10,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from aime_torchrl.modules.filter_step import latent_step, plain_module
 from aime_torchrl.modules.rssm import GaussianHead
-from aime_torchrl.modules.world_model import RSSMWorldModel
+from aime_torchrl.modules.world_model import categorical_mode, RSSMWorldModel
 
 
 @torch.no_grad()
@@ -19,7 +19,8 @@ def open_loop_prediction(world_model: RSSMWorldModel, window: TensorDictBase, *,
 
     The first ``context`` frames are filtered with the posterior (as in training); from the last
     filtered state on, the prior alone is rolled forward with the window's actions (its mean, no
-    sampling), and every decoder's mean is read out. Comparing the output with the window shows
+    sampling; of categorical latents, each one's likeliest class), and every decoder's mean is read
+    out. Comparing the output with the window shows
     how far the model's imagination holds.
 
     Args:
@@ -61,7 +62,11 @@ def open_loop_prediction(world_model: RSSMWorldModel, window: TensorDictBase, *,
             step = world_model.transition(step)
             if world_model.prior is not None:
                 step = world_model.prior(step)
-            belief, state = step.get(("next", "belief")), step.get(("next", "prior_mean"))
+            belief = step.get(("next", "belief"))
+            if getattr(world_model, "latent", "gaussian") == "categorical":  # the mode of each categorical
+                state = categorical_mode(step.get(("next", "prior_logits")))
+            else:
+                state = step.get(("next", "prior_mean"))
         beliefs.append(belief.unsqueeze(-2))
         states.append(state.unsqueeze(-2))
     latents = TensorDict(

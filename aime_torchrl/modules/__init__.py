@@ -10,7 +10,7 @@ from aime_torchrl.modules.mlp import make_mlp
 from aime_torchrl.modules.policy import make_policy, TanhGaussianPolicyNet
 from aime_torchrl.modules.rollout import PosteriorRollout
 from aime_torchrl.modules.rssm import GaussianHead, RSSMTransition
-from aime_torchrl.modules.world_model import RSSMWorldModel, WORLD_MODEL_PRESETS
+from aime_torchrl.modules.world_model import categorical_mode, RSSMWorldModel, WORLD_MODEL_PRESETS
 
 __all__ = [
     "CNNDecoder",
@@ -25,6 +25,7 @@ __all__ = [
     "RSSMWorldModel",
     "TanhGaussianPolicyNet",
     "WORLD_MODEL_PRESETS",
+    "categorical_mode",
     "frame_stack_transform",
     "make_decoder",
     "make_mlp",

@@ -13,7 +13,7 @@ from torchrl.envs import Compose, TensorDictPrimer
 
 from aime_torchrl.envs.noise import NoiseSource
 from aime_torchrl.modules.filter_step import latent_step
-from aime_torchrl.modules.world_model import RSSMWorldModel
+from aime_torchrl.modules.world_model import categorical_mode, RSSMWorldModel
 
 
 class FilteringActor(TensorDictModuleBase):
@@ -118,7 +118,12 @@ class FilteringActor(TensorDictModuleBase):
                                 ("next", "encoded_latents"): embedding}, batch_size=tensordict.batch_size)
             frame = wm.posterior(wm.transition(frame))
             next_belief = frame.get(("next", "belief"))
-            next_state = frame.get(("next", "state") if self.sample_posterior else ("next", "posterior_mean"))
+            if self.sample_posterior:
+                next_state = frame.get(("next", "state"))
+            elif getattr(wm, "latent", "gaussian") == "categorical":
+                next_state = categorical_mode(frame.get(("next", "posterior_logits")))
+            else:
+                next_state = frame.get(("next", "posterior_mean"))
         acting = self.policy(TensorDict({"belief": next_belief, "state": next_state}, batch_size=tensordict.batch_size))
         action = acting.get("action")
         tensordict.set("action", action)

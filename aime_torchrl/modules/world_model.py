@@ -375,6 +375,17 @@ def _plain_config(cfg: dict, variant: str, vector_dims, pixel_keys, action_dim: 
                 action_dim=action_dim, idm=idm)
 
 
+def categorical_mode(logits: torch.Tensor) -> torch.Tensor:
+    """The likeliest class of each categorical of ``[..., N, K]`` logits as a flat one-hot state
+    ``[..., N * K]`` (categorical latents' counterpart of a Gaussian's mean).
+
+    Examples:
+        >>> categorical_mode(torch.tensor([[0.1, 2.0], [3.0, 0.0]]))
+        tensor([0., 1., 1., 0.])
+    """
+    return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype).flatten(-2)
+
+
 def _dreamerv3_world_model(cls, vector_dims, action_dim, pixel_keys, idm, device, cfg) -> RSSMWorldModel:
     """:meth:`RSSMWorldModel.from_config` of the ``"dreamerv3"`` preset: TorchRL's RSSMPriorV3 (block
     GRU) as the transition, writing the prior logits in the filter loop, and RSSMPosteriorV3."""

@@ -205,7 +205,7 @@ def test_a_diverging_run_keeps_its_last_finite_checkpoint(data_root, tmp_path):
         assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
 
 
-def test_wandb_offline_idm_ablations_and_presets(data_root, tmp_path):
+def test_wandb_offline_idm_ablations_dreamerv3_and_presets(data_root, tmp_path):
     pytest.importorskip("wandb")
     short = ["phase1.steps=2", "phase2.steps=2"]
     presets = [
@@ -216,6 +216,8 @@ def test_wandb_offline_idm_ablations_and_presets(data_root, tmp_path):
     runs = {
         "wandb": tiny(data_root, tmp_path / "wandb", "logger=wandb", *short),
         "idm": tiny(data_root, tmp_path / "idm", "phase1.idm=true", "phase2.use_idm=true", *short),
+        "dreamerv3": tiny(data_root, tmp_path / "dreamerv3", "world_model=dreamerv3", "world_model.state_dim=null",
+                          "world_model.categoricals=2", "world_model.classes=4", "world_model.blocks=2", *short),
         **{name: tiny(data_root, tmp_path / name, extra, *short) for name, extra in
            (("kl_only", "phase2.kl_only=true"), ("recon_only", "loss.kl_scale=0"), ("bf16", "bf16=true"))},
         **{f"preset{i}": [*overrides, "data.embodiment=walker-random", "data.embodiment_episodes=2",
@@ -229,8 +231,10 @@ def test_wandb_offline_idm_ablations_and_presets(data_root, tmp_path):
     assert wandb_runs and list(wandb_runs[0].glob("run-*.wandb"))
     log = next((tmp_path / "idm" / "logs").rglob("phase2/action_kl.csv")).read_text()
     assert log.splitlines()[-1].startswith("4,")
-    for name in ("kl_only", "recon_only", "bf16"):
+    for name in ("kl_only", "recon_only", "bf16", "dreamerv3"):
         assert (tmp_path / name / "results.json").is_file()
+    saved = torch.load(tmp_path / "dreamerv3" / "world_model.pt", weights_only=False)["config"]
+    assert (saved["variant"], saved["categoricals"], saved["classes"]) == ("dreamerv3", 2, 4)
     for i, (_, sizes) in enumerate(presets):  # WORLD_MODEL_PRESETS is the one source of sizes
         saved = torch.load(tmp_path / f"preset{i}" / "world_model.pt", weights_only=False)
         assert {k: saved["config"][k] for k in sizes} == sizes
