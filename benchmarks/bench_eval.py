@@ -44,8 +44,7 @@ def load_actor(run: Path | None) -> tuple[FilteringActor, str, str, str]:
 
 
 def actor_env(actor: FilteringActor, embodiment: str, task: str, setup: str, seed: int):
-    env = make_env(embodiment, task, setup, seed=seed).append_transform(actor.make_tensordict_primer())
-    return env.append_transform(actor.make_noise_source(seed))
+    return make_env(embodiment, task, setup, seed=seed).append_transform(actor.make_env_transform(seed))
 
 
 def main() -> None:

@@ -34,7 +34,8 @@ def check(cfg: DictConfig) -> None:  # the config, before anything runs (errors 
     check_config(cfg, choices={"embodiment": list(TASKS), "setup": SETUPS, "world_model.variant": list(WORLD_MODEL_PRESETS),
                                "task": [*tasks, *(alias for alias, task in TASK_ALIASES.items() if task in tasks)]},
                  positive=["*.batch_size", "*.horizon", "*.lr", "*_every", "*.every_episodes", "world_model.*_dim",
-                           "world_model.[hcb]*", "phase2.policy_hidden"], non_negative=["*"])  # every other number
+                           *(f"world_model.{k}" for k in ("hidden", "categoricals", "classes", "blocks")),
+                           "phase2.policy_hidden"], non_negative=["*"])  # every other number, seeds too
 
 
 @hydra.main(config_path="../configs", config_name="aime_walker", version_base="1.3")
@@ -108,7 +109,7 @@ def main(cfg: DictConfig) -> dict:
         optimizer = torch.optim.Adam(aime_loss.parameters(), lr=cfg.phase2.lr, fused=True)  # the policy (and an IDM)
 
         def on_step(done: int, last: bool) -> None:  # curves of the inferred actions' error and the return
-            if cfg.diagnostics.batches and (last or done % cfg.log_every == 0):
+            if logger is not None and cfg.diagnostics.batches and (last or done % cfg.log_every == 0):
                 measure.actions(policy_loss, step=cfg.phase1.steps + done)
             if logger is not None and cfg.eval.every and done % cfg.eval.every == 0:
                 returns = evaluate(actor, cfg.eval.every_episodes, eval_seed + done, desc=f"eval @{done}")
@@ -135,7 +136,8 @@ def main(cfg: DictConfig) -> dict:
     returns = {"random policy": evaluate(None, cfg.eval.episodes, eval_seed, desc="eval random"),  # uniform actions
                "AIME": evaluate(actor, cfg.eval.episodes, eval_seed, desc="eval AIME"), "demonstrations": demos.episode_returns}
     results, table = save_results(run.folder, returns, statistics.mean(demos.episode_returns), diagnostics=diagnostics,
-                                  title=f"{cfg.embodiment}-{cfg.task}, {cfg.setup}; {demos.num_episodes} demos", plot=True,
+                                  title=f"{cfg.embodiment}-{cfg.task}, {cfg.setup}; embodiment data "
+                                        f"{embodiment_data.folders[0].name}; {demos.num_episodes} demos", plot=True,
                                   logger=logger, step=cfg.phase1.steps + cfg.phase2.steps, seed=cfg.seed,
                                   embodiment_dataset=[str(f) for f in embodiment_data.folders],
                                   demos=[str(f) for f in demos.folders], setup=cfg.setup, task=cfg.task)

@@ -154,12 +154,12 @@ def main(cfg: DictConfig) -> None:
     collector.shutdown()
     bar.close()
     rate = updates / max(update_time, 1e-9)
-    run = {
+    summary = {
         "command": "python examples/train_expert.py " + " ".join(sys.argv[1:]), "seed": cfg.seed,
         "frames": frames, "init_random_frames": cfg.init_random_frames, "updates_per_s": rate,
         "wall_s": time.time() - started + state_wall, "final_eval": curve[-1],
     }
-    (out / "run.json").write_text(json.dumps(run, indent=1))
+    (out / "run.json").write_text(json.dumps(summary, indent=1))
     print(f"updates/s {rate:.1f}; saved {out}")
 
 

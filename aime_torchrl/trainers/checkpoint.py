@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +74,22 @@ def save_module(path: str | Path, module: torch.nn.Module, config: dict[str, Any
     return save_checkpoint(path, {"config": dict(config), "state_dict": module.state_dict()})
 
 
+def flat(config: Mapping, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    items = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            items.update(flat(value, f"{prefix}{key}."))
+        else:
+            items[f"{prefix}{key}"] = value
+    return items
+
+
 def load_module(path: str | Path, module: torch.nn.Module, config: dict[str, Any], *, what: str = "module") -> None:
     """Loads weights saved by :func:`save_module` into ``module``, strictly, after checking that they
-    were saved with the same ``config``: a mismatch raises an error listing the differences rather
-    than loading part of the weights.
+    were saved with the same ``config`` (nested dicts compared key by key; a key the file lacks, as
+    in files written before it was recorded, is not compared): a mismatch raises an error listing
+    the differences rather than loading part of the weights.
 
     Examples:
         >>> import tempfile, torch
@@ -89,12 +102,9 @@ def load_module(path: str | Path, module: torch.nn.Module, config: dict[str, Any
     saved = load_checkpoint(path)
     if not isinstance(saved, dict) or "config" not in saved or "state_dict" not in saved:
         raise ValueError(f"{path} is not a {what} file written by aime_torchrl (no config and state_dict).")
-    config = dict(config)
-    diff = [
-        f"{k}: saved {saved['config'].get(k, '<absent>')}, now {config.get(k, '<absent>')}"
-        for k in sorted(set(saved["config"]) | set(config))
-        if saved["config"].get(k, "<absent>") != config.get(k, "<absent>")
-    ]
+    old, now = flat(saved["config"]), flat(config)
+    # a key the file lacks was not recorded when it was written (older files): not compared
+    diff = [f"{k}: saved {old[k]}, now {now.get(k, '<absent>')}" for k in sorted(old) if old[k] != now.get(k, "<absent>")]
     if diff:
         raise ValueError(f"{path} was saved with a different {what} config: {'; '.join(diff)}.")
     module.load_state_dict(saved["state_dict"], strict=True)

@@ -13,18 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from aime_torchrl.trainers.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-
-
-def flat(config: Mapping, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
-    items = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            items.update(flat(value, f"{prefix}{key}."))
-        else:
-            items[f"{prefix}{key}"] = value
-    return items
+from aime_torchrl.trainers.checkpoint import flat, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 
 def unflat(items: Mapping[str, Any]) -> dict:
@@ -119,7 +108,10 @@ class RunCheckpoint:
         examples/aime_walker.py before RunCheckpoint (``world_model``/``policy``/``optimizer`` at the
         top level) are read into this layout."""
         state = load_checkpoint(self.path)
-        if "modules" not in state and "world_model" in state:
+        if "modules" not in state and "world_model" not in state:
+            raise ValueError(f"{self.path} was written by an older version of this script, in a layout that cannot be "
+                             "resumed: continue in another out_dir (or delete it).")
+        if "modules" not in state:
             state = {**state, "modules": {"world_model": state.pop("world_model"), "policy": state.pop("policy")},
                      "optimizers": {"optimizer": state.pop("optimizer")}}
         return state

@@ -91,19 +91,21 @@ def test_pipeline_through_hydra_cli(data_root, tmp_path):
     assert saved["stage"] == "phase2" and saved["step"] == 6
 
 
-def stage_of(checkpoint: Path) -> str | None:
+def saved_at(checkpoint: Path) -> tuple[str | None, int]:
     try:
-        return torch.load(checkpoint, weights_only=False)["stage"]
+        saved = torch.load(checkpoint, weights_only=False)
+        return saved["stage"], saved["step"]
     except (FileNotFoundError, RuntimeError, EOFError):
-        return None
+        return None, 0
 
 
-def terminate_in(stage: str, args: list[str], cwd: Path, out: Path) -> subprocess.CompletedProcess:
+def terminate_in(stage: str, args: list[str], cwd: Path, out: Path, before: int) -> subprocess.CompletedProcess:
     """Starts a run and sends it SIGTERM (what `kill`, `timeout` and schedulers send) once it has
-    checkpointed in ``stage``, i.e. while it trains that stage."""
+    checkpointed in ``stage`` at a step below ``before``, i.e. while it still trains that stage."""
     proc = start(args, cwd)
-    while proc.poll() is None and stage_of(out / "checkpoint.pt") != stage:
+    while proc.poll() is None and saved_at(out / "checkpoint.pt")[0] != stage:
         time.sleep(0.01)
+    assert saved_at(out / "checkpoint.pt")[1] < before, "the run got too far before the test saw its checkpoint"
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=600)
     return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
@@ -115,7 +117,7 @@ def test_sigterm_in_both_phases_then_a_moved_run_resumes_to_the_uninterrupted_we
     log = open(tmp_path / "full.log", "w")
     first = start(tiny(data_root, full, *steps), tmp_path, output=log)  # the same run, uninterrupted, alongside
 
-    done = terminate_in("phase1", tiny(data_root, out, *steps), tmp_path, out)
+    done = terminate_in("phase1", tiny(data_root, out, *steps), tmp_path, out, before=300)
     assert done.returncode != 0 and "SIGTERM: finishing the current step" in done.stderr + done.stdout
     saved = torch.load(out / "checkpoint.pt", weights_only=False)
     assert saved["stage"] == "phase1" and 50 <= saved["step"] < 400, (saved["stage"], saved["step"])
@@ -123,7 +125,7 @@ def test_sigterm_in_both_phases_then_a_moved_run_resumes_to_the_uninterrupted_we
     assert refused.returncode != 0 and "already holds a run: pass resume=true" in refused.stderr
 
     # resume=true and out_dir are enough (the run's own overrides are its config); SIGTERM again in phase 2
-    done = terminate_in("phase2", ["resume=true", f"out_dir={out}"], tmp_path, out)
+    done = terminate_in("phase2", ["resume=true", f"out_dir={out}"], tmp_path, out, before=300)
     saved = torch.load(out / "checkpoint.pt", weights_only=False)
     assert done.returncode != 0 and saved["stage"] == "phase2" and 50 <= saved["step"] < 400, done.stderr[-2000:]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch.distributions import Categorical, kl_divergence
+from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from aime_torchrl import AIMELoss, make_policy, RSSMWorldModel, WorldModelLoss
 from aime_torchrl.objectives import categorical_kl, latent_kl
@@ -80,3 +81,19 @@ def test_true_actions_give_the_phase1_elbo(kl_balance):
     for key in ("elbo", "kl", "recon_a", "recon_b", "loss_recon", "loss_kl"):
         torch.testing.assert_close(phase2[key], phase1[key], msg=key)
     assert phase2["action_mse"].item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_the_filtering_actor_acts_from_the_posterior_s_likeliest_classes():
+    from tensordict import TensorDict
+
+    from aime_torchrl.modules import FilteringActor
+
+    wm = v3_world_model()
+    actor = FilteringActor(wm, make_policy(wm.state_dim, wm.belief_dim, 2, hidden=16), sample_posterior=False)
+    step = TensorDict({"a": torch.randn(5, 3), "b": torch.randn(5, 2), "belief": torch.zeros(5, wm.belief_dim),
+                       "state": torch.zeros(5, wm.state_dim), "prev_action": torch.zeros(5, 2)}, [5])
+    with set_exploration_type(ExplorationType.DETERMINISTIC):  # as evaluations run
+        first, second = actor(step.clone()), actor(step.clone())
+    state = first["next", "state"].view(5, 4, 5)  # 4 categoricals of 5 classes, one-hot each
+    assert torch.equal(state.sum(-1), torch.ones(5, 4))
+    assert torch.equal(first["next", "state"], second["next", "state"]) and torch.equal(first["action"], second["action"])

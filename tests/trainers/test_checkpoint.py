@@ -68,3 +68,13 @@ def test_load_errors_name_the_file(tmp_path):
     torch.save({"weights": 1}, tmp_path / "foreign.pt")
     with pytest.raises(ValueError, match="not a net file written by aime_torchrl"):
         load_module(tmp_path / "foreign.pt", net, {"hidden": 3}, what="net")
+
+
+def test_a_module_saved_before_a_config_key_was_recorded_still_loads(tmp_path):
+    from aime_torchrl.trainers import load_module, save_module
+
+    net = torch.nn.Linear(2, 3)
+    path = save_module(tmp_path / "old.pt", net, {"world_model": {"belief_dim": 16}, "hidden": 3})  # an older file
+    load_module(path, torch.nn.Linear(2, 3), {"world_model": {"belief_dim": 16, "norm": False}, "hidden": 3})
+    with pytest.raises(ValueError, match="world_model.belief_dim: saved 16, now 32"):
+        load_module(path, torch.nn.Linear(2, 3), {"world_model": {"belief_dim": 32, "norm": False}, "hidden": 3})

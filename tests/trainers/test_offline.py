@@ -89,3 +89,12 @@ def test_bfloat16_autocast_trains_and_logs_float32_means():
     assert means["elbo"].dtype == torch.float32 and torch.isfinite(means["elbo"]).all()
     assert all(p.dtype == torch.float32 for p in wm.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, wm.parameters()))
+
+
+def test_a_loop_step_without_backward_is_an_error():
+    from aime_torchrl.trainers import OfflineLoop
+
+    net = torch.nn.Linear(2, 1)
+    with pytest.raises(RuntimeError, match="must call loop.backward"):
+        for _ in OfflineLoop(torch.optim.SGD(net.parameters(), lr=0.1), steps=2, progress=False):
+            pass
