@@ -33,15 +33,14 @@ def check(cfg: DictConfig) -> None:  # the config, before anything runs (errors 
     tasks = TASKS.get(cfg.embodiment, [])
     check_config(cfg, choices={"embodiment": list(TASKS), "setup": SETUPS, "world_model.variant": list(WORLD_MODEL_PRESETS),
                                "task": [*tasks, *(alias for alias, task in TASK_ALIASES.items() if task in tasks)]},
-                 positive=["*.batch_size", "*.horizon", "*.lr", "*_every", "*.every_episodes", "world_model.*_dim",
-                           *(f"world_model.{k}" for k in ("hidden", "categoricals", "classes", "blocks")),
-                           "phase2.policy_hidden"], non_negative=["*"])  # every other number, seeds too
+                 positive=["*.batch_size", "*.horizon", "*.lr", "*_every", "*.every_episodes", "*.policy_hidden", "*_dim",
+                           *(f"world_model.{k}" for k in ("hidden", "categoricals", "classes", "blocks"))], non_negative=["*"])
 
 
 @hydra.main(config_path="../configs", config_name="aime_walker", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
     run = start_run(cfg, "aime_walker", resumable=RESUMABLE, check=check)  # run folder, resumption, seed, logger
-    if run.results is not None:
+    if run.results is not None:  # a finished run
         return run.results
     cfg, device, logger, env_args = run.cfg, run.device, run.logger, (run.cfg.embodiment, run.cfg.task, run.cfg.setup)
     common = dict(progress=cfg.progress, logger=logger, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
@@ -53,7 +52,6 @@ def main(cfg: DictConfig) -> dict:
     world_model = RSSMWorldModel.from_config(  # the variant's preset (WORLD_MODEL_PRESETS) with the sizes set
         {k: SENSOR_DIMS[cfg.embodiment][k] for k in sensors if k != "pixels"}, action_dim, device=device, idm=cfg.phase1.idm,
         pixel_keys=[k for k in sensors if k == "pixels"], **{k: v for k, v in cfg.world_model.items() if v is not None})
-    wm_config = world_model.config
     data = dict(root=cfg.data.root, images=cfg.setup == "visual", seed=cfg.data.build_seed, workers=cfg.data.workers,
                 progress=cfg.progress, require=world_model.sensor_shapes(), embodiment=cfg.embodiment,
                 purpose=f"the world model of the {cfg.setup} setup")  # the data is checked before any training
@@ -65,7 +63,7 @@ def main(cfg: DictConfig) -> dict:
 
     # --- phase 1: the world model maximises the ELBO of the embodiment data ---------------------------
     if cfg.phase1.world_model:
-        load_module(hydra.utils.to_absolute_path(cfg.phase1.world_model), world_model, wm_config, what="world model")
+        load_module(hydra.utils.to_absolute_path(cfg.phase1.world_model), world_model, world_model.config, what="world model")
     elif run.resumed_stage != "phase2":
         wm_loss = WorldModelLoss(world_model, free_nats=cfg.phase1.free_nats, kl_balance=cfg.phase1.kl_balance,
                                  compile=cfg.compile, **loss_args)
@@ -77,7 +75,7 @@ def main(cfg: DictConfig) -> dict:
                 losses = wm_loss(embodiment_data.sample().to(device))  # the negative ELBO of windows of the data
             loop.backward(losses)  # of the sum of the loss_* terms; clipped gradients
             optimizer.step()
-        save_module(run.folder / "world_model.pt", world_model, wm_config)
+        save_module(run.folder / "world_model.pt", world_model, world_model.config)
     else:
         run.restore("phase2", {"world_model": world_model})
 
@@ -90,7 +88,7 @@ def main(cfg: DictConfig) -> dict:
     # --- phase 2: the AIME policy maximises the ELBO of the demonstrations' observations -------------
     policy = make_policy(world_model.state_dim, world_model.belief_dim, action_dim, hidden=cfg.phase2.policy_hidden,
                          layers=cfg.phase2.policy_layers, device=device)
-    policy_config = dict(world_model=wm_config, hidden=cfg.phase2.policy_hidden, layers=cfg.phase2.policy_layers)
+    policy_config = dict(world_model=world_model.config, hidden=cfg.phase2.policy_hidden, layers=cfg.phase2.policy_layers)
     actor = FilteringActor(world_model, policy, sample_posterior=cfg.eval.sample_posterior)
     policy_loss = AIMELoss(world_model, policy, **loss_args)  # for the diagnostics of the inferred actions
     eval_seed = cfg.eval.seed if cfg.eval.seed is not None else cfg.seed + 100
@@ -125,7 +123,7 @@ def main(cfg: DictConfig) -> dict:
             optimizer.step()
         save_module(run.folder / "policy.pt", policy, policy_config)
         if cfg.phase2.idm_trainable:
-            save_module(run.folder / "world_model_phase2.pt", world_model, wm_config)
+            save_module(run.folder / "world_model_phase2.pt", world_model, world_model.config)
     if cfg.diagnostics.batches:
         diagnostics.update(measure.actions(policy_loss))
         print("diagnostics:", ", ".join(f"{k} {v:.3f}" for k, v in sorted(diagnostics.items()) if "_mse" in k))
