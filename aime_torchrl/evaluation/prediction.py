@@ -46,31 +46,31 @@ def open_loop_prediction(world_model: RSSMWorldModel, window: TensorDictBase, *,
     length = frames.batch_size[-1]
     if not 1 <= context <= length:
         raise ValueError(f"context must be in [1, {length}] for a window of {length} frames; got {context}.")
+    keys = world_model.keys
     observed = world_model(frames[..., :context].clone())
-    belief, state = observed.get(("next", "belief"))[..., -1, :], observed.get(("next", "state"))[..., -1, :]
-    beliefs, states = [observed.get(("next", "belief"))], [observed.get(("next", "state"))]
+    belief, state = observed.get(keys.next("belief"))[..., -1, :], observed.get(keys.next("state"))[..., -1, :]
+    beliefs, states = [observed.get(keys.next("belief"))], [observed.get(keys.next("state"))]
     batch = frames.batch_size[:-1]
     nets = world_model.rollout.plain_nets()
-    prior = plain_module(world_model.prior, GaussianHead, [("next", "belief")],
-                         [("next", "prior_mean"), ("next", "prior_std")])
+    prior = plain_module(world_model.prior, GaussianHead, [keys.next("belief")], [keys.prior_mean, keys.prior_std])
     for t in range(context, length):
-        action = frames.get("action")[..., t, :]
+        action = frames.get(keys.action)[..., t, :]
         if nets is not None and prior is not None:
             belief, _, _, state = latent_step(nets[0], prior, state, belief, action)  # the prior's mean
         else:  # a world model of other modules: through their keys
-            step = TensorDict({"state": state, "belief": belief, "action": action}, batch)
+            step = TensorDict({keys.state: state, keys.belief: belief, keys.action: action}, batch)
             step = world_model.transition(step)
             if world_model.prior is not None:
                 step = world_model.prior(step)
-            belief = step.get(("next", "belief"))
+            belief = step.get(keys.next("belief"))
             if getattr(world_model, "latent", "gaussian") == "categorical":  # the mode of each categorical
-                state = categorical_mode(step.get(("next", "prior_logits")))
+                state = categorical_mode(step.get(keys.prior_logits))
             else:
-                state = step.get(("next", "prior_mean"))
+                state = step.get(keys.prior_mean)
         beliefs.append(belief.unsqueeze(-2))
         states.append(state.unsqueeze(-2))
     latents = TensorDict(
-        {("next", "belief"): torch.cat(beliefs, -2), ("next", "state"): torch.cat(states, -2)}, frames.batch_size
+        {keys.next("belief"): torch.cat(beliefs, -2), keys.next("state"): torch.cat(states, -2)}, frames.batch_size
     )
     return TensorDict(
         {key: decoder.get_dist(latents).mean for key, decoder in world_model.decoders.items()}, frames.batch_size

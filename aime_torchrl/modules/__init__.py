@@ -10,6 +10,7 @@ from aime_torchrl.modules.mlp import make_mlp
 from aime_torchrl.modules.policy import make_policy, TanhGaussianPolicyNet
 from aime_torchrl.modules.rollout import PosteriorRollout
 from aime_torchrl.modules.rssm import GaussianHead, RSSMTransition
+from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.world_model import categorical_mode, RSSMWorldModel, WORLD_MODEL_PRESETS
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "FrameStackMLP",
     "GaussianHead",
     "GaussianMLPDecoder",
+    "LatentKeys",
     "ObservationEncoder",
     "PosteriorRollout",
     "RSSMTransition",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import dispatch, TensorDictModuleBase
+from tensordict.utils import unravel_key
 from torchrl.data import Unbounded
 from torchrl.envs import Compose, TensorDictPrimer
 
@@ -75,14 +76,15 @@ class FilteringActor(TensorDictModuleBase):
         self.world_model = world_model
         self.policy = policy
         self.sample_posterior = sample_posterior
-        self.recurrent_keys = ["belief", "state", "prev_action"]
+        keys = world_model.keys
+        self.recurrent_keys = [unravel_key(keys.belief), unravel_key(keys.state), "prev_action"]
         self.in_keys = [*world_model.observation_keys, *self.recurrent_keys]
-        self.out_keys = ["action", *(("next", key) for key in self.recurrent_keys)]
+        self.out_keys = [unravel_key(keys.action), *(unravel_key(("next", key)) for key in self.recurrent_keys)]
 
     def make_tensordict_primer(self) -> TensorDictPrimer:
         """A transform that adds the zero recurrent state to the env's ``reset()`` and specs."""
         wm = self.world_model
-        sizes = {"belief": wm.belief_dim, "state": wm.state_dim, "prev_action": wm.action_dim}
+        sizes = dict(zip(self.recurrent_keys, (wm.belief_dim, wm.state_dim, wm.action_dim)))
         return TensorDictPrimer({key: Unbounded(shape=(size,)) for key, size in sizes.items()}, expand_specs=True)
 
     def make_env_transform(self, seed: int) -> Compose:
@@ -97,7 +99,7 @@ class FilteringActor(TensorDictModuleBase):
 
     @dispatch(auto_batch_size=False)
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        wm = self.world_model
+        wm, keys = self.world_model, self.world_model.keys
         belief, state, prev_action = (tensordict.get(key) for key in self.recurrent_keys)
         is_init = tensordict.get("is_init", None)
         if is_init is not None:
@@ -105,7 +107,7 @@ class FilteringActor(TensorDictModuleBase):
             belief, state, prev_action = belief * keep, state * keep, prev_action * keep
         embedding = wm.encoder(
             TensorDict({("next", key): tensordict.get(key) for key in wm.observation_keys}, tensordict.batch_size)
-        ).get(("next", "encoded_latents"))
+        ).get(keys.encoded_latents)
         nets = wm.rollout.plain_nets()
         if nets is not None:
             noise = None
@@ -114,20 +116,20 @@ class FilteringActor(TensorDictModuleBase):
                 noise = torch.randn_like(state) if noise is None else noise
             next_belief, _, _, next_state = latent_step(*nets, state, belief, prev_action, embedding, noise=noise)
         else:  # a world model of other modules: through their keys
-            frame = TensorDict({"belief": belief, "state": state, "action": prev_action,
-                                ("next", "encoded_latents"): embedding}, batch_size=tensordict.batch_size)
+            frame = TensorDict({keys.belief: belief, keys.state: state, keys.action: prev_action,
+                                keys.encoded_latents: embedding}, batch_size=tensordict.batch_size)
             frame = wm.posterior(wm.transition(frame))
-            next_belief = frame.get(("next", "belief"))
+            next_belief = frame.get(keys.next("belief"))
             if self.sample_posterior:
-                next_state = frame.get(("next", "state"))
+                next_state = frame.get(keys.next("state"))
             elif getattr(wm, "latent", "gaussian") == "categorical":
-                next_state = categorical_mode(frame.get(("next", "posterior_logits")))
+                next_state = categorical_mode(frame.get(keys.posterior_logits))
             else:
-                next_state = frame.get(("next", "posterior_mean"))
-        acting = self.policy(TensorDict({"belief": next_belief, "state": next_state}, batch_size=tensordict.batch_size))
-        action = acting.get("action")
-        tensordict.set("action", action)
-        tensordict.set(("next", "belief"), next_belief)
-        tensordict.set(("next", "state"), next_state)
+                next_state = frame.get(keys.posterior_mean)
+        acting = self.policy(TensorDict({keys.belief: next_belief, keys.state: next_state}, batch_size=tensordict.batch_size))
+        action = acting.get(keys.action)
+        tensordict.set(keys.action, action)
+        tensordict.set(keys.next("belief"), next_belief)
+        tensordict.set(keys.next("state"), next_state)
         tensordict.set(("next", "prev_action"), action)
         return tensordict

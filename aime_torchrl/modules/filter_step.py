@@ -16,8 +16,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 from tensordict.nn import TensorDictModule, TensorDictModuleBase
+from tensordict.utils import NestedKey, unravel_key
 from torchrl.modules import ProbabilisticActor, TanhNormal
 
+from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.policy import TanhGaussianPolicyNet
 from aime_torchrl.modules.rssm import GaussianHead, RSSMTransition
 
@@ -103,11 +105,21 @@ def filter_sequence(
     return outputs
 
 
-#: What :func:`filter_sequence` returns for every row (and ``act``'s entries).
+#: What :func:`filter_sequence` returns for every row (and ``act``'s entries), by the default names.
 SEQUENCE_KEYS = [
     "state", "belief", ("next", "belief"), ("next", "posterior_mean"), ("next", "posterior_std"), ("next", "state"),
     "action",
 ]
+
+
+def sequence_key(name: NestedKey, keys: LatentKeys) -> NestedKey:
+    """The frames' key under ``keys`` of an entry of :func:`filter_sequence` (or of ``act``), named
+    by default (``"state"``, ``("next", "posterior_mean")``, ``"loc"``, ...); other names are kept."""
+    latent = {"state": "state", "belief": "belief", "action": "action", "loc": "loc", "scale": "scale",
+              ("next", "posterior_mean"): "posterior_mean", ("next", "posterior_std"): "posterior_std"}
+    if name in (("next", "state"), ("next", "belief")):
+        return keys.next(name[1])
+    return getattr(keys, latent[name]) if name in latent else name
 
 
 def window_noise(
@@ -143,17 +155,23 @@ def policy_step(
 
 
 def tanh_gaussian_actor(
-    policy: TanhGaussianPolicyNet, feature_keys: Sequence[str], noise: Sequence[torch.Tensor]
+    policy: TanhGaussianPolicyNet, features: Sequence[str], noise: Sequence[torch.Tensor]
 ) -> Callable[[int, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]:
     """The ``act`` of :func:`filter_sequence` for the AIME policy: :func:`policy_step` on the
-    latents named by ``feature_keys`` (``"belief"``, ``"state"``) with ``noise[t]`` at row t."""
+    latents ``features`` (``"belief"``, ``"state"``: :func:`feature_names`) with ``noise[t]`` at row t."""
 
     def act(t: int, state: torch.Tensor, belief: torch.Tensor) -> dict[str, torch.Tensor]:
         latents = {"state": state, "belief": belief}
-        action, loc, scale = policy_step(policy, tuple(latents[k] for k in feature_keys), noise[t])
+        action, loc, scale = policy_step(policy, tuple(latents[k] for k in features), noise[t])
         return {"action": action, "loc": loc, "scale": scale}
 
     return act
+
+
+def feature_names(policy: TensorDictModuleBase, keys: LatentKeys) -> list[str]:
+    """What the network of a :func:`tanh_gaussian_net` policy reads, in order, as ``"state"``/``"belief"``."""
+    names = {unravel_key(keys.state): "state", unravel_key(keys.belief): "belief"}
+    return [names[unravel_key(k)] for k in policy.module[0].in_keys]
 
 
 def plain_module(module: TensorDictModuleBase | None, cls: type | tuple[type, ...], in_keys: list, out_keys: list):
@@ -164,27 +182,33 @@ def plain_module(module: TensorDictModuleBase | None, cls: type | tuple[type, ..
         and isinstance(module.module, cls)
         and module._kwargs is None
         and module.method is None
-        and list(module.in_keys) == list(in_keys)
-        and list(module.out_keys) == list(out_keys)
+        and list(module.in_keys) == [unravel_key(k) for k in in_keys]
+        and list(module.out_keys) == [unravel_key(k) for k in out_keys]
     ):
         return module.module
     return None
 
 
-def tanh_gaussian_net(policy: TensorDictModuleBase | None) -> TanhGaussianPolicyNet | None:
-    """The :class:`TanhGaussianPolicyNet` of a policy made by :func:`make_policy`, else ``None``.
+def tanh_gaussian_net(
+    policy: TensorDictModuleBase | None, keys: LatentKeys | None = None
+) -> TanhGaussianPolicyNet | None:
+    """The :class:`TanhGaussianPolicyNet` of a policy made by :func:`make_policy` on ``keys``, else ``None``.
 
-    Only such a policy (a ProbabilisticActor sampling a TanhNormal on [-1, 1] from ``loc``/``scale``)
-    runs on the fast tensor path; any other TorchRL policy is called through its keys.
+    Only such a policy (a ProbabilisticActor sampling a TanhNormal on [-1, 1] from its ``loc``/``scale``,
+    reading the state and belief) runs on the fast tensor path; any other TorchRL policy is called
+    through its keys.
     """
     if type(policy) is not ProbabilisticActor or len(policy.module) != 2:
         return None
     net_module, dist_module = policy.module[0], policy.module[1]
+    keys = LatentKeys.of(keys)
+    loc, scale, action = (unravel_key(k) for k in (keys.loc, keys.scale, keys.action))
     if (
         dist_module.distribution_class is not TanhNormal
         or dict(dist_module.distribution_kwargs) != {"low": -1.0, "high": 1.0}
-        or list(policy.out_keys) != ["loc", "scale", "action"]
+        or list(policy.out_keys) != [loc, scale, action]
+        or not isinstance(net_module, TensorDictModule)
+        or not set(net_module.in_keys) <= {unravel_key(keys.state), unravel_key(keys.belief)}
     ):
         return None
-    keys = list(net_module.in_keys) if isinstance(net_module, TensorDictModule) else []
-    return plain_module(net_module, TanhGaussianPolicyNet, keys, ["loc", "scale"])
+    return plain_module(net_module, TanhGaussianPolicyNet, list(net_module.in_keys), [loc, scale])

@@ -10,6 +10,7 @@ from tensordict.nn import InteractionType, TensorDictModule
 from torchrl.data import Bounded
 from torchrl.modules import ProbabilisticActor, TanhNormal
 
+from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.policy import TanhGaussianPolicyNet
 
 
@@ -21,6 +22,7 @@ def make_idm(
     *,
     hidden: int = 128,
     layers: int = 2,
+    keys: LatentKeys | None = None,
     device: torch.device | str | None = None,
 ) -> ProbabilisticActor:
     """The reference's IDM: a TanhGaussian head (the policy's class) on ``[h_{t-1}, s_{t-1}, e_t]``,
@@ -28,7 +30,8 @@ def make_idm(
 
     In TorchRL's frame layout it reads ``"belief"``, ``"state"`` (the previous latent state) and
     ``("next", "encoded_latents")`` and writes ``"idm_loc"``, ``"idm_scale"`` and a sampled
-    ``"action"``. :class:`~aime_torchrl.WorldModelLoss` trains it in phase 1 on the embodiment
+    ``"action"`` (the names of ``keys``, a :class:`~aime_torchrl.modules.keys.LatentKeys`).
+    :class:`~aime_torchrl.WorldModelLoss` trains it in phase 1 on the embodiment
     data's actions, with its inputs detached (the reference's ``idm_mode=detach``); AIME with IDM
     (paper appendix C) acts with it in phase 2.
 
@@ -41,12 +44,13 @@ def make_idm(
         >>> idm(td)["action"].shape
         torch.Size([3, 6])
     """
+    keys = LatentKeys.of(keys)
     net = TanhGaussianPolicyNet(state_dim + belief_dim + embedding_dim, action_dim, hidden=hidden, layers=layers,
                                 device=device)
     return ProbabilisticActor(
-        TensorDictModule(net, in_keys=["belief", "state", ("next", "encoded_latents")], out_keys=["idm_loc", "idm_scale"]),
-        in_keys={"loc": "idm_loc", "scale": "idm_scale"},
-        out_keys=["action"],
+        TensorDictModule(net, in_keys=[keys.belief, keys.state, keys.encoded_latents], out_keys=[keys.idm_loc, keys.idm_scale]),
+        in_keys={"loc": keys.idm_loc, "scale": keys.idm_scale},
+        out_keys=[keys.action],
         spec=Bounded(-1.0, 1.0, (action_dim,), device=device),
         distribution_class=TanhNormal,
         distribution_kwargs={"low": -1.0, "high": 1.0},

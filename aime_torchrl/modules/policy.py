@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from torchrl.data import Bounded
 from torchrl.modules import ProbabilisticActor, TanhNormal
 
+from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.mlp import make_mlp
 
 
@@ -68,12 +69,14 @@ def make_policy(
     *,
     hidden: int = 128,
     layers: int = 2,
-    in_keys: Sequence[NestedKey] = ("belief", "state"),
+    in_keys: Sequence[NestedKey] | None = None,
+    keys: LatentKeys | None = None,
     device: torch.device | str | None = None,
 ) -> ProbabilisticActor:
     """Builds the AIME policy: ``a = tanh(loc + scale * eps)`` on ``[belief, state]``.
 
     A :class:`~torchrl.modules.ProbabilisticActor` writing ``"loc"``, ``"scale"`` and ``"action"``
+    (the names of ``keys``)
     with a :class:`~torchrl.modules.TanhNormal` in [-1, 1]. Under
     ``set_exploration_type(ExplorationType.RANDOM)`` it samples with the reparameterisation trick;
     under ``DETERMINISTIC`` it returns ``tanh(loc)``, the reference's evaluation action.
@@ -86,8 +89,10 @@ def make_policy(
     Keyword Args:
         hidden (int, optional): width of the hidden layers. Defaults to ``128``.
         layers (int, optional): number of hidden layers. Defaults to ``2``.
-        in_keys (Sequence[NestedKey], optional): feature keys. Defaults to ``("belief", "state")``
+        in_keys (Sequence[NestedKey], optional): feature keys. Defaults to ``(keys.belief, keys.state)``
             (the reference's feature ``[h, s]``).
+        keys (LatentKeys, optional): the world model's key names (``world_model.keys``). Defaults to ``None``
+            (TorchRL's Dreamer names).
         device (torch.device, optional): device of the parameters. Defaults to ``None``.
 
     Examples:
@@ -98,12 +103,14 @@ def make_policy(
         >>> td["action"].shape, bool(td["action"].abs().max() <= 1)
         (torch.Size([3, 6]), True)
     """
+    keys = LatentKeys.of(keys)
     net = TanhGaussianPolicyNet(
         state_dim + belief_dim, action_dim, hidden=hidden, layers=layers, device=device
     )
     return ProbabilisticActor(
-        TensorDictModule(net, in_keys=list(in_keys), out_keys=["loc", "scale"]),
-        in_keys=["loc", "scale"],
+        TensorDictModule(net, in_keys=list(in_keys or (keys.belief, keys.state)), out_keys=[keys.loc, keys.scale]),
+        in_keys={"loc": keys.loc, "scale": keys.scale},
+        out_keys=[keys.action],
         spec=Bounded(-1.0, 1.0, (action_dim,), device=device),
         distribution_class=TanhNormal,
         distribution_kwargs={"low": -1.0, "high": 1.0},

@@ -8,11 +8,12 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase
-from tensordict.utils import NestedKey, unravel_key
+from tensordict.utils import unravel_key
 
 from aime_torchrl.modules.filter_step import (
-    filter_sequence, plain_module, tanh_gaussian_actor, tanh_gaussian_net, window_noise,
+    feature_names, filter_sequence, plain_module, sequence_key, tanh_gaussian_actor, tanh_gaussian_net, window_noise,
 )
+from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.rssm import GaussianHead, RSSMTransition
 
 
@@ -43,8 +44,8 @@ class PosteriorRollout(TensorDictModuleBase):
             :class:`~aime_torchrl.modules.GaussianHead` or :class:`torchrl.modules.RSSMPosterior`).
 
     Keyword Args:
-        state_key (NestedKey, optional): the stochastic state. Defaults to ``"state"``.
-        belief_key (NestedKey, optional): the deterministic state. Defaults to ``"belief"``.
+        keys (LatentKeys, optional): the names of the state, belief, action, embedding and
+            posterior parameters (the defaults are the ones above). Defaults to ``None``.
 
     Examples:
         >>> import torch
@@ -67,16 +68,14 @@ class PosteriorRollout(TensorDictModuleBase):
         transition: TensorDictModuleBase,
         posterior: TensorDictModuleBase,
         *,
-        state_key: NestedKey = "state",
-        belief_key: NestedKey = "belief",
+        keys: LatentKeys | None = None,
     ) -> None:
         super().__init__()
         self.transition = transition
         self.posterior = posterior
-        self.state_key = state_key
-        self.belief_key = belief_key
+        self.keys = keys = LatentKeys.of(keys)
         produced = set(transition.out_keys) | set(posterior.out_keys)
-        in_keys = [state_key, belief_key]
+        in_keys = [unravel_key(keys.state), unravel_key(keys.belief)]
         for key in (*transition.in_keys, *posterior.in_keys):
             if key not in produced and key not in in_keys:
                 in_keys.append(key)
@@ -99,14 +98,16 @@ class PosteriorRollout(TensorDictModuleBase):
         return self._forward_tensors(tensordict, *nets, policy)
 
     def plain_nets(self) -> tuple[RSSMTransition, GaussianHead] | None:
-        """Our own transition and posterior with the default keys: they run on the tensor path."""
-        state, belief = self.state_key, self.belief_key
-        transition = plain_module(self.transition, RSSMTransition, [state, belief, "action"], [("next", belief)])
+        """Our own transition and posterior wired as :meth:`RSSMWorldModel.from_config` wires them
+        (on :attr:`keys`): they run on the tensor path."""
+        keys = self.keys
+        transition = plain_module(self.transition, RSSMTransition, [keys.state, keys.belief, keys.action],
+                                  [keys.next("belief")])
         posterior = plain_module(
-            self.posterior, GaussianHead, [("next", belief), ("next", "encoded_latents")],
-            [("next", "posterior_mean"), ("next", "posterior_std"), ("next", state)],
+            self.posterior, GaussianHead, [keys.next("belief"), keys.encoded_latents],
+            [keys.posterior_mean, keys.posterior_std, keys.next("state")],
         )
-        if transition is None or posterior is None or state != "state" or belief != "belief":
+        if transition is None or posterior is None:
             return None
         return transition, posterior
 
@@ -118,32 +119,36 @@ class PosteriorRollout(TensorDictModuleBase):
         policy: TensorDictModuleBase | None,
     ) -> TensorDictBase:
         """The filter on plain tensors with :func:`latent_step`, every noise sample drawn before the loop."""
+        keys = self.keys
         time_dim = tensordict.batch_dims - 1
         length = tensordict.batch_size[time_dim]
         batch_size = tensordict.batch_size[:time_dim]
-        state = tensordict.get("state").select(time_dim, 0)
-        belief = tensordict.get("belief").select(time_dim, 0)
-        embeddings = tensordict.get(("next", "encoded_latents")).unbind(time_dim)
-        actions = tensordict.get("action").unbind(time_dim)
+        state = tensordict.get(keys.state).select(time_dim, 0)
+        belief = tensordict.get(keys.belief).select(time_dim, 0)
+        embeddings = tensordict.get(keys.encoded_latents).unbind(time_dim)
+        actions = tensordict.get(keys.action).unbind(time_dim)
         act = None
-        policy_net = tanh_gaussian_net(policy)
+        policy_net = tanh_gaussian_net(policy, keys)
         noise, policy_noise = window_noise(state, actions[0], length, policy=policy_net is not None)
         if policy_net is not None:
-            act = tanh_gaussian_actor(policy_net, [unravel_key(k) for k in policy.module[0].in_keys], policy_noise)
+            act = tanh_gaussian_actor(policy_net, feature_names(policy, keys), policy_noise)
         elif policy is not None:  # any other policy reads its keys from a TensorDict
+            latents = (unravel_key(keys.state), unravel_key(keys.belief))
+            names = {unravel_key(sequence_key(name, keys)): name for name in ("action", "loc", "scale")}
             policy_inputs = {
                 unravel_key(k): tensordict.get(k).unbind(time_dim)
                 for k in policy.in_keys
-                if unravel_key(k) not in ("state", "belief") and k in tensordict.keys(True)
+                if unravel_key(k) not in latents and k in tensordict.keys(True)
             }
 
             def act(t: int, state: torch.Tensor, belief: torch.Tensor) -> dict:
                 step = {key: seq[t] for key, seq in policy_inputs.items()}
-                return _call(policy, {**step, "state": state, "belief": belief}, batch_size)
+                out = _call(policy, {**step, latents[0]: state, latents[1]: belief}, batch_size)
+                return {names.get(key, key): value for key, value in out.items()}
 
         outputs = filter_sequence(transition, posterior, state, belief, actions, embeddings, noise, act)
         for key, seq in outputs.items():
-            tensordict.set(key, torch.stack(seq, time_dim))
+            tensordict.set(sequence_key(key, keys), torch.stack(seq, time_dim))
         return tensordict
 
     def _forward_generic(
@@ -159,8 +164,8 @@ class PosteriorRollout(TensorDictModuleBase):
         # elementwise work at this size. Modules that are not plain TensorDictModules (the policy,
         # any custom module) are called on a small TensorDict built from the step's tensors.
         inputs = {unravel_key(k): tensordict.get(k).unbind(time_dim) for k in keys}
-        state, belief = unravel_key(self.state_key), unravel_key(self.belief_key)
-        next_state, next_belief = ("next", *_as_tuple(state)), ("next", *_as_tuple(belief))
+        state, belief = unravel_key(self.keys.state), unravel_key(self.keys.belief)
+        next_state, next_belief = self.keys.next("state"), self.keys.next("belief")
         modules = [self.transition, self.posterior]
         out_keys = [state, belief, *(k for m in modules for k in m.out_keys)]
         if policy is not None:
@@ -183,10 +188,6 @@ class PosteriorRollout(TensorDictModuleBase):
         for key, seq in outputs.items():
             tensordict.set(key, torch.stack(seq, time_dim))
         return tensordict
-
-
-def _as_tuple(key: NestedKey) -> tuple[str, ...]:
-    return (key,) if isinstance(key, str) else key
 
 
 def _call(module: TensorDictModuleBase, step: dict, batch_size: torch.Size) -> dict:

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import torch
 from tensordict import TensorDict, TensorDictBase
+from tensordict.utils import NestedKey, unravel_key
 from tensordict.nn import (
     ProbabilisticTensorDictSequential,
     TensorDictModule,
@@ -21,6 +22,7 @@ from torchrl.modules import IndependentNormal
 from aime_torchrl.modules.decoders import CNNDecoder, GaussianMLPDecoder, make_decoder
 from aime_torchrl.modules.encoders import ObservationEncoder
 from aime_torchrl.modules.filter_step import plain_module
+from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.rollout import PosteriorRollout
 from aime_torchrl.modules.rssm import GaussianHead, RSSMTransition
 
@@ -81,6 +83,10 @@ class RSSMWorldModel(TensorDictModuleBase):
     after ``reset()``. (The reference feeds the real previous action to the zero state for windows
     starting mid-episode; see the README.)
 
+    The key names below are the defaults of ``keys`` (:class:`~aime_torchrl.modules.keys.LatentKeys`);
+    every module must read and write the names ``keys`` gives (``from_config(..., keys=...)`` builds
+    them so), and the rollout carries the latent state under them.
+
     Args:
         encoder (TensorDictModuleBase): ``("next", <sensor>) -> ("next", "encoded_latents")``.
         transition (TensorDictModuleBase): ``("state", "belief", "action") -> ("next", "belief")``.
@@ -104,6 +110,8 @@ class RSSMWorldModel(TensorDictModuleBase):
             ``("next", "posterior_logits")``, ``[..., N, K]``, as TorchRL's DreamerV3 modules write
             them). Defaults to ``"gaussian"``.
         unimix (float, optional): the uniform mixture of categorical latents (their KL uses it). Defaults to ``0.0``.
+        keys (LatentKeys or dict, optional): the names of the latents, the action and the embedding
+            in the frames (a dict gives the names to change). Defaults to ``None`` (TorchRL's Dreamer names).
 
     Examples:
         >>> import torch
@@ -131,11 +139,13 @@ class RSSMWorldModel(TensorDictModuleBase):
         action_dim: int,
         latent: str = "gaussian",
         unimix: float = 0.0,
+        keys: LatentKeys | Mapping | None = None,
     ) -> None:
         super().__init__()
         self.latent, self.unimix = latent, unimix
+        self.keys = LatentKeys.of(keys)
         self.encoder = encoder
-        self.rollout = PosteriorRollout(transition, posterior)
+        self.rollout = PosteriorRollout(transition, posterior, keys=self.keys)
         self.prior = prior
         self.idm = idm
         self.decoders = nn.ModuleDict(decoders)
@@ -143,7 +153,7 @@ class RSSMWorldModel(TensorDictModuleBase):
         self.state_dim = state_dim
         self.belief_dim = belief_dim
         self.action_dim = action_dim
-        self.in_keys = [("next", key) for key in self.observation_keys] + ["action"]
+        self.in_keys = [("next", key) for key in self.observation_keys] + [unravel_key(self.keys.action)]
         self.out_keys = list(
             dict.fromkeys(
                 [*encoder.out_keys, *self.rollout.out_keys, *(prior.out_keys if prior else [])]
@@ -164,13 +174,14 @@ class RSSMWorldModel(TensorDictModuleBase):
         return self.rollout.posterior
 
     def plain_nets(self) -> RSSMNets | None:
-        """The networks of a world model built of this package's modules with the default keys
-        (what :meth:`from_config` makes), for the tensor path of the losses; ``None`` if any part
-        is another module (it then runs through its keys)."""
+        """The networks of a world model built of this package's modules wired on :attr:`keys` (what
+        :meth:`from_config` makes), for the tensor path of the losses; ``None`` if any part is
+        another module (it then runs through its keys)."""
+        keys = self.keys
         nets = self.rollout.plain_nets()
-        prior = plain_module(self.prior, GaussianHead, [("next", "belief")], [("next", "prior_mean"), ("next", "prior_std")])
+        prior = plain_module(self.prior, GaussianHead, [keys.next("belief")], [keys.prior_mean, keys.prior_std])
         encoder = plain_module(self.encoder, ObservationEncoder, [("next", k) for k in self.observation_keys],
-                               [("next", "encoded_latents")])
+                               [keys.encoded_latents])
         if nets is None or prior is None or encoder is None:
             return None
         decoders = {}
@@ -181,22 +192,26 @@ class RSSMWorldModel(TensorDictModuleBase):
             kwargs = dict(dist_module.distribution_kwargs)
             learn_std = "scale" not in kwargs
             out_keys = [("next", f"reco_{key}"), *([("next", f"reco_{key}_scale")] if learn_std else [])]
-            net = plain_module(net_module, (GaussianMLPDecoder, CNNDecoder), [("next", "belief"), ("next", "state")], out_keys)
+            net = plain_module(net_module, (GaussianMLPDecoder, CNNDecoder), [keys.next("belief"), keys.next("state")],
+                               out_keys)
             if net is None or dist_module.distribution_class is not IndependentNormal:
                 return None
             decoders[key] = (net, None if learn_std else float(kwargs["scale"]))
         return RSSMNets(encoder, *nets, prior, decoders, self.state_dim, self.belief_dim)
 
     def to_frames(
-        self, window: TensorDictBase, action_key: str | tuple[str, ...] | None = "action"
+        self, window: TensorDictBase, with_actions: bool = True, action_key: NestedKey | None = None
     ) -> TensorDictBase:
         """Lays a TorchRL window ``[*B, T]`` out as ``[*B, T + 1]`` frames (see the class docstring).
 
         Args:
-            window (TensorDictBase): o_t at the root, ``("next", o)`` = o_{t+1}, and ``action_key``.
-            action_key (NestedKey, optional): the actions a_t; ``None`` leaves every action at zero
-                (demonstrations: AIME's phase 2 never reads actions). Defaults to ``"action"``.
+            window (TensorDictBase): o_t at the root, ``("next", o)`` = o_{t+1}, and the actions a_t.
+            with_actions (bool, optional): read the window's actions; ``False`` leaves every action at
+                zero (demonstrations: AIME's phase 2 never reads actions). Defaults to ``True``.
+            action_key (NestedKey, optional): where the window holds the actions. Defaults to
+                ``keys.action`` (where the frames hold them).
         """
+        action_key = (action_key or self.keys.action) if with_actions else None
         if window.batch_dims < 1:
             raise ValueError(
                 f"Expected a window with a time dimension, [*B, T]; got batch_size {window.batch_size}."
@@ -223,12 +238,12 @@ class RSSMWorldModel(TensorDictModuleBase):
         zeros = dict(device=ref.device, dtype=param.dtype if param is not None else torch.get_default_dtype())
         n = frames.batch_size
         if action_key is None:
-            frames.set("action", torch.zeros(*n, self.action_dim, **zeros))
+            frames.set(self.keys.action, torch.zeros(*n, self.action_dim, **zeros))
         else:
             actions = window.get(action_key)
-            frames.set("action", torch.cat([torch.zeros_like(actions[..., :1, :]), actions], -2))
-        frames.set("state", torch.zeros(*n, self.state_dim, **zeros))
-        frames.set("belief", torch.zeros(*n, self.belief_dim, **zeros))
+            frames.set(self.keys.action, torch.cat([torch.zeros_like(actions[..., :1, :]), actions], -2))
+        frames.set(self.keys.state, torch.zeros(*n, self.state_dim, **zeros))
+        frames.set(self.keys.belief, torch.zeros(*n, self.belief_dim, **zeros))
         return frames
 
     def sensor_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -282,6 +297,7 @@ class RSSMWorldModel(TensorDictModuleBase):
         pixel_keys: Sequence[str] = (),
         variant: str = "rssm",
         idm: bool = False,
+        keys: LatentKeys | Mapping | None = None,
         device: torch.device | str | None = None,
         **overrides,
     ) -> RSSMWorldModel:
@@ -298,6 +314,8 @@ class RSSMWorldModel(TensorDictModuleBase):
             variant (str, optional): ``"rssm"``, ``"rssmo"`` or ``"dreamerv3"``. Defaults to ``"rssm"``.
             idm (bool, optional): add the reference's IDM head (``hidden`` wide, 2 layers, ELU).
                 Defaults to ``False``.
+            keys (LatentKeys or dict, optional): the names every module reads and writes (see the
+                class). Defaults to ``None`` (TorchRL's Dreamer names).
             device (torch.device, optional): device of the parameters. Defaults to ``None``.
             **overrides: any key of :data:`WORLD_MODEL_PRESETS` (``belief_dim``, ``state_dim``,
                 ``hidden``, ``layers``, ``min_std``, ``learn_std``, ...).
@@ -312,8 +330,9 @@ class RSSMWorldModel(TensorDictModuleBase):
         if unknown:
             raise TypeError(f"Unknown world model options {sorted(unknown)}; valid: {sorted(cfg)}.")
         cfg.update(overrides)
+        keys = LatentKeys.of(keys)
         if variant == "dreamerv3":
-            model = _dreamerv3_world_model(cls, vector_dims, action_dim, pixel_keys, idm, device, cfg)
+            model = _dreamerv3_world_model(cls, vector_dims, action_dim, pixel_keys, idm, device, cfg, keys)
             model.config = _plain_config(cfg, variant, vector_dims, pixel_keys, action_dim, idm)
             return model
         state_dim, belief_dim = cfg["state_dim"], cfg["belief_dim"]
@@ -323,48 +342,52 @@ class RSSMWorldModel(TensorDictModuleBase):
         else:
             enc = ObservationEncoder(vector_dims, pixel_keys, device=device)
         observation_keys = [*vector_dims, *pixel_keys]
-        encoder = TensorDictModule(
-            enc, in_keys=[("next", k) for k in observation_keys], out_keys=[("next", "encoded_latents")]
-        )
+        encoder = TensorDictModule(enc, in_keys=[("next", k) for k in observation_keys], out_keys=[keys.encoded_latents])
         transition = TensorDictModule(
             RSSMTransition(state_dim, action_dim, belief_dim, input_hidden=cfg["transition_input"], device=device),
-            in_keys=["state", "belief", "action"],
-            out_keys=[("next", "belief")],
+            in_keys=[keys.state, keys.belief, keys.action],
+            out_keys=[keys.next("belief")],
         )
         head = dict(mlp, layers=cfg["head_layers"], std_mapping=cfg["std_mapping"], min_std=cfg["min_std"])
         prior = TensorDictModule(
             GaussianHead(belief_dim, state_dim, **head),
-            in_keys=[("next", "belief")],
-            out_keys=[("next", "prior_mean"), ("next", "prior_std")],
+            in_keys=[keys.next("belief")],
+            out_keys=[keys.prior_mean, keys.prior_std],
         )
         posterior = TensorDictModule(
             GaussianHead(belief_dim + enc.embedding_dim, state_dim, sample=True, **head),
-            in_keys=[("next", "belief"), ("next", "encoded_latents")],
-            out_keys=[("next", "posterior_mean"), ("next", "posterior_std"), ("next", "state")],
+            in_keys=[keys.next("belief"), keys.encoded_latents],
+            out_keys=[keys.posterior_mean, keys.posterior_std, keys.next("state")],
         )
-        feature = state_dim + belief_dim
-        decoders = {
-            key: make_decoder(
-                GaussianMLPDecoder(feature, dim, layers=cfg["layers"], learn_std=cfg["learn_std"], **mlp),
-                key,
-                event_dim=1,
-                learn_std=cfg["learn_std"],
-            )
-            for key, dim in vector_dims.items()
-        }
-        for key in pixel_keys:
-            decoders[key] = make_decoder(CNNDecoder(feature, device=device), key, event_dim=3, learn_std=False)
+        decoders = _decoders(vector_dims, pixel_keys, state_dim + belief_dim, cfg, mlp, keys, device)
         idm_module = None
         if idm:
             from aime_torchrl.modules.idm import make_idm
 
-            idm_module = make_idm(state_dim, belief_dim, enc.embedding_dim, action_dim, hidden=cfg["hidden"], device=device)
+            idm_module = make_idm(state_dim, belief_dim, enc.embedding_dim, action_dim, hidden=cfg["hidden"], keys=keys,
+                                  device=device)
         model = cls(
             encoder, transition, posterior, decoders, prior, idm_module,
             observation_keys=observation_keys, state_dim=state_dim, belief_dim=belief_dim, action_dim=action_dim,
+            keys=keys,
         )
         model.config = _plain_config(cfg, variant, vector_dims, pixel_keys, action_dim, idm)
         return model
+
+
+def _decoders(vector_dims, pixel_keys, feature: int, cfg: dict, mlp: dict, keys: LatentKeys, device) -> dict:
+    """One decoder per sensor on ``[belief, state]`` (:func:`make_decoder`): MLPs for vectors, the
+    reference's conv net for images."""
+    in_keys = [keys.next("belief"), keys.next("state")]
+    decoders = {
+        key: make_decoder(GaussianMLPDecoder(feature, dim, layers=cfg["layers"], learn_std=cfg["learn_std"], **mlp),
+                          key, event_dim=1, learn_std=cfg["learn_std"], in_keys=in_keys)
+        for key, dim in vector_dims.items()
+    }
+    for key in pixel_keys:
+        decoders[key] = make_decoder(CNNDecoder(feature, device=device), key, event_dim=3, learn_std=False,
+                                     in_keys=in_keys)
+    return decoders
 
 
 def _plain_config(cfg: dict, variant: str, vector_dims, pixel_keys, action_dim: int, idm: bool) -> dict:
@@ -386,7 +409,7 @@ def categorical_mode(logits: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype).flatten(-2)
 
 
-def _dreamerv3_world_model(cls, vector_dims, action_dim, pixel_keys, idm, device, cfg) -> RSSMWorldModel:
+def _dreamerv3_world_model(cls, vector_dims, action_dim, pixel_keys, idm, device, cfg, keys) -> RSSMWorldModel:
     """:meth:`RSSMWorldModel.from_config` of the ``"dreamerv3"`` preset: TorchRL's RSSMPriorV3 (block
     GRU) as the transition, writing the prior logits in the filter loop, and RSSMPosteriorV3."""
     from torchrl.modules import RSSMPosteriorV3, RSSMPriorV3
@@ -394,36 +417,37 @@ def _dreamerv3_world_model(cls, vector_dims, action_dim, pixel_keys, idm, device
     if idm:
         raise ValueError("The latent IDM head is built for Gaussian RSSMs; use idm=False with variant='dreamerv3'.")
     belief_dim, state_dim = cfg["belief_dim"], cfg["categoricals"] * cfg["classes"]
+    if belief_dim % cfg["blocks"]:
+        divisors = [b for b in range(1, min(belief_dim, 16) + 1) if belief_dim % b == 0]
+        raise ValueError(
+            f"belief_dim {belief_dim} is not a multiple of blocks {cfg['blocks']}: DreamerV3's block GRU splits the "
+            f"belief into equal blocks. Set world_model.blocks to a divisor of world_model.belief_dim (e.g. one of "
+            f"{divisors}) or belief_dim to a multiple of blocks."
+        )
     latents = dict(num_categoricals=cfg["categoricals"], num_classes=cfg["classes"], unimix=cfg["unimix"], device=device)
     if vector_dims and cfg["vector_encoder"]:
         enc = ObservationEncoder.mlp(vector_dims, pixel_keys, hidden=cfg["vector_encoder"], device=device)
     else:
         enc = ObservationEncoder(vector_dims, pixel_keys, device=device)
     observation_keys = [*vector_dims, *pixel_keys]
-    encoder = TensorDictModule(enc, in_keys=[("next", k) for k in observation_keys], out_keys=[("next", "encoded_latents")])
+    encoder = TensorDictModule(enc, in_keys=[("next", k) for k in observation_keys], out_keys=[keys.encoded_latents])
     transition = TensorDictModule(  # its prior sample is not the state: the posterior's is
         RSSMPriorV3(hidden_dim=cfg["hidden"], rnn_hidden_dim=belief_dim, action_dim=action_dim,
                     recurrent_model="block_gru", num_blocks=cfg["blocks"], **latents),
-        in_keys=["state", "belief", "action"],
-        out_keys=[("next", "prior_logits"), ("next", "prior_state"), ("next", "belief")],
+        in_keys=[keys.state, keys.belief, keys.action],
+        out_keys=[keys.prior_logits, keys.prior_state, keys.next("belief")],
     )
     posterior = TensorDictModule(
         RSSMPosteriorV3(hidden_dim=cfg["hidden"], rnn_hidden_dim=belief_dim, obs_embed_dim=enc.embedding_dim,
                         use_rms_norm=True, **latents),
-        in_keys=[("next", "belief"), ("next", "encoded_latents")],
-        out_keys=[("next", "posterior_logits"), ("next", "state")],
+        in_keys=[keys.next("belief"), keys.encoded_latents],
+        out_keys=[keys.posterior_logits, keys.next("state")],
     )
     mlp = dict(hidden=cfg["hidden"], activation=cfg["activation"], norm=cfg["norm"], device=device)
-    decoders = {
-        key: make_decoder(GaussianMLPDecoder(state_dim + belief_dim, dim, layers=cfg["layers"], learn_std=cfg["learn_std"],
-                                             **mlp), key, event_dim=1, learn_std=cfg["learn_std"])
-        for key, dim in vector_dims.items()
-    }
-    for key in pixel_keys:
-        decoders[key] = make_decoder(CNNDecoder(state_dim + belief_dim, device=device), key, event_dim=3, learn_std=False)
+    decoders = _decoders(vector_dims, pixel_keys, state_dim + belief_dim, cfg, mlp, keys, device)
     return cls(encoder, transition, posterior, decoders, None, None, observation_keys=observation_keys,
                state_dim=state_dim, belief_dim=belief_dim, action_dim=action_dim, latent="categorical",
-               unimix=cfg["unimix"])
+               unimix=cfg["unimix"], keys=keys)
 
 
 def _fmt(keys) -> str:

@@ -10,10 +10,12 @@ import copy
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import dispatch, TensorDictModuleBase
+from tensordict.utils import unravel_key
 from torch import nn
 from torchrl.envs.utils import ExplorationType
 
 from aime_torchrl.modules.filter_step import tanh_gaussian_net
+from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.world_model import RSSMWorldModel
 from aime_torchrl.objectives.elbo import ELBOLossBase, gaussian_kl
 
@@ -80,7 +82,6 @@ class AIMELoss(ELBOLossBase):
         True
     """
 
-    out_keys = ["loss_recon", "loss_kl", "elbo", "kl"]
     deterministic_sampling_mode = ExplorationType.RANDOM
 
     def __init__(
@@ -100,11 +101,13 @@ class AIMELoss(ELBOLossBase):
         super().__init__(
             kl_scale=kl_scale, free_nats=free_nats, kl_balance=kl_balance, nll_reweight=nll_reweight, compile=compile
         )
-        if "action" not in policy.out_keys:
+        keys = world_model.keys
+        if unravel_key(keys.action) not in policy.out_keys:
             raise ValueError(
-                f"The policy must write 'action', which the world model's transition reads; it writes {policy.out_keys}."
+                f"The policy must write {keys.action!r} (world_model.keys.action), which the world model's transition "
+                f"reads; it writes {policy.out_keys}: make_policy(..., keys=world_model.keys)."
             )
-        net = tanh_gaussian_net(policy)
+        net = tanh_gaussian_net(policy, keys)
         if net is not None:
             sizes = (net.mean[0].in_features, net.mean[-1].out_features)
             if sizes != (world_model.feature_dim, world_model.action_dim):
@@ -126,6 +129,14 @@ class AIMELoss(ELBOLossBase):
         # exactly the policy's and an optimiser built on it can never touch the world model.
         self.__dict__["world_model"] = world_model
         self.__dict__["_frozen_cache"] = (None, None)
+        self.set_keys(**keys.as_dict())
+
+    @property
+    def out_keys(self) -> list:
+        """What :meth:`forward` returns, from the options (and ``action_mse`` when the window has actions)."""
+        elbo = [] if self.use_idm and not self.idm_trainable else [*([] if self.kl_only else ["loss_recon"]), "loss_kl"]
+        idm = ["loss_action_kl", "action_kl"] if self.use_idm else []
+        return [*elbo, *idm, "elbo", "kl", *(f"recon_{k}" for k in self.world_model.decoders)]
 
     def _frozen(self) -> RSSMWorldModel:
         """A frozen view of the world model: the same modules, whose parameters are detached
@@ -153,23 +164,24 @@ class AIMELoss(ELBOLossBase):
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         self._check_finite_once(tensordict)
         world_model = self._frozen()
-        actor = _IDMActor(world_model.idm, self.policy) if self.use_idm else self.policy
+        keys = world_model.keys
+        actor = _IDMActor(world_model.idm, self.policy, keys) if self.use_idm else self.policy
         nets = world_model.plain_nets()
-        if nets is not None and not self.use_idm and tanh_gaussian_net(self.policy) is not None:
-            out, actions = self._tensor_elbo(world_model, nets, tensordict, None, self.policy, self.kl_only)
+        if nets is not None and not self.use_idm and tanh_gaussian_net(self.policy, keys) is not None:
+            out, actions = self._tensor_elbo(world_model, nets, tensordict, False, self.policy, self.kl_only)
             return self._action_mse(out, tensordict, actions)
-        frames = world_model.to_frames(tensordict, action_key=None)
+        frames = world_model.to_frames(tensordict, with_actions=False)
         frames = world_model(frames, policy=actor)
         out = self._elbo(world_model, frames, kl_only=self.kl_only)
         if self.use_idm:
             rows = frames[..., 1:]  # row 0 keeps the zero action of the initial state
-            kl = gaussian_kl(rows.get("idm_loc"), rows.get("idm_scale"), rows.get("loc"), rows.get("scale"))
+            kl = gaussian_kl(rows.get(keys.idm_loc), rows.get(keys.idm_scale), rows.get(keys.loc), rows.get(keys.scale))
             kl = kl.sum(-1).sum(-1).mean()
             if not self.idm_trainable:  # nothing else has a gradient
                 out = out.exclude("loss_recon", "loss_kl")
             out.set("loss_action_kl", self.kl_scale * kl)
             out.set("action_kl", kl.detach())
-        return self._action_mse(out, tensordict, frames.get("action"))
+        return self._action_mse(out, tensordict, frames.get(keys.action))
 
     def _action_mse(self, out: TensorDict, tensordict: TensorDictBase, actions: torch.Tensor) -> TensorDict:
         """Logs how far the inferred actions of the frames are from the window's true ones, if any."""
@@ -182,12 +194,12 @@ class AIMELoss(ELBOLossBase):
 class _IDMActor(TensorDictModuleBase):
     """Acts with the IDM (a sample of q(a | s, h, e')) and writes the policy's ``loc``/``scale`` too."""
 
-    def __init__(self, idm: TensorDictModuleBase, policy: TensorDictModuleBase) -> None:
+    def __init__(self, idm: TensorDictModuleBase, policy: TensorDictModuleBase, keys: LatentKeys) -> None:
         super().__init__()
         self.idm = idm
         self.policy = policy
         self.in_keys = list(dict.fromkeys([*idm.in_keys, *policy.in_keys]))
-        self.out_keys = ["action", "idm_loc", "idm_scale", "loc", "scale"]
+        self.out_keys = [unravel_key(k) for k in (keys.action, keys.idm_loc, keys.idm_scale, keys.loc, keys.scale)]
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         return self.policy.get_dist_params(self.idm(tensordict))

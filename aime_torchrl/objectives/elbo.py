@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import ProbabilisticTensorDictSequential, TensorDictModuleBase
-from tensordict.utils import NestedKey, unravel_key
+from tensordict.utils import unravel_key
 from torchrl.objectives import LossModule
 
 from aime_torchrl.modules.encoders import to_float_image
-from aime_torchrl.modules.filter_step import tanh_gaussian_net, window_noise
+from aime_torchrl.modules.filter_step import feature_names, tanh_gaussian_net, window_noise
+from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.world_model import RSSMNets, RSSMWorldModel
 
 NLL_REWEIGHTS = ("none", "dim_wise")
@@ -297,32 +298,20 @@ class ELBOLossBase(LossModule):
     """
 
     @dataclass
-    class _AcceptedKeys:
-        """Maintains default values for all configurable tensordict keys.
+    class _AcceptedKeys(LatentKeys):
+        """Maintains default values for all configurable tensordict keys: those of
+        :class:`~aime_torchrl.modules.keys.LatentKeys`, which the world model's modules, its rollout
+        and the policy read and write, and which the loss reads: ``action`` (where the *window* holds
+        a_t, which may differ from the world model's name: phase 1 reads it; phase 2 only compares it
+        with the inferred actions, if present), ``state``,
+        ``belief``, ``encoded_latents`` (the IDM's inputs), ``prior_mean``, ``prior_std``,
+        ``posterior_mean``, ``posterior_std`` (Gaussian latents) or ``prior_logits``,
+        ``posterior_logits`` (categorical ones, ``[..., N, K]``), ``loc``, ``scale``, ``idm_loc``,
+        ``idm_scale`` (AIME with IDM), ``prior_state``.
 
-        Attributes:
-            action (NestedKey): the action a_t of each row of the window (phase 1 reads it; phase 2
-                only compares it with the inferred actions, if present). Defaults to ``"action"``.
-            prior_mean (NestedKey): mean of p(s_t | h_t). Defaults to ``("next", "prior_mean")``.
-            prior_std (NestedKey): std of p(s_t | h_t). Defaults to ``("next", "prior_std")``.
-            posterior_mean (NestedKey): mean of q(s_t | h_t, o_t). Defaults to
-                ``("next", "posterior_mean")``.
-            posterior_std (NestedKey): std of q(s_t | h_t, o_t). Defaults to
-                ``("next", "posterior_std")``.
-            prior_logits (NestedKey): logits ``[..., N, K]`` of p(s_t | h_t) for categorical
-                latents (``world_model.latent == "categorical"``, DreamerV3's). Defaults to
-                ``("next", "prior_logits")``.
-            posterior_logits (NestedKey): logits of q(s_t | h_t, o_t). Defaults to
-                ``("next", "posterior_logits")``.
+        A loss starts from its world model's names (``world_model.keys``); ``set_keys`` checks that
+        the world model was built on the names it is given (``from_config(..., keys=...)``).
         """
-
-        action: NestedKey = "action"
-        prior_mean: NestedKey = ("next", "prior_mean")
-        prior_std: NestedKey = ("next", "prior_std")
-        posterior_mean: NestedKey = ("next", "posterior_mean")
-        posterior_std: NestedKey = ("next", "posterior_std")
-        prior_logits: NestedKey = ("next", "prior_logits")
-        posterior_logits: NestedKey = ("next", "posterior_logits")
 
     tensor_keys: _AcceptedKeys
     default_keys = _AcceptedKeys
@@ -360,7 +349,20 @@ class ELBOLossBase(LossModule):
         self._inputs_checked = False
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
-        pass
+        """The names this loss reads must be those the world model's modules write."""
+        ours, theirs = self.tensor_keys.as_dict(), self.world_model.keys.as_dict()
+        ours.pop("action")  # the data's: to_frames moves it to the world model's
+        wrong = {name: key for name, key in ours.items() if unravel_key(key) != unravel_key(theirs[name])}
+        if wrong:
+            told = ", ".join(f"{name}={key!r}" for name, key in wrong.items())
+            built = ", ".join(f"{name}={theirs[name]!r}" for name in wrong)
+            for name in wrong:  # the loss keeps reading what the world model writes
+                setattr(self.tensor_keys, name, theirs[name])
+            raise ValueError(
+                f"set_keys({told}): the world model's modules read and write {built} (world_model.keys). Build the "
+                f"world model on the same names, RSSMWorldModel.from_config(..., keys=LatentKeys({told})) (and "
+                "make_policy(..., keys=world_model.keys)), or leave the loss's keys at the world model's."
+            )
 
     def _check_finite_once(self, tensordict: TensorDictBase) -> None:
         """The entries this loss reads (``in_keys``) in the first window it sees must be finite (one
@@ -382,23 +384,23 @@ class ELBOLossBase(LossModule):
         world_model: RSSMWorldModel,
         nets: RSSMNets,
         tensordict: TensorDictBase,
-        action_key: NestedKey | None,
+        with_actions: bool,
         policy: TensorDictModuleBase | None = None,
         kl_only: bool = False,
     ) -> tuple[TensorDict, torch.Tensor]:
         """The fast path (:func:`window_elbo`, compiled with ``compile=True``): the ELBO terms and
         the actions of the frames. The noise is drawn here (:func:`window_noise`, as the rollout does)."""
-        frames = world_model.to_frames(tensordict, action_key)
+        frames = world_model.to_frames(tensordict, with_actions, self.tensor_keys.action)
         observations = {key: frames.get(("next", key)) for key in world_model.observation_keys}
-        actions = frames.get("action")
+        actions = frames.get(world_model.keys.action)
         state = actions.new_zeros(*frames.batch_size[:-1], nets.state_dim)
-        policy_net = tanh_gaussian_net(policy)
+        policy_net = tanh_gaussian_net(policy, world_model.keys)
         noise, policy_noise = window_noise(state, actions[..., 0, :], frames.batch_size[-1], policy=policy_net is not None)
         options = {}
         if policy_net is not None:
             options = dict(
                 policy=policy_net,
-                feature_keys=[unravel_key(k) for k in policy.module[0].in_keys],
+                features=feature_names(policy, world_model.keys),
                 policy_noise=policy_noise,
             )
         terms, actions = self._window_elbo(

@@ -28,7 +28,7 @@ def window_elbo(
     noise: Sequence[torch.Tensor],
     *,
     policy: TanhGaussianPolicyNet | None = None,
-    feature_keys: Sequence[str] = ("belief", "state"),
+    features: Sequence[str] = ("belief", "state"),
     policy_noise: Sequence[torch.Tensor] = (),
     **elbo_options,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -42,7 +42,7 @@ def window_elbo(
 
     Keyword Args:
         policy (TanhGaussianPolicyNet, optional): acts from row 1 on in place of ``actions`` (AIME).
-        feature_keys (Sequence[str]): the latents the policy reads, in order.
+        features (Sequence[str]): the latents the policy reads, in order (``"belief"``, ``"state"``).
         policy_noise (Sequence[torch.Tensor]): the policy's noise of every row, ``T x [*B, A]``.
         **elbo_options: :func:`~aime_torchrl.objectives.elbo.elbo_from_params`'s options but ``batch_dims``.
 
@@ -52,7 +52,7 @@ def window_elbo(
     embedding = nets.encoder(*observations.values())
     initial_state = embedding.new_zeros(*actions.shape[:time_dim], nets.state_dim)
     initial_belief = embedding.new_zeros(*actions.shape[:time_dim], nets.belief_dim)
-    act = tanh_gaussian_actor(policy, feature_keys, policy_noise) if policy is not None else None
+    act = tanh_gaussian_actor(policy, features, policy_noise) if policy is not None else None
     rows = filter_sequence(
         nets.transition, nets.posterior, initial_state, initial_belief,
         actions.unbind(time_dim), embedding.unbind(time_dim), noise, act,

@@ -9,6 +9,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import dispatch
 
+from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.world_model import RSSMWorldModel
 from aime_torchrl.objectives.elbo import ELBOLossBase
 
@@ -67,8 +68,6 @@ class WorldModelLoss(ELBOLossBase):
         ['elbo', 'kl', 'loss_kl', 'loss_recon', 'recon_observation']
     """
 
-    out_keys = ["loss_recon", "loss_kl", "elbo", "kl"]
-
     def __init__(
         self,
         world_model: RSSMWorldModel,
@@ -83,33 +82,41 @@ class WorldModelLoss(ELBOLossBase):
             kl_scale=kl_scale, free_nats=free_nats, kl_balance=kl_balance, nll_reweight=nll_reweight, compile=compile
         )
         self.world_model = world_model
+        self.set_keys(**world_model.keys.as_dict())
 
     @property
     def in_keys(self) -> list:
         obs = self.world_model.observation_keys
         return [*obs, *(("next", k) for k in obs), self.tensor_keys.action]
 
+    @property
+    def out_keys(self) -> list:
+        """What :meth:`forward` returns, from the options: the losses, the ELBO's terms and ``loss_idm``
+        with an IDM."""
+        idm = ["loss_idm"] if self.world_model.idm is not None else []
+        return ["loss_recon", "loss_kl", *idm, "elbo", "kl", *(f"recon_{k}" for k in self.world_model.decoders)]
+
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         self._check_finite_once(tensordict)
         nets = self.world_model.plain_nets()
         if nets is not None and self.world_model.idm is None:
-            return self._tensor_elbo(self.world_model, nets, tensordict, self.tensor_keys.action)[0]
-        frames = self.world_model.to_frames(tensordict, self.tensor_keys.action)
+            return self._tensor_elbo(self.world_model, nets, tensordict, True)[0]
+        frames = self.world_model.to_frames(tensordict, action_key=self.tensor_keys.action)
         frames = self.world_model(frames)
         out = self._elbo(self.world_model, frames)
         if self.world_model.idm is not None:
-            out.set("loss_idm", idm_nll(self.world_model.idm, frames))
+            out.set("loss_idm", idm_nll(self.world_model.idm, frames, self.world_model.keys))
         return out
 
 
-def idm_nll(idm, frames: TensorDictBase) -> torch.Tensor:
+def idm_nll(idm, frames: TensorDictBase, keys: LatentKeys) -> torch.Tensor:
     """The IDM's negative log-likelihood of the actions a_1..a_T of the frames (row 0's action is the
     zero action of the initial state, not data), from detached inputs; sum over the batch, mean
     over time. Actions are clamped to +-0.999 as in the reference."""
     rows = frames[..., 1:]
     inputs = TensorDict(
-        {key: rows.get(key).detach() for key in ("belief", "state", ("next", "encoded_latents"))}, rows.batch_size
+        {key: rows.get(key).detach() for key in (keys.belief, keys.state, keys.encoded_latents)}, rows.batch_size
     )
-    action = rows.get("action").clamp(-0.999, 0.999)
+    action = rows.get(keys.action).clamp(-0.999, 0.999)
     return -idm.get_dist(inputs).log_prob(action).mean(-1).sum()

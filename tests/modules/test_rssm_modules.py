@@ -48,7 +48,7 @@ def test_to_frames_layout_and_errors():
     torch.testing.assert_close(frames["next", "observation"][:, 0], window["observation"][:, 0])
     torch.testing.assert_close(frames["next", "observation"][:, 1:], window["next", "observation"])
     assert (frames["action"][:, 0] == 0).all()
-    assert (wm.to_frames(window, action_key=None)["action"] == 0).all()
+    assert (wm.to_frames(window, with_actions=False)["action"] == 0).all()
     with pytest.raises(ValueError, match="time dimension"):
         wm.to_frames(window[:, 0][0])
     with pytest.raises(ValueError, match="Unknown world model"):

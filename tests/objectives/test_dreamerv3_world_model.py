@@ -21,7 +21,7 @@ DIMS = {"a": 3, "b": 2}
 
 
 def v3_world_model(**kwargs) -> RSSMWorldModel:
-    sizes = dict(belief_dim=32, hidden=32, categoricals=4, classes=5, blocks=4, vector_encoder=16, **kwargs)
+    sizes = {**dict(belief_dim=32, hidden=32, categoricals=4, classes=5, blocks=4, vector_encoder=16), **kwargs}
     return RSSMWorldModel.from_config(DIMS, 2, variant="dreamerv3", **sizes)
 
 
@@ -97,3 +97,8 @@ def test_the_filtering_actor_acts_from_the_posterior_s_likeliest_classes():
     state = first["next", "state"].view(5, 4, 5)  # 4 categoricals of 5 classes, one-hot each
     assert torch.equal(state.sum(-1), torch.ones(5, 4))
     assert torch.equal(first["next", "state"], second["next", "state"]) and torch.equal(first["action"], second["action"])
+
+
+def test_a_belief_the_block_gru_cannot_split_is_refused_naming_the_config_keys():
+    with pytest.raises(ValueError, match=r"belief_dim 30 is not a multiple of blocks 4.*world_model.blocks"):
+        v3_world_model(belief_dim=30)

@@ -37,7 +37,7 @@ def test_tensor_path_equals_the_keyed_path():
     fast = AIMELoss(wm, policy)(window)
     torch.manual_seed(2)
     with set_exploration_type(ExplorationType.RANDOM):
-        frames = wm(wm.to_frames(window, None), policy=policy)
+        frames = wm(wm.to_frames(window, with_actions=False), policy=policy)
     keyed = loss._elbo(wm, frames)
     for key in KEYS:
         torch.testing.assert_close(fast[key], keyed[key], msg=key)
