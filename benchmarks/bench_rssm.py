@@ -9,6 +9,10 @@
     python benchmarks/bench_rssm.py --mode compile --json            # last line: {"phase1": ..., "phase2": ..., "compile_s": ...}
     python benchmarks/bench_rssm.py --device cuda --mode cudagraph --bf16
     python benchmarks/bench_rssm.py --variant dreamerv3 --belief 128 --state 32 --batch 32 --horizon 32   # TorchRL's V3 RSSM
+    python benchmarks/bench_rssm.py --variant latent_action --belief 128 --state 32 --batch 32 --horizon 32  # its training step
+
+``--variant latent_action`` times the latent-action world model's step (``LatentActionLoss``, a quarter
+of the windows labelled; latent actions as large as the actions), phase 1 only (it has no phase 2).
 
 Defaults: RSSM 512/128, MLPs 128x2 ELU, batch 50, walker MDP state observations (24 dims: 14 + 1 +
 9), 6-dim actions, beta-NLL (``dim_wise``) as the reference walker config; ``--pixels`` gives the
@@ -34,6 +38,8 @@ from tensordict import TensorDict
 from torch.utils.flop_counter import FlopCounterMode
 
 from aime_torchrl import AIMELoss, make_policy, RSSMWorldModel, WorldModelLoss
+from aime_torchrl.modules import LatentActionWorldModel
+from aime_torchrl.objectives import LatentActionLoss
 from aime_torchrl.trainers import total_loss
 
 SENSORS = {"orientations": 14, "height": 1, "velocity": 9}
@@ -113,7 +119,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--horizon", type=int, default=50)
-    parser.add_argument("--variant", default="rssm", choices=["rssm", "rssmo", "dreamerv3"])
+    parser.add_argument("--variant", default="rssm", choices=["rssm", "rssmo", "dreamerv3", "latent_action"])
     parser.add_argument("--classes", type=int, default=16,
                         help="dreamerv3: classes per categorical; --state / classes categoricals (the same state size)")
     parser.add_argument("--pixels", action="store_true", help="the visual setup: 64x64 images only")
@@ -130,6 +136,8 @@ def main() -> None:
     device = torch.device(args.device)
     if args.mode == "cudagraph" and device.type != "cuda":
         parser.error("--mode cudagraph needs --device cuda")
+    if args.variant == "latent_action" and args.mode != "eager":
+        parser.error("--variant latent_action runs eagerly only")
 
     sizes = dict(belief_dim=args.belief, state_dim=args.state, hidden=args.hidden)
     if args.variant == "dreamerv3":  # categoricals x classes = the state size; the vector encoder as wide as hidden
@@ -138,15 +146,23 @@ def main() -> None:
         sizes = dict(belief_dim=args.belief, hidden=args.hidden, vector_encoder=args.hidden,
                      categoricals=args.state // args.classes, classes=args.classes)
     vector = {} if args.pixels else SENSORS
-    world_model = RSSMWorldModel.from_config(
-        vector, ACTION_DIM, pixel_keys=["pixels"] if args.pixels else (), variant=args.variant, device=device, **sizes
-    )
+    pixel_keys = ["pixels"] if args.pixels else ()
     batch = make_batch(args.batch, args.horizon, device, pixels=args.pixels)
-    nll = "dim_wise" if args.variant == "rssm" else "none"
     compile_ = MODES[args.mode]
-    phase1 = WorldModelLoss(world_model, nll_reweight=nll, compile=compile_)
-    policy = make_policy(world_model.state_dim, world_model.belief_dim, ACTION_DIM, hidden=args.hidden, device=device)
-    phase2 = AIMELoss(world_model, policy, nll_reweight=nll, compile=compile_)
+    phases = []
+    if args.variant == "latent_action":
+        model = LatentActionWorldModel.from_config(vector, ACTION_DIM, pixel_keys=pixel_keys, device=device, **sizes)
+        batch.set("labelled", (torch.arange(args.batch, device=device) < args.batch // 4)[:, None].expand(batch.batch_size))
+        phases.append(("phase1", LatentActionLoss(model), list(model.parameters())))
+    else:
+        world_model = RSSMWorldModel.from_config(vector, ACTION_DIM, pixel_keys=pixel_keys, variant=args.variant,
+                                                 device=device, **sizes)
+        nll = "dim_wise" if args.variant == "rssm" else "none"
+        policy = make_policy(world_model.state_dim, world_model.belief_dim, ACTION_DIM, hidden=args.hidden, device=device)
+        phases.append(("phase1", WorldModelLoss(world_model, nll_reweight=nll, compile=compile_),
+                       list(world_model.parameters())))
+        phases.append(("phase2", AIMELoss(world_model, policy, nll_reweight=nll, compile=compile_),
+                       list(policy.parameters())))
 
     print(
         f"{args.variant} {args.belief}/{args.state} hidden {args.hidden}, {'pixels' if args.pixels else 'state'}, "
@@ -156,10 +172,7 @@ def main() -> None:
     print("| phase | steps/s | first 2 steps (s) | GFLOP/step | achieved GFLOP/s |")
     print("|---|---|---|---|---|")
     result, compile_s = {}, 0.0
-    for name, loss, params in (
-        ("phase1", phase1, list(world_model.parameters())),
-        ("phase2", phase2, list(policy.parameters())),
-    ):
+    for name, loss, params in phases:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         rate, flops, first = bench(loss, params, batch, args.steps, args.warmup, args.bf16)

@@ -5,6 +5,7 @@
 from aime_torchrl.data.collect import collect_episodes, GaussianActionNoise, UniformRandomPolicy
 from aime_torchrl.data.builder import build_dataset, dataset_folders, open_dataset, render_images, resolve_datasets
 from aime_torchrl.data.dataset import AIMEDataset, default_root
+from aime_torchrl.data.labelled import LabelledMixture, pseudo_label, split_labelled
 from aime_torchrl.data.npz import DatasetFormatError, episode_files, episode_to_td, load_episode, save_episode, td_to_episode
 from aime_torchrl.data.replay import make_window_buffer
 from aime_torchrl.data.synthetic import LinearControlSystem
@@ -13,6 +14,7 @@ __all__ = [
     "AIMEDataset",
     "DatasetFormatError",
     "GaussianActionNoise",
+    "LabelledMixture",
     "LinearControlSystem",
     "UniformRandomPolicy",
     "build_dataset",
@@ -24,8 +26,10 @@ __all__ = [
     "load_episode",
     "make_window_buffer",
     "open_dataset",
+    "pseudo_label",
     "render_images",
     "resolve_datasets",
     "save_episode",
+    "split_labelled",
     "td_to_episode",
 ]

@@ -5,6 +5,8 @@
 """Replay buffers that sample windows of consecutive frames inside one episode."""
 from __future__ import annotations
 
+import warnings
+
 from tensordict import TensorDictBase
 from torchrl.data import LazyTensorStorage, SliceSampler, TensorDictReplayBuffer, TensorStorage
 
@@ -49,7 +51,9 @@ class WindowReplayBuffer(TensorDictReplayBuffer):
     def sample(self, batch_size: int | None = None, **kwargs) -> TensorDictBase:
         """``batch_size`` windows (default: the constructor's), ``[batch_size, horizon]``."""
         windows = self.num_windows if batch_size is None else batch_size
-        return super().sample(windows * self.horizon, **kwargs).reshape(windows, self.horizon)
+        with warnings.catch_warnings():  # another batch size than the constructor's is meant here
+            warnings.filterwarnings("ignore", message="Got conflicting batch_sizes")
+            return super().sample(windows * self.horizon, **kwargs).reshape(windows, self.horizon)
 
 
 def make_window_buffer(

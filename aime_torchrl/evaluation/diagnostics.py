@@ -14,7 +14,7 @@ import torch
 from tensordict import TensorDictBase
 
 from aime_torchrl.data.npz import episode_files, load_episode
-from aime_torchrl.evaluation.prediction import open_loop_prediction
+from aime_torchrl.evaluation.prediction import open_loop_errors
 from aime_torchrl.modules.world_model import RSSMWorldModel
 from aime_torchrl.objectives import AIMELoss, WorldModelLoss
 
@@ -46,17 +46,7 @@ def world_model_diagnostics(
         for window in windows:
             out = loss(window)
             values = {"elbo": out.get("elbo"), "kl": out.get("kl")}
-            predicted = open_loop_prediction(world_model, window, context=context)[..., context:]
-            truth = world_model.to_frames(window)[..., context:]  # the predicted frames only
-            errors = []
-            for key in predicted.keys():
-                target = truth.get(("next", key))
-                if target.dtype == torch.uint8:
-                    target = target.float() / 255
-                error = (predicted.get(key) - target).pow(2).mean()
-                values[f"open_loop_mse_{key}"] = error
-                errors.append(error)
-            values["open_loop_mse"] = torch.stack(errors).mean()
+            values.update(open_loop_errors(world_model, window, context=context))
             for key, value in values.items():
                 totals[key] = totals.get(key, 0.0) + value.item() / len(windows)
     return totals

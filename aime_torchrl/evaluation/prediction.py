@@ -75,3 +75,29 @@ def open_loop_prediction(world_model: RSSMWorldModel, window: TensorDictBase, *,
     return TensorDict(
         {key: decoder.get_dist(latents).mean for key, decoder in world_model.decoders.items()}, frames.batch_size
     )
+
+
+def open_loop_errors(world_model: RSSMWorldModel, window: TensorDictBase, *, context: int = 5) -> dict[str, torch.Tensor]:
+    """How far :func:`open_loop_prediction` lands from the window: the squared error per dimension of
+    each decoded sensor (images: per pixel, in [0, 1]) over the predicted frames,
+    ``open_loop_mse_<sensor>``, and their mean, ``open_loop_mse``.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> wm = RSSMWorldModel.from_config({"observation": 5}, action_dim=2, belief_dim=16, state_dim=4, hidden=16)
+        >>> window = TensorDict({"observation": torch.randn(3, 10, 5), "action": torch.rand(3, 10, 2),
+        ...     ("next", "observation"): torch.randn(3, 10, 5)}, [3, 10])
+        >>> sorted(open_loop_errors(wm, window))
+        ['open_loop_mse', 'open_loop_mse_observation']
+    """
+    predicted = open_loop_prediction(world_model, window, context=context)[..., context:]
+    truth = world_model.to_frames(window)[..., context:]  # the predicted frames only
+    errors = {}
+    for key in predicted.keys():
+        target = truth.get(("next", key))
+        if target.dtype == torch.uint8:
+            target = target.float() / 255
+        errors[f"open_loop_mse_{key}"] = (predicted.get(key) - target).pow(2).mean()
+    errors["open_loop_mse"] = torch.stack(list(errors.values())).mean()
+    return errors

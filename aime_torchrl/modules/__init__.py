@@ -11,6 +11,7 @@ from aime_torchrl.modules.policy import make_policy, TanhGaussianPolicyNet
 from aime_torchrl.modules.rollout import PosteriorRollout
 from aime_torchrl.modules.rssm import GaussianHead, RSSMTransition
 from aime_torchrl.modules.keys import LatentKeys
+from aime_torchrl.modules.latent_action import LATENT_ACTION_KEYS, LatentActionWorldModel
 from aime_torchrl.modules.world_model import categorical_mode, RSSMWorldModel, WORLD_MODEL_PRESETS
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "FrameStackMLP",
     "GaussianHead",
     "GaussianMLPDecoder",
+    "LATENT_ACTION_KEYS",
+    "LatentActionWorldModel",
     "LatentKeys",
     "ObservationEncoder",
     "PosteriorRollout",

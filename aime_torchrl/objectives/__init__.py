@@ -8,6 +8,7 @@ from aime_torchrl.objectives.elbo import (
     balanced_kl, categorical_kl, elbo_terms, free_nats_kl, gaussian_kl, latent_kl, LATENTS,
 )
 from aime_torchrl.objectives.iidm import ForwardModelLoss, IIDMLoss
+from aime_torchrl.objectives.latent_action import LatentActionLoss
 from aime_torchrl.objectives.world_model import LOSS_PRESETS, WorldModelLoss
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "BCLoss",
     "ForwardModelLoss",
     "IIDMLoss",
+    "LatentActionLoss",
     "LOSS_PRESETS",
     "WorldModelLoss",
     "LATENTS",

@@ -176,6 +176,7 @@ def elbo_terms(
     kl_balance: float | None = None,
     nll_reweight: str = "none",
     kl_only: bool = False,
+    extra_kl: torch.Tensor | None = None,
 ) -> TensorDict:
     """Computes the ELBO of filtered frames ``[B, T]`` and the losses that optimise it.
 
@@ -200,6 +201,9 @@ def elbo_terms(
         kl_balance (float, optional): KL balancing factor alpha; ``None`` disables.
         nll_reweight (str): ``"none"`` or ``"dim_wise"``.
         kl_only (bool): optimise only the KL term (the paper's KL-only ablation).
+        extra_kl (torch.Tensor, optional): the KL per step ``[B, T]`` of further latents (a latent
+            action's), optimised with the state's (the dim-wise weight and ``kl_scale`` apply; free
+            nats and balancing do not) but left out of the logged ``kl`` and ``elbo``.
     """
     likelihoods = {}
     for key, decoder in decoders.items():
@@ -222,6 +226,7 @@ def elbo_terms(
         kl_balance=kl_balance,
         nll_reweight=nll_reweight,
         kl_only=kl_only,
+        extra_kl=extra_kl,
     )
     return TensorDict(out)
 
@@ -239,6 +244,7 @@ def elbo_from_params(
     kl_balance: float | None = None,
     nll_reweight: str = "none",
     kl_only: bool = False,
+    extra_kl: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """:func:`elbo_terms` on plain tensors: the one definition of the ELBO and its losses.
 
@@ -250,7 +256,7 @@ def elbo_from_params(
 
     Keyword Args:
         batch_dims (int): the leading dims ``[*B, T]`` of every tensor (the rest is one event).
-        latent, unimix, kl_scale, free_nats, kl_balance, nll_reweight, kl_only: as :func:`elbo_terms`.
+        latent, unimix, kl_scale, free_nats, kl_balance, nll_reweight, kl_only, extra_kl: as :func:`elbo_terms`.
 
     Returns a dict of scalar tensors (see :func:`elbo_terms`).
     """
@@ -280,6 +286,8 @@ def elbo_from_params(
 
     kl_value, kl_opt = latent_kl(posterior, prior, latent=latent, balance=kl_balance, free_nats=free_nats,
                                  unimix=unimix)  # [B, T]: the true KL, and the one optimised
+    if extra_kl is not None:
+        kl_opt = kl_opt + extra_kl
     if nll_reweight == "dim_wise":
         kl_opt = kl_opt * (std_sum / std_count)
 
@@ -352,7 +360,7 @@ class ELBOLossBase(LossModule):
         """The names this loss reads must be those the world model's modules write."""
         ours, theirs = self.tensor_keys.as_dict(), self.world_model.keys.as_dict()
         ours.pop("action")  # the data's: to_frames moves it to the world model's
-        wrong = {name: key for name, key in ours.items() if unravel_key(key) != unravel_key(theirs[name])}
+        wrong = {name: key for name, key in ours.items() if name in theirs and unravel_key(key) != unravel_key(theirs[name])}
         if wrong:
             told = ", ".join(f"{name}={key!r}" for name, key in wrong.items())
             built = ", ".join(f"{name}={theirs[name]!r}" for name in wrong)
@@ -409,7 +417,10 @@ class ELBOLossBase(LossModule):
         )
         return TensorDict(terms), actions
 
-    def _elbo(self, world_model: RSSMWorldModel, frames: TensorDictBase, kl_only: bool = False) -> TensorDict:
+    def _elbo(
+        self, world_model: RSSMWorldModel, frames: TensorDictBase, kl_only: bool = False,
+        extra_kl: torch.Tensor | None = None,
+    ) -> TensorDict:
         keys = self.tensor_keys
         return elbo_terms(
             world_model.decoders,
@@ -427,4 +438,5 @@ class ELBOLossBase(LossModule):
             kl_balance=self.kl_balance,
             nll_reweight=self.nll_reweight,
             kl_only=kl_only,
+            extra_kl=extra_kl,
         )

@@ -1,0 +1,157 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""The ELBO of a latent-action world model on labelled and action-free windows alike."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import dispatch
+from tensordict.utils import NestedKey
+
+from aime_torchrl.modules.latent_action import LatentActionWorldModel
+from aime_torchrl.modules.world_model import RSSMWorldModel
+from aime_torchrl.objectives.elbo import ELBOLossBase, gaussian_kl
+
+
+class LatentActionLoss(ELBOLossBase):
+    """Trains a :class:`~aime_torchrl.modules.LatentActionWorldModel` on windows with or without actions.
+
+    The latent action u_{t} of every step is a latent variable of the ELBO, inferred by
+    q(u_t | h_t, s_t, e_{t+1}) inside the posterior rollout. Its prior is the action encoder
+    g(u | a_t) on labelled steps and N(0, I) on action-free ones, so one objective covers both:
+
+        ELBO = sum_t [ log p(o_t | h_t, s_t) - KL(q(s_t) || p(s_t | h_t)) - KL(q(u_t) || prior(u_t)) ]
+
+    On labelled steps the KL to g(u | a_t) is the *alignment* of inferred and real actions (it trains
+    q and g towards each other); on action-free ones the KL to N(0, I) is an information bottleneck
+    (beta-VAE, as AdaWorld's latent actions) that keeps u from carrying more than the step needs. The
+    action decoder p(a_t | u_t) is trained on the labelled steps' sampled u (its gradient also shapes
+    q, as CLAM trains its decoder jointly); it is not part of the ELBO.
+
+    Args:
+        model (LatentActionWorldModel): the model to train.
+
+    Keyword Args:
+        kl_scale, free_nats, kl_balance, nll_reweight: the state ELBO's options, as
+            :class:`~aime_torchrl.WorldModelLoss`'s (``dim_wise`` scales the state KL only).
+        latent_kl_scale (float, optional): weight of the latent actions' KL (beta). Defaults to ``1.0``.
+        decoder_scale (float, optional): weight of the action decoder's NLL. Defaults to ``1.0``.
+
+    Keys (``set_keys``): ``action`` (the window's real actions; a window without them is action-free),
+    ``labelled`` (``[B, T]`` booleans: which steps have real actions; absent: every step of a window
+    with actions is labelled), and the world model's latent keys.
+
+    Returns ``loss_recon``, ``loss_kl`` (the state's and the latent actions' KL: with
+    ``nll_reweight="dim_wise"`` both get the decoders' mean std as weight, else the latent actions would
+    be 10-50x dearer than the state and collapse) and ``loss_action`` (sum them), and the detached
+    ``elbo`` (per window), ``kl``, ``kl_latent_action`` (per window),
+    ``alignment`` (KL(q || g) per labelled step), ``action_nll`` (per labelled step), ``action_mse`` (the
+    decoded mean of q against the real actions, labelled steps), ``labelled_fraction`` and ``recon_<sensor>``.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> model = LatentActionWorldModel.from_config({"observation": 4}, 2, belief_dim=16, state_dim=4, hidden=16)
+        >>> loss = LatentActionLoss(model)
+        >>> window = TensorDict({"observation": torch.randn(6, 8, 4), ("next", "observation"): torch.randn(6, 8, 4),
+        ...     "action": torch.rand(6, 8, 2) * 2 - 1,
+        ...     "labelled": (torch.arange(6) < 2)[:, None].expand(6, 8)}, [6, 8])
+        >>> out = loss(window)
+        >>> sum(out[k] for k in loss.out_keys if k.startswith("loss_")).backward()
+    """
+
+    @dataclass
+    class _AcceptedKeys(ELBOLossBase._AcceptedKeys):
+        """The keys of :class:`~aime_torchrl.objectives.elbo.ELBOLossBase` and ``labelled``: which
+        steps (``[B, T]``) carry real actions. Defaults to ``"labelled"``."""
+
+        labelled: NestedKey = "labelled"
+
+    tensor_keys: _AcceptedKeys
+    default_keys = _AcceptedKeys
+
+    def __init__(
+        self,
+        model: LatentActionWorldModel,
+        *,
+        kl_scale: float = 1.0,
+        free_nats: float = 0.0,
+        kl_balance: float | None = None,
+        nll_reweight: str = "dim_wise",
+        latent_kl_scale: float = 1.0,
+        decoder_scale: float = 1.0,
+    ) -> None:
+        super().__init__(kl_scale=kl_scale, free_nats=free_nats, kl_balance=kl_balance, nll_reweight=nll_reweight)
+        if latent_kl_scale < 0 or decoder_scale < 0:
+            raise ValueError(f"latent_kl_scale and decoder_scale must be >= 0, got {latent_kl_scale} and {decoder_scale}.")
+        self.model = model
+        self.latent_kl_scale = latent_kl_scale
+        self.decoder_scale = decoder_scale
+        self.set_keys(**{k: v for k, v in model.keys.as_dict().items() if k != "action"})  # action: the data's
+
+    @property
+    def world_model(self) -> RSSMWorldModel:
+        return self.model.world_model
+
+    @property
+    def in_keys(self) -> list:
+        obs = self.world_model.observation_keys
+        return [*obs, *(("next", k) for k in obs), self.tensor_keys.action, self.tensor_keys.labelled]
+
+    @property
+    def out_keys(self) -> list:
+        return ["loss_recon", "loss_kl", "loss_action", "elbo", "kl", "kl_latent_action",
+                "alignment", "action_nll", "action_mse", "labelled_fraction",
+                *(f"recon_{k}" for k in self.world_model.decoders)]
+
+    def labels(self, window: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
+        """The window's real actions ``[B, T, A]`` (zeros where missing) and its labelled steps ``[B, T]``."""
+        keys = self.tensor_keys
+        actions = window.get(keys.action, None)
+        if actions is None:
+            zeros = torch.zeros(*window.batch_size, self.model.action_dim, device=window.device)
+            return zeros, torch.zeros(window.batch_size, dtype=torch.bool, device=window.device)
+        if actions.shape[-1] != self.model.action_dim:
+            raise ValueError(f"The window's {keys.action!r} has {actions.shape[-1]} dims per step, but the model decodes "
+                             f"{self.model.action_dim}-dim actions.")
+        labelled = window.get(keys.labelled, None)
+        if labelled is None:
+            return actions, torch.ones(window.batch_size, dtype=torch.bool, device=window.device)
+        return actions, labelled.reshape(window.batch_size).bool()
+
+    @dispatch
+    def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        self._check_finite_once(tensordict)
+        actions, labelled = self.labels(tensordict)
+        frames = self.model(self.model.to_frames(tensordict))
+        rows = frames[..., 1:]  # row t + 1 holds u_t, inferred from o_{t+1}; row 0 is the initial state's
+        keys = self.world_model.keys
+        q_loc, q_scale, sample = rows.get(keys.loc), rows.get(keys.scale), rows.get(keys.action)
+        g_loc, g_scale = self.model.encode_actions(actions)
+        aligned = gaussian_kl(q_loc, q_scale, g_loc, g_scale).sum(-1)  # [B, T]
+        free = gaussian_kl(q_loc, q_scale, torch.zeros_like(q_loc), torch.ones_like(q_scale)).sum(-1)
+        kl_u = torch.where(labelled, aligned, free)
+        # One ELBO: u's KL is optimised with the state's (the same dim-wise weight and kl_scale), row 0 has none.
+        out = self._elbo(self.world_model, frames, extra_kl=self.latent_kl_scale * torch.cat(
+            [torch.zeros_like(kl_u[..., :1]), kl_u], -1))
+        a_loc, a_scale = self.model.decode_params(sample)
+        target = actions.clamp(-1, 1)
+        nll = (((target - a_loc) / a_scale).pow(2) / 2 + a_scale.log() + math.log(2 * math.pi) / 2).sum(-1)
+        mask = labelled.to(q_loc.dtype)
+        count = mask.sum().clamp_min(1)
+        out.set("loss_action", self.decoder_scale * (nll * mask).sum(-1).mean())
+        kl_u = kl_u.detach()
+        out.set("elbo", out.get("elbo") - kl_u.sum(-1).mean())
+        out.set("kl_latent_action", kl_u.sum(-1).mean())
+        out.set("alignment", (aligned.detach() * mask).sum() / count)
+        out.set("action_nll", (nll.detach() * mask).sum() / count)
+        with torch.no_grad():
+            decoded = self.model.decode(q_loc)
+        out.set("action_mse", ((decoded - target).pow(2).mean(-1) * mask).sum() / count)
+        out.set("labelled_fraction", mask.mean())
+        return out
