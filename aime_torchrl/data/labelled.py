@@ -54,7 +54,7 @@ def split_labelled(
 class LabelledMixture:
     """Batches of windows drawn from a labelled and an action-free replay buffer in a fixed ratio.
 
-    Each batch holds ``round(labelled_fraction * batch_size)`` labelled windows (all of them when
+    Each batch holds ``max(1, round(labelled_fraction * batch_size))`` labelled windows (all of them when
     there is no action-free buffer) and action-free ones for the rest; action-free windows get zero
     actions, and every step a ``labelled`` flag (``[B, T]``), as
     :class:`~aime_torchrl.objectives.LatentActionLoss` reads them. Only keys present in both buffers'
@@ -103,13 +103,13 @@ class LabelledMixture:
 
     def sample(self) -> TensorDictBase:
         with_actions = self.labelled.sample(self.num_labelled)
-        with_actions.set(self.labelled_key, torch.ones(with_actions.batch_size, dtype=torch.bool))
+        actions = with_actions.get(self.action_key)
+        with_actions.set(self.labelled_key, torch.ones(with_actions.batch_size, dtype=torch.bool, device=actions.device))
         if self.num_labelled == self.batch_size:
             return with_actions
         free = self.action_free.sample(self.batch_size - self.num_labelled)
-        actions = with_actions.get(self.action_key)
         free.set(self.action_key, actions.new_zeros(*free.batch_size, actions.shape[-1]))
-        free.set(self.labelled_key, torch.zeros(free.batch_size, dtype=torch.bool))
+        free.set(self.labelled_key, torch.zeros(free.batch_size, dtype=torch.bool, device=actions.device))
         keys = set(with_actions.keys(True, True)) & set(free.keys(True, True))
         return torch.cat([with_actions.select(*keys), free.select(*keys)], 0)
 

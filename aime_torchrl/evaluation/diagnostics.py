@@ -46,7 +46,7 @@ def world_model_diagnostics(
         for window in windows:
             out = loss(window)
             values = {"elbo": out.get("elbo"), "kl": out.get("kl")}
-            values.update(open_loop_errors(world_model, window, context=context))
+            values.update(open_loop_errors(world_model, window, context=context, action_key=loss.tensor_keys.action))
             for key, value in values.items():
                 totals[key] = totals.get(key, 0.0) + value.item() / len(windows)
     return totals
@@ -71,8 +71,9 @@ def action_inference_diagnostics(loss: AIMELoss, windows: Sequence[TensorDictBas
     totals = {"action_mse": 0.0, "elbo": 0.0}
     with torch.no_grad():
         for window in windows:
-            if "action" not in window.keys():
-                raise KeyError("action_inference_diagnostics needs windows with their true 'action' (for the error only).")
+            if loss.tensor_keys.action not in window.keys(True):
+                raise KeyError(f"action_inference_diagnostics needs windows with their true actions under "
+                               f"{loss.tensor_keys.action!r} (for the error only).")
             out = loss(window)
             for key in totals:
                 totals[key] += out.get(key).item() / len(windows)

@@ -9,13 +9,14 @@ from collections.abc import Sequence
 
 import torch
 from tensordict import TensorDictBase
+from tensordict.utils import NestedKey
 
 from aime_torchrl.evaluation.prediction import open_loop_errors
 from aime_torchrl.modules.latent_action import LatentActionWorldModel
 
 
 def latent_action_diagnostics(
-    model: LatentActionWorldModel, windows: Sequence[TensorDictBase], *, context: int = 5
+    model: LatentActionWorldModel, windows: Sequence[TensorDictBase], *, context: int = 5, action_key: NestedKey = "action"
 ) -> dict[str, float]:
     """Measures a latent-action world model on labelled windows it was not trained on (their actions
     are only compared with, never trained on), averaged over ``windows``:
@@ -28,6 +29,8 @@ def latent_action_diagnostics(
     * ``decoded_action_r2`` and ``decoded_action_mse``: the action decoder's mean for the inferred
       latent actions against the real actions (R^2 over all steps and dimensions).
 
+    The real actions are read from ``action_key``.
+
     Examples:
         >>> import torch
         >>> from tensordict import TensorDict
@@ -37,23 +40,25 @@ def latent_action_diagnostics(
         >>> sorted(latent_action_diagnostics(model, [window]))
         ['decoded_action_mse', 'decoded_action_r2', 'open_loop_mse', 'open_loop_mse_inferred']
     """
+    if not windows:
+        raise ValueError("latent_action_diagnostics needs at least one window.")
     keys = model.keys
-    squared, total, count, driven, inferred = 0.0, 0.0, 0, 0.0, 0.0
+    squared, count, driven, inferred = 0.0, 0, 0.0, 0.0
     actions = []
     with torch.no_grad():
         for window in windows:
-            driven += open_loop_errors(model.world_model, model.with_encoded_actions(window), context=context)[
-                "open_loop_mse"].item()
+            driven += open_loop_errors(model.world_model, model.with_encoded_actions(window, action_key),
+                                       context=context)["open_loop_mse"].item()
             rows = model(model.to_frames(window))[..., 1:]
             q_mean = rows.get(keys.loc)
             with_inferred = window.clone(False).set(keys.action, q_mean)
             inferred += open_loop_errors(model.world_model, with_inferred, context=context)["open_loop_mse"].item()
-            true = window.get("action").clamp(-1, 1)
+            true = window.get(action_key).clamp(-1, 1)
             squared += (model.decode(q_mean) - true).pow(2).sum().item()
             count += true.numel()
             actions.append(true.reshape(-1, true.shape[-1]))
     actions = torch.cat(actions)
-    total = (actions - actions.mean(0)).pow(2).sum().item()
+    total = (actions - actions.mean(0)).pow(2).sum().item()  # > 0 unless every action is the same
     return {
         "open_loop_mse": driven / len(windows),
         "open_loop_mse_inferred": inferred / len(windows),

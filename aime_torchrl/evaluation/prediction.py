@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 from tensordict import TensorDict, TensorDictBase
+from tensordict.utils import NestedKey
 
 from aime_torchrl.modules.filter_step import latent_step, plain_module
 from aime_torchrl.modules.rssm import GaussianHead
@@ -14,7 +15,9 @@ from aime_torchrl.modules.world_model import categorical_mode, RSSMWorldModel
 
 
 @torch.no_grad()
-def open_loop_prediction(world_model: RSSMWorldModel, window: TensorDictBase, *, context: int = 5) -> TensorDict:
+def open_loop_prediction(
+    world_model: RSSMWorldModel, window: TensorDictBase, *, context: int = 5, action_key: NestedKey | None = None
+) -> TensorDict:
     """Reconstructs the first ``context`` frames of a window and predicts the others open loop.
 
     The first ``context`` frames are filtered with the posterior (as in training); from the last
@@ -29,6 +32,8 @@ def open_loop_prediction(world_model: RSSMWorldModel, window: TensorDictBase, *,
 
     Keyword Args:
         context (int, optional): frames seen by the posterior (at least 1). Defaults to ``5``.
+        action_key (NestedKey, optional): where the window holds its actions. Defaults to the world
+            model's ``keys.action``.
 
     Returns a ``[*B, T + 1]`` TensorDict with one entry per decoded sensor: the predicted mean, on the
     data's scale (images in ``[0, 1]``).
@@ -42,7 +47,7 @@ def open_loop_prediction(world_model: RSSMWorldModel, window: TensorDictBase, *,
         >>> open_loop_prediction(wm, window, context=4)["observation"].shape
         torch.Size([3, 11, 5])
     """
-    frames = world_model.to_frames(window)
+    frames = world_model.to_frames(window, action_key=action_key)
     length = frames.batch_size[-1]
     if not 1 <= context <= length:
         raise ValueError(f"context must be in [1, {length}] for a window of {length} frames; got {context}.")
@@ -77,10 +82,12 @@ def open_loop_prediction(world_model: RSSMWorldModel, window: TensorDictBase, *,
     )
 
 
-def open_loop_errors(world_model: RSSMWorldModel, window: TensorDictBase, *, context: int = 5) -> dict[str, torch.Tensor]:
+def open_loop_errors(
+    world_model: RSSMWorldModel, window: TensorDictBase, *, context: int = 5, action_key: NestedKey | None = None
+) -> dict[str, torch.Tensor]:
     """How far :func:`open_loop_prediction` lands from the window: the squared error per dimension of
     each decoded sensor (images: per pixel, in [0, 1]) over the predicted frames,
-    ``open_loop_mse_<sensor>``, and their mean, ``open_loop_mse``.
+    ``open_loop_mse_<sensor>``, and their mean, ``open_loop_mse`` (``action_key`` as there).
 
     Examples:
         >>> import torch
@@ -91,8 +98,8 @@ def open_loop_errors(world_model: RSSMWorldModel, window: TensorDictBase, *, con
         >>> sorted(open_loop_errors(wm, window))
         ['open_loop_mse', 'open_loop_mse_observation']
     """
-    predicted = open_loop_prediction(world_model, window, context=context)[..., context:]
-    truth = world_model.to_frames(window)[..., context:]  # the predicted frames only
+    predicted = open_loop_prediction(world_model, window, context=context, action_key=action_key)[..., context:]
+    truth = world_model.to_frames(window, action_key=action_key)[..., context:]  # the predicted frames only
     errors = {}
     for key in predicted.keys():
         target = truth.get(("next", key))

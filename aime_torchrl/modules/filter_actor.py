@@ -44,7 +44,8 @@ class FilteringActor(TensorDictModuleBase):
         world_model (RSSMWorldModel): the trained world model (only its encoder, transition and
             posterior run here).
         policy (TensorDictModuleBase): reads ``"belief"`` and ``"state"``, writes ``"action"``
-            (e.g. :func:`~aime_torchrl.modules.make_policy`).
+            (e.g. :func:`~aime_torchrl.modules.make_policy`). These names, and the recurrent state's
+            in the env, are the world model's (``world_model.keys``).
 
     Keyword Args:
         sample_posterior (bool, optional): sample the posterior state (the reference) rather than

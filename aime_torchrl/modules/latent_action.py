@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase
+from tensordict.utils import NestedKey
 
 from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.rssm import GaussianHead
@@ -104,7 +105,7 @@ class LatentActionWorldModel(TensorDictModuleBase):
 
     def encode_actions(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean and std of g(u | a) for real ``actions`` ``[..., action_dim]``."""
-        encoded = self.action_encoder(TensorDict({"action": actions}, actions.shape[:-1]))
+        encoded = self.action_encoder(TensorDict({self.action_encoder.in_keys[0]: actions}, actions.shape[:-1]))
         return tuple(encoded.get(k) for k in self.action_encoder.out_keys)
 
     def decode(self, latent_actions: torch.Tensor) -> torch.Tensor:
@@ -116,11 +117,12 @@ class LatentActionWorldModel(TensorDictModuleBase):
         decoded = self.action_decoder(TensorDict({self.keys.action: latent_actions}, latent_actions.shape[:-1]))
         return tuple(decoded.get(k) for k in self.action_decoder.out_keys)
 
-    def with_encoded_actions(self, window: TensorDictBase) -> TensorDictBase:
-        """A copy of a labelled ``window`` whose latent actions are g's means for its real actions:
-        the world model driven by real actions (e.g. ``open_loop_prediction(model.world_model, ...)``)."""
+    def with_encoded_actions(self, window: TensorDictBase, action_key: NestedKey = "action") -> TensorDictBase:
+        """A copy of a labelled ``window`` whose latent actions are g's means for its real actions
+        (``action_key``): the world model driven by real actions (e.g.
+        ``open_loop_prediction(model.world_model, ...)``)."""
         out = window.clone(False)
-        out.set(self.keys.action, self.encode_actions(window.get("action"))[0])
+        out.set(self.keys.action, self.encode_actions(window.get(action_key))[0])
         return out
 
     @classmethod
@@ -145,6 +147,8 @@ class LatentActionWorldModel(TensorDictModuleBase):
             >>> model = LatentActionWorldModel.from_config({"observation": 4}, 2, belief_dim=16, state_dim=4, hidden=16)
             >>> model.latent_action_dim, model.action_dim
             (2, 2)
+            >>> LatentActionWorldModel.from_config(**model.config).config == model.config   # a plain-value config
+            True
         """
         if variant != "rssm" and variant != "rssmo":
             raise ValueError(f"Latent-action world models are built on the Gaussian RSSMs ('rssm', 'rssmo'); got {variant!r}.")
@@ -167,6 +171,6 @@ class LatentActionWorldModel(TensorDictModuleBase):
             in_keys=[keys.action], out_keys=["action_loc", "action_scale"],
         )
         model = cls(world_model, inference, action_encoder, action_decoder, action_dim=action_dim)
-        model.config = dict(world_model.config, latent_action_dim=latent_action_dim, real_action_dim=action_dim,
-                            head_min_std=head_min_std)
+        rssm = {k: v for k, v in world_model.config.items() if k not in ("action_dim", "idm", "keys")}
+        model.config = dict(rssm, action_dim=action_dim, latent_action_dim=latent_action_dim, head_min_std=head_min_std)
         return model

@@ -333,7 +333,7 @@ class RSSMWorldModel(TensorDictModuleBase):
         keys = LatentKeys.of(keys)
         if variant == "dreamerv3":
             model = _dreamerv3_world_model(cls, vector_dims, action_dim, pixel_keys, idm, device, cfg, keys)
-            model.config = _plain_config(cfg, variant, vector_dims, pixel_keys, action_dim, idm)
+            model.config = _plain_config(cfg, variant, vector_dims, pixel_keys, action_dim, idm, keys)
             return model
         state_dim, belief_dim = cfg["state_dim"], cfg["belief_dim"]
         mlp = dict(hidden=cfg["hidden"], activation=cfg["activation"], norm=cfg["norm"], device=device)
@@ -371,7 +371,7 @@ class RSSMWorldModel(TensorDictModuleBase):
             observation_keys=observation_keys, state_dim=state_dim, belief_dim=belief_dim, action_dim=action_dim,
             keys=keys,
         )
-        model.config = _plain_config(cfg, variant, vector_dims, pixel_keys, action_dim, idm)
+        model.config = _plain_config(cfg, variant, vector_dims, pixel_keys, action_dim, idm, keys)
         return model
 
 
@@ -390,12 +390,12 @@ def _decoders(vector_dims, pixel_keys, feature: int, cfg: dict, mlp: dict, keys:
     return decoders
 
 
-def _plain_config(cfg: dict, variant: str, vector_dims, pixel_keys, action_dim: int, idm: bool) -> dict:
+def _plain_config(cfg: dict, variant: str, vector_dims, pixel_keys, action_dim: int, idm: bool, keys: LatentKeys) -> dict:
     """What decides a world model's architecture, as plain values (for save_module / load_module;
     ``from_config(**config)`` rebuilds it)."""
     plain = {k: v for k, v in cfg.items() if v is None or isinstance(v, (bool, int, float, str))}
     return dict(plain, variant=variant, vector_dims=dict(vector_dims), pixel_keys=list(pixel_keys),
-                action_dim=action_dim, idm=idm)
+                action_dim=action_dim, idm=idm, keys=keys.as_dict())
 
 
 def categorical_mode(logits: torch.Tensor) -> torch.Tensor:

@@ -38,8 +38,8 @@ class AIMELoss(ELBOLossBase):
     Args:
         world_model (RSSMWorldModel): the trained world model (phase 1).
         policy (TensorDictModuleBase): a stochastic actor reading the latent state (``"state"``,
-            ``"belief"``) and writing ``"action"`` with a reparameterised sample, e.g.
-            :func:`~aime_torchrl.modules.make_policy`.
+            ``"belief"``) and writing ``"action"`` with a reparameterised sample (the names of
+            ``world_model.keys``), e.g. :func:`~aime_torchrl.modules.make_policy` (``keys=world_model.keys``).
 
     Keyword Args:
         kl_scale (float, optional): weight of the KL; ``0`` gives the recon-only ablation.

@@ -15,7 +15,7 @@ from tensordict.utils import NestedKey
 
 from aime_torchrl.modules.latent_action import LatentActionWorldModel
 from aime_torchrl.modules.world_model import RSSMWorldModel
-from aime_torchrl.objectives.elbo import ELBOLossBase, gaussian_kl
+from aime_torchrl.objectives.elbo import ELBOLossBase, free_nats_kl, gaussian_kl
 
 
 class LatentActionLoss(ELBOLossBase):
@@ -37,10 +37,13 @@ class LatentActionLoss(ELBOLossBase):
         model (LatentActionWorldModel): the model to train.
 
     Keyword Args:
-        kl_scale, free_nats, kl_balance, nll_reweight: the state ELBO's options, as
-            :class:`~aime_torchrl.WorldModelLoss`'s (``dim_wise`` scales the state KL only).
+        kl_scale, free_nats, kl_balance, nll_reweight: as :class:`~aime_torchrl.WorldModelLoss`'s;
+            ``kl_scale`` and the dim-wise weight apply to both KLs, free nats and balancing to the state's only.
         latent_kl_scale (float, optional): weight of the latent actions' KL (beta). Defaults to ``1.0``.
         decoder_scale (float, optional): weight of the action decoder's NLL. Defaults to ``1.0``.
+        latent_free_nats (float, optional): free nats on every step's latent-action KL (straight-through,
+            as :func:`~aime_torchrl.objectives.free_nats_kl`: no gradient pulls q towards its prior
+            below them), against the latent actions collapsing into the state. Defaults to ``0.0``.
 
     Keys (``set_keys``): ``action`` (the window's real actions; a window without them is action-free),
     ``labelled`` (``[B, T]`` booleans: which steps have real actions; absent: every step of a window
@@ -85,13 +88,16 @@ class LatentActionLoss(ELBOLossBase):
         nll_reweight: str = "dim_wise",
         latent_kl_scale: float = 1.0,
         decoder_scale: float = 1.0,
+        latent_free_nats: float = 0.0,
     ) -> None:
         super().__init__(kl_scale=kl_scale, free_nats=free_nats, kl_balance=kl_balance, nll_reweight=nll_reweight)
-        if latent_kl_scale < 0 or decoder_scale < 0:
-            raise ValueError(f"latent_kl_scale and decoder_scale must be >= 0, got {latent_kl_scale} and {decoder_scale}.")
+        if min(latent_kl_scale, decoder_scale, latent_free_nats) < 0:
+            raise ValueError(f"latent_kl_scale, decoder_scale and latent_free_nats must be >= 0, got {latent_kl_scale}, "
+                             f"{decoder_scale} and {latent_free_nats}.")
         self.model = model
         self.latent_kl_scale = latent_kl_scale
         self.decoder_scale = decoder_scale
+        self.latent_free_nats = latent_free_nats
         self.set_keys(**{k: v for k, v in model.keys.as_dict().items() if k != "action"})  # action: the data's
 
     @property
@@ -113,16 +119,18 @@ class LatentActionLoss(ELBOLossBase):
         """The window's real actions ``[B, T, A]`` (zeros where missing) and its labelled steps ``[B, T]``."""
         keys = self.tensor_keys
         actions = window.get(keys.action, None)
+        device = window.get(self.world_model.observation_keys[0]).device
         if actions is None:
-            zeros = torch.zeros(*window.batch_size, self.model.action_dim, device=window.device)
-            return zeros, torch.zeros(window.batch_size, dtype=torch.bool, device=window.device)
+            zeros = torch.zeros(*window.batch_size, self.model.action_dim, device=device)
+            return zeros, torch.zeros(window.batch_size, dtype=torch.bool, device=device)
         if actions.shape[-1] != self.model.action_dim:
             raise ValueError(f"The window's {keys.action!r} has {actions.shape[-1]} dims per step, but the model decodes "
                              f"{self.model.action_dim}-dim actions.")
         labelled = window.get(keys.labelled, None)
         if labelled is None:
-            return actions, torch.ones(window.batch_size, dtype=torch.bool, device=window.device)
-        return actions, labelled.reshape(window.batch_size).bool()
+            return actions, torch.ones(window.batch_size, dtype=torch.bool, device=device)
+        labelled = labelled.reshape(window.batch_size).bool()
+        return torch.where(labelled.unsqueeze(-1), actions, 0.0), labelled  # whatever an action-free step holds
 
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
@@ -130,12 +138,13 @@ class LatentActionLoss(ELBOLossBase):
         actions, labelled = self.labels(tensordict)
         frames = self.model(self.model.to_frames(tensordict))
         rows = frames[..., 1:]  # row t + 1 holds u_t, inferred from o_{t+1}; row 0 is the initial state's
-        keys = self.world_model.keys
+        keys = self.world_model.keys  # the frames' names (this loss's ``action`` is the window's)
         q_loc, q_scale, sample = rows.get(keys.loc), rows.get(keys.scale), rows.get(keys.action)
         g_loc, g_scale = self.model.encode_actions(actions)
-        aligned = gaussian_kl(q_loc, q_scale, g_loc, g_scale).sum(-1)  # [B, T]
-        free = gaussian_kl(q_loc, q_scale, torch.zeros_like(q_loc), torch.ones_like(q_scale)).sum(-1)
-        kl_u = torch.where(labelled, aligned, free)
+        aligned = gaussian_kl(q_loc, q_scale, g_loc, g_scale)  # [B, T, U]
+        free = gaussian_kl(q_loc, q_scale, torch.zeros_like(q_loc), torch.ones_like(q_scale))
+        kl_u = free_nats_kl(torch.where(labelled.unsqueeze(-1), aligned, free), self.latent_free_nats).sum(-1)
+        aligned = aligned.sum(-1)
         # One ELBO: u's KL is optimised with the state's (the same dim-wise weight and kl_scale), row 0 has none.
         out = self._elbo(self.world_model, frames, extra_kl=self.latent_kl_scale * torch.cat(
             [torch.zeros_like(kl_u[..., :1]), kl_u], -1))

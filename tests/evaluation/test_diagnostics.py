@@ -40,5 +40,5 @@ def test_action_inference_error_uses_the_true_actions_only_for_the_metric():
     torch.manual_seed(1)  # without the actions the same rollout gives the same ELBO
     assert loss(window.exclude("action"))["elbo"].item() == pytest.approx(got["elbo"])
     assert got["action_mse"] > 0
-    with pytest.raises(KeyError, match="true 'action'"):
+    with pytest.raises(KeyError, match="true actions under 'action'"):
         action_inference_diagnostics(loss, [window.exclude("action")])

@@ -63,6 +63,7 @@ def test_every_key_renamed_both_losses_run(variant):
     assert not written & defaults
     assert {("next", "my_state"), ("next", "my_belief"), "my_state", "my_belief", "my_action"} <= written
 
+    assert RSSMWorldModel.from_config(**wm.config).keys == wm.keys  # the saved config rebuilds the names too
     actor = FilteringActor(wm, policy)  # the test-time filter carries the renamed state in the env
     assert {"my_state", "my_belief"} <= set(actor.make_tensordict_primer().primers.keys())
     if variant == "rssm":

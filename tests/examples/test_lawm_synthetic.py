@@ -1,0 +1,26 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""examples/lawm_synthetic.py with tiny settings, through its command line."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_lawm_synthetic_compares_the_four_models(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "examples" / "lawm_synthetic.py"), "--steps", "5", "--episodes", "10",
+                    "--length", "20", "--labelled", "0.2", "--seeds", "0", "1", "--out", str(tmp_path)],
+                   check=True, cwd=tmp_path, capture_output=True)
+    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert [r["seed"] for r in runs] == [0, 1] and all(r["labelled_episodes"] == 2 for r in runs)
+    for run in runs:
+        assert set(run["latent"]) >= {"open_loop_mse", "decoded_action_r2", "wall_s"}
+        assert all(run[m]["open_loop_mse"] > 0 for m in ("latent", "all_labels", "labelled_only", "idm_labels"))
+    table = (tmp_path / "table.md").read_text()
+    assert "| idm_labels |" in table and "R^2" in table
