@@ -73,8 +73,8 @@ class LatentKeys:
     @classmethod
     def of(cls, keys: LatentKeys | dict | None) -> LatentKeys:
         """``keys`` as a :class:`LatentKeys` (a mapping gives the names to change; ``None`` the defaults)."""
-        if isinstance(keys, LatentKeys):
-            return cls(**keys.as_dict())
+        if isinstance(keys, LatentKeys):  # a loss's keys may hold more fields (e.g. ``labelled``)
+            return cls(**{k: v for k, v in keys.as_dict().items() if k in cls.__dataclass_fields__})
         unknown = set(keys or {}) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"Unknown latent keys {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}.")
