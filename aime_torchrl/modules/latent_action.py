@@ -150,9 +150,11 @@ class LatentActionWorldModel(TensorDictModuleBase):
             >>> LatentActionWorldModel.from_config(**model.config).config == model.config   # a plain-value config
             True
         """
-        if variant != "rssm" and variant != "rssmo":
+        if variant not in ("rssm", "rssmo"):
             raise ValueError(f"Latent-action world models are built on the Gaussian RSSMs ('rssm', 'rssmo'); got {variant!r}.")
-        latent_action_dim = latent_action_dim or action_dim
+        latent_action_dim = action_dim if latent_action_dim is None else latent_action_dim
+        if latent_action_dim < 1:
+            raise ValueError(f"latent_action_dim must be a positive size (or None: the action's), got {latent_action_dim}.")
         world_model = RSSMWorldModel.from_config(vector_dims, latent_action_dim, pixel_keys=pixel_keys, variant=variant,
                                                  keys=LATENT_ACTION_KEYS, device=device, **overrides)
         keys = world_model.keys

@@ -78,3 +78,5 @@ def test_frames_and_helpers():
         loss(make_window(action_dim=3))
     with pytest.raises(ValueError, match="Gaussian RSSMs"):
         small_model(variant="dreamerv3")
+    with pytest.raises(ValueError, match="latent_action_dim must be a positive size"):
+        LatentActionWorldModel.from_config({"observation": 4}, 2, latent_action_dim=0)
