@@ -6,7 +6,8 @@ from aime_torchrl.data.collect import collect_episodes, GaussianActionNoise, Uni
 from aime_torchrl.data.builder import build_dataset, dataset_folders, open_dataset, render_images, resolve_datasets
 from aime_torchrl.data.dataset import AIMEDataset, default_root
 from aime_torchrl.data.labelled import LabelledMixture, pseudo_label, split_labelled
-from aime_torchrl.data.npz import DatasetFormatError, episode_files, episode_to_td, load_episode, save_episode, td_to_episode
+from aime_torchrl.data.npz import (DatasetFormatError, episode_files, episode_to_td, load_episode, load_episodes, save_episode,
+                                   td_to_episode)
 from aime_torchrl.data.replay import make_window_buffer
 from aime_torchrl.data.synthetic import LinearControlSystem
 
@@ -24,6 +25,7 @@ __all__ = [
     "episode_files",
     "episode_to_td",
     "load_episode",
+    "load_episodes",
     "make_window_buffer",
     "open_dataset",
     "pseudo_label",

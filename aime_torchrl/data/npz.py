@@ -17,6 +17,7 @@ TorchRL's layout has one row per transition: row t holds o_t at the root, ``acti
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,53 @@ def episode_to_td(episode: dict[str, np.ndarray], index: int = 0) -> TensorDict:
     td.set(("next", "terminated"), flags["is_terminal"][1:])
     td.set(("next", "truncated"), flags["is_last"][1:] & ~flags["is_terminal"][1:])
     return td
+
+
+def load_episodes(
+    folders: str | Path | Sequence[str | Path], *, num_episodes: int | None = None, sensors: Sequence[str] | None = None
+) -> TensorDict:
+    """The episodes of one or more folders in memory, ``[N, L]`` in TorchRL's layout (:func:`episode_to_td`;
+    ``episode`` = the index among all of them), for :func:`~aime_torchrl.data.make_window_buffer` and
+    :func:`~aime_torchrl.data.split_labelled`. Every episode must have the same length.
+
+    Args:
+        folders: one folder of ``<k>.npz`` episodes or several (concatenated in order).
+
+    Keyword Args:
+        num_episodes (int, optional): keep the first N. Defaults to all.
+        sensors (sequence of str, optional): the sensors to keep (``None``: every array but
+            ``physics``).
+
+    Examples:
+        >>> import tempfile, numpy as np
+        >>> folder = tempfile.mkdtemp()
+        >>> for k in range(3):
+        ...     save_episode(f"{folder}/{k}.npz", {"position": np.zeros((11, 2), np.float32),
+        ...         "pre_action": np.zeros((11, 1), np.float32), "reward": np.zeros((11, 1), np.float32),
+        ...         "is_first": np.eye(11, 1, dtype=bool), "is_last": np.eye(11, 1, -10, dtype=bool),
+        ...         "is_terminal": np.zeros((11, 1), bool)})
+        >>> episodes = load_episodes(folder)
+        >>> episodes.batch_size, episodes["episode"][:, 0].tolist()
+        (torch.Size([3, 10]), [0, 1, 2])
+    """
+    folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    files = [f for folder in folders for f in episode_files(folder)]
+    if num_episodes is not None:
+        if not 1 <= num_episodes <= len(files):
+            raise ValueError(f"num_episodes={num_episodes}, but {len(files)} episodes are in {[str(f) for f in folders]}.")
+        files = files[:num_episodes]
+    episodes = []
+    for index, path in enumerate(files):
+        episode = load_episode(path)
+        keep = [k for k in episode if k in RESERVED or (k in sensors if sensors is not None else k != "physics")]
+        missing = sorted(set(sensors or ()) - set(episode))
+        if missing:
+            raise DatasetFormatError(f"{path} lacks the sensors {missing}; it has {sorted(episode)}.")
+        episodes.append(episode_to_td({k: episode[k] for k in keep}, index))
+        if episodes[-1].batch_size != episodes[0].batch_size:
+            raise DatasetFormatError(f"{path} has {episodes[-1].batch_size[0]} steps, {files[0]} {episodes[0].batch_size[0]}: "
+                                     "load_episodes needs episodes of one length.")
+    return torch.stack(episodes)
 
 
 def td_to_episode(td: TensorDictBase) -> dict[str, np.ndarray]:

@@ -5,7 +5,9 @@
 """How well a latent-action world model ties its latent actions to real ones."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 from tensordict import TensorDictBase
@@ -65,3 +67,82 @@ def latent_action_diagnostics(
         "decoded_action_r2": 1 - squared / total,
         "decoded_action_mse": squared / count,
     }
+
+
+#: The world models of a label-efficiency study and how its table and plot name them.
+LABEL_EFFICIENCY_MODELS = {"latent": "latent-action model", "labelled_only": "RSSM, labelled episodes only",
+                           "idm_labels": "RSSM, IDM pseudo-labels"}
+
+
+def label_efficiency_report(runs: Sequence[Mapping[str, Mapping]], folder: str | Path, *, title: str = "") -> str:
+    """Writes ``table.md`` and ``figure.png`` of a label-efficiency study into ``folder`` and returns the table.
+
+    Args:
+        runs: one mapping per seed, ``"<model>@<fraction>" -> {"model", "fraction", "labelled_episodes",
+            "open_loop_mse", ...}`` (``decoded_action_r2`` for the latent model), as
+            ``examples/lawm_walker.py`` writes to ``models.json``. The action-conditioned model on every
+            label (``labelled_only`` at fraction 1) is the reference of the ratios.
+
+    Examples:
+        >>> import tempfile
+        >>> run = {f"{m}@{f}": dict(model=m, fraction=f, labelled_episodes=int(100 * f), open_loop_mse=e)
+        ...        for m, e in (("latent", 1.0), ("labelled_only", 2.0)) for f in (0.1, 1.0)}
+        >>> print(label_efficiency_report([run], tempfile.mkdtemp()).splitlines()[4])
+        | 10 % (10) | 1.0000 | 2.0000 | - | 0.50 | 0.50 | - |
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fractions = sorted({entry["fraction"] for run in runs for entry in run.values()})
+    episodes = {entry["fraction"]: entry["labelled_episodes"] for run in runs for entry in run.values()}
+
+    def values(model: str, fraction: float, key: str = "open_loop_mse") -> list[float]:
+        return [run[f"{model}@{fraction}"][key] for run in runs if key in run.get(f"{model}@{fraction}", {})]
+
+    def cell(numbers: list[float], digits: int = 4) -> str:
+        if not numbers:
+            return "-"
+        spread = f" +- {statistics.pstdev(numbers):.{digits}f}" if len(numbers) > 1 else ""
+        return f"{statistics.mean(numbers):.{digits}f}{spread}"
+
+    def ratios(fraction: float, baseline: str, baseline_fraction: float | None = None) -> list[float]:
+        pairs = [(run.get(f"latent@{fraction}"), run.get(f"{baseline}@{baseline_fraction or fraction}")) for run in runs]
+        return [a["open_loop_mse"] / b["open_loop_mse"] for a, b in pairs if a and b]
+
+    lines = [f"Held-out open-loop MSE driven by the true actions (mean +- std over {len(runs)} seed(s)); the latent "
+             "model's decoded inferred latent actions against the true actions (R^2).", "",
+             "| labelled (episodes) | latent-action model | RSSM, labelled only | RSSM, IDM pseudo-labels | latent / labelled "
+             "only | latent / all labels | decoded R^2 |", "|---|---|---|---|---|---|---|"]
+    for f in fractions:
+        lines.append(f"| {100 * f:.0f} % ({episodes[f]}) | {cell(values('latent', f))} | {cell(values('labelled_only', f))} | "
+                     f"{cell(values('idm_labels', f))} | {cell(ratios(f, 'labelled_only'), 2)} | "
+                     f"{cell(ratios(f, 'labelled_only', 1.0), 2)} | {cell(values('latent', f, 'decoded_action_r2'), 3)} |")
+    table = "\n".join(lines) + "\n"
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "table.md").write_text(table)
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for i, (model, label) in enumerate(LABEL_EFFICIENCY_MODELS.items()):
+        points = [(episodes[f], values(model, f)) for f in fractions if values(model, f)]
+        if points:
+            axes[0].errorbar([p[0] for p in points], [statistics.mean(p[1]) for p in points], marker="o", capsize=3,
+                             yerr=[statistics.pstdev(p[1]) for p in points], label=label, color=f"C{i}")
+    full = values("labelled_only", 1.0)
+    if full:
+        axes[0].axhline(statistics.mean(full), color="grey", ls="--", lw=0.8, label="RSSM, every label")
+    axes[0].set(xscale="log", yscale="log", xlabel="labelled episodes", ylabel="held-out open-loop MSE")
+    axes[0].legend(fontsize=7)
+    r2 = [(episodes[f], values("latent", f, "decoded_action_r2")) for f in fractions if values("latent", f, "decoded_action_r2")]
+    if r2:
+        axes[1].errorbar([p[0] for p in r2], [statistics.mean(p[1]) for p in r2], marker="o", capsize=3, color="C0",
+                         yerr=[statistics.pstdev(p[1]) for p in r2])
+    axes[1].set(xscale="log", xlabel="labelled episodes", ylabel="decoded latent actions R^2", ylim=(min(0.0, *(
+        min(p[1]) for p in r2)) if r2 else 0.0, 1.0))
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(folder / "figure.png", dpi=120)
+    plt.close(fig)
+    return table

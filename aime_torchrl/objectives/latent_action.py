@@ -39,7 +39,10 @@ class LatentActionLoss(ELBOLossBase):
     Keyword Args:
         kl_scale, free_nats, kl_balance, nll_reweight: as :class:`~aime_torchrl.WorldModelLoss`'s;
             ``kl_scale`` and the dim-wise weight apply to both KLs, free nats and balancing to the state's only.
-        latent_kl_scale (float, optional): weight of the latent actions' KL (beta). Defaults to ``1.0``.
+        bottleneck_scale (float, optional): weight of the action-free steps' KL(q || N(0, I)) (the
+            bottleneck's beta; below 1, u may carry more of each step, which trains the dynamics on more
+            precise latent actions). Defaults to ``1.0``.
+        alignment_scale (float, optional): weight of the labelled steps' KL(q || g). Defaults to ``1.0``.
         decoder_scale (float, optional): weight of the action decoder's NLL. Defaults to ``1.0``.
         latent_free_nats (float, optional): free nats on every step's latent-action KL (straight-through,
             as :func:`~aime_torchrl.objectives.free_nats_kl`: no gradient pulls q towards its prior
@@ -86,16 +89,20 @@ class LatentActionLoss(ELBOLossBase):
         free_nats: float = 0.0,
         kl_balance: float | None = None,
         nll_reweight: str = "dim_wise",
-        latent_kl_scale: float = 1.0,
+        bottleneck_scale: float = 1.0,
+        alignment_scale: float = 1.0,
         decoder_scale: float = 1.0,
         latent_free_nats: float = 0.0,
     ) -> None:
         super().__init__(kl_scale=kl_scale, free_nats=free_nats, kl_balance=kl_balance, nll_reweight=nll_reweight)
-        if min(latent_kl_scale, decoder_scale, latent_free_nats) < 0:
-            raise ValueError(f"latent_kl_scale, decoder_scale and latent_free_nats must be >= 0, got {latent_kl_scale}, "
-                             f"{decoder_scale} and {latent_free_nats}.")
+        weights = dict(bottleneck_scale=bottleneck_scale, alignment_scale=alignment_scale, decoder_scale=decoder_scale,
+                       latent_free_nats=latent_free_nats)
+        negative = {k: v for k, v in weights.items() if v < 0}
+        if negative:
+            raise ValueError(f"LatentActionLoss's weights must be >= 0, got {negative}.")
         self.model = model
-        self.latent_kl_scale = latent_kl_scale
+        self.bottleneck_scale = bottleneck_scale
+        self.alignment_scale = alignment_scale
         self.decoder_scale = decoder_scale
         self.latent_free_nats = latent_free_nats
         self.set_keys(**{k: v for k, v in model.keys.as_dict().items() if k != "action"})  # action: the data's
@@ -143,11 +150,12 @@ class LatentActionLoss(ELBOLossBase):
         g_loc, g_scale = self.model.encode_actions(actions)
         aligned = gaussian_kl(q_loc, q_scale, g_loc, g_scale)  # [B, T, U]
         free = gaussian_kl(q_loc, q_scale, torch.zeros_like(q_loc), torch.ones_like(q_scale))
-        kl_u = free_nats_kl(torch.where(labelled.unsqueeze(-1), aligned, free), self.latent_free_nats).sum(-1)
-        aligned = aligned.sum(-1)
+        kl_u = torch.where(labelled.unsqueeze(-1), aligned, free)  # the ELBO's KL of u
+        weight = torch.where(labelled, self.alignment_scale, self.bottleneck_scale).unsqueeze(-1).to(kl_u.dtype)
+        kl_opt = (weight * free_nats_kl(kl_u, self.latent_free_nats)).sum(-1)
         # One ELBO: u's KL is optimised with the state's (the same dim-wise weight and kl_scale), row 0 has none.
-        out = self._elbo(self.world_model, frames, extra_kl=self.latent_kl_scale * torch.cat(
-            [torch.zeros_like(kl_u[..., :1]), kl_u], -1))
+        out = self._elbo(self.world_model, frames, extra_kl=torch.cat([torch.zeros_like(kl_opt[..., :1]), kl_opt], -1))
+        kl_u, aligned = kl_u.sum(-1), aligned.sum(-1)
         a_loc, a_scale = self.model.decode_params(sample)
         target = actions.clamp(-1, 1)
         nll = (((target - a_loc) / a_scale).pow(2) / 2 + a_scale.log() + math.log(2 * math.pi) / 2).sum(-1)

@@ -15,6 +15,7 @@ from aime_torchrl.data import (
     episode_files,
     episode_to_td,
     load_episode,
+    load_episodes,
     td_to_episode,
 )
 
@@ -187,3 +188,20 @@ def test_checks_before_any_training_name_the_file_and_the_fix(tmp_path):
     with pytest.raises(ValueError, match=r"small_images: the sensor 'pixels' has shape \(3, 32, 32\).*reads \(3, 64, 64\): "
                                          "render the images at that size"):
         data.require({"velocity": (9,), "pixels": (3, 64, 64)}, purpose="the world model")
+
+
+def test_load_episodes_stacks_folders_in_memory(tmp_path):
+    first, second = write_folder(tmp_path / "a", 3, steps=10), write_folder(tmp_path / "b", 2, steps=10)
+    episodes = load_episodes([first, second], sensors=["velocity"])
+    assert episodes.batch_size == (5, 10) and "counter" not in episodes.keys()
+    assert episodes["episode"][:, 0].tolist() == [0, 1, 2, 3, 4]
+    expected = episode_to_td(official_episode(0, steps=10), 3).exclude("counter", ("next", "counter"))
+    torch.testing.assert_close(episodes[3], expected)
+    assert load_episodes(first, num_episodes=2).batch_size == (2, 10)
+    with pytest.raises(DatasetFormatError, match="lacks the sensors \\['height'\\]"):
+        load_episodes(first, sensors=["velocity", "height"])
+    with pytest.raises(ValueError, match="num_episodes=4, but 3 episodes"):
+        load_episodes(first, num_episodes=4)
+    write_folder(tmp_path / "c", 1, steps=12)
+    with pytest.raises(DatasetFormatError, match="needs episodes of one length"):
+        load_episodes([first, tmp_path / "c"])

@@ -80,3 +80,25 @@ def test_frames_and_helpers():
         small_model(variant="dreamerv3")
     with pytest.raises(ValueError, match="latent_action_dim must be a positive size"):
         LatentActionWorldModel.from_config({"observation": 4}, 2, latent_action_dim=0)
+
+
+def run_loss(window, model, **options):
+    torch.manual_seed(1)  # the same latent samples for every call
+    return LatentActionLoss(model, **options)(window)
+
+
+def test_bottleneck_and_alignment_weights_scale_their_own_kl():
+    model = small_model()
+    window = mixed_window()
+    state_kl = run_loss(window, model, bottleneck_scale=0.0, alignment_scale=0.0)["loss_kl"]
+    aligned = run_loss(window, model, bottleneck_scale=0.0)["loss_kl"] - state_kl
+    free = run_loss(window, model, alignment_scale=0.0)["loss_kl"] - state_kl
+    assert aligned > 0 and free > 0
+    weighted = run_loss(window, model, bottleneck_scale=0.1, alignment_scale=3.0)
+    torch.testing.assert_close(weighted["loss_kl"], state_kl + 3 * aligned + 0.1 * free)
+    torch.testing.assert_close(run_loss(window, model)["loss_kl"], state_kl + aligned + free)
+    # the logged ELBO and KL are the model's, whatever the weights
+    for key in ("elbo", "kl_latent_action", "alignment"):
+        torch.testing.assert_close(weighted[key], run_loss(window, model)[key])
+    with pytest.raises(ValueError, match="bottleneck_scale"):
+        LatentActionLoss(model, bottleneck_scale=-1.0)
