@@ -46,6 +46,7 @@ parser.add_argument("--action-dim", type=int, default=2)
 parser.add_argument("--steps", type=int, default=2000, help="gradient steps of every world model")
 parser.add_argument("--horizon", type=int, default=16)
 parser.add_argument("--batch-size", type=int, default=32)
+parser.add_argument("--latent-action-dim", type=int, default=None, help="size of u (default: the action's)")
 parser.add_argument("--labelled-fraction", type=float, default=0.25, help="labelled windows per batch (latent model)")
 parser.add_argument("--bottleneck-scale", type=float, default=0.1,
                     help="LatentActionLoss's bottleneck_scale (1 and 1: the plain ELBO; see docs/lawm)")
@@ -91,7 +92,7 @@ for seed in args.seeds:
     row = {"seed": seed, "labelled_episodes": labelled.batch_size[0], "episodes": args.episodes}
 
     # The latent-action world model: one ELBO on labelled and action-free windows.
-    model = LatentActionWorldModel.from_config(DIMS, args.action_dim, **SIZES)
+    model = LatentActionWorldModel.from_config(DIMS, args.action_dim, latent_action_dim=args.latent_action_dim, **SIZES)
     mixture = LabelledMixture(
         make_window_buffer(labelled, horizon=args.horizon, batch_size=args.batch_size),
         make_window_buffer(action_free, horizon=args.horizon, batch_size=args.batch_size) if action_free is not None else None,
