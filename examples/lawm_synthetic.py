@@ -8,7 +8,7 @@
 
 1. Data: episodes of random play on a linear system; a few keep their actions (``split_labelled``),
    the others are action-free (observations only).
-2. Four world models of the same size, trained for the same number of steps:
+2. Four world models of the same size, trained for the same number of steps (``--no-baselines``: the first only):
    - ``latent``: a latent-action world model on labelled and action-free windows (``LatentActionLoss``);
    - ``all_labels``: an action-conditioned RSSM with every episode's actions (the upper bound);
    - ``labelled_only``: an action-conditioned RSSM on the labelled episodes alone;

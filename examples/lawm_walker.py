@@ -4,7 +4,7 @@
 # LICENSE file in the root directory of this source tree.
 """Latent-action world models on DeepMind Control: how many action labels does a world model need?
 
-    python examples/lawm_walker.py                                        # built data, CPU
+    python examples/lawm_walker.py                                        # built data; CPU is enough
     python examples/lawm_walker.py data.embodiment=<task-buffer folder> data.episodes=null
     python examples/lawm_walker.py resume=true out_dir=runs/lawm_walker/<run>   # after Ctrl-C, SIGTERM
 
@@ -20,7 +20,7 @@ and steps:
 -> on the held-out episodes: the open-loop error of each model driven by their true actions (the latent
 model through its action encoder), and how well the latent model's inferred latent actions decode
 into the true actions (R^2) -> ``results.json``, ``table.md``, ``figure.png``; every world model is
-saved as ``<model>@<fraction>.pt``.
+saved as ``<model>@<fraction>.pt`` (and each IDM as ``idm@<fraction>.pt``).
 """
 import json
 
@@ -34,7 +34,7 @@ from aime_torchrl.envs import make_env, SENSOR_DIMS, SENSORS
 from aime_torchrl.evaluation import label_efficiency_report, latent_action_diagnostics, open_loop_errors
 from aime_torchrl.modules import LatentActionWorldModel, make_stack_module, stack_window
 from aime_torchrl.objectives import BCLoss, LatentActionLoss
-from aime_torchrl.trainers import check_config, save_module, start_run
+from aime_torchrl.trainers import check_config, load_module, save_module, start_run
 
 RESUMABLE = ("resume", "progress", "device", "threads", "out_dir", "checkpoint_every", "log_every", "logger.")
 MODELS = ("latent", "labelled_only", "idm_labels")
@@ -49,6 +49,11 @@ def check(cfg: DictConfig) -> None:  # the config, before anything runs (errors 
     bad = [f for f in cfg.fractions if not 0 < f <= 1]
     if bad or not cfg.fractions:
         raise ValueError(f"fractions={list(cfg.fractions)}: every fraction of labelled episodes must be in (0, 1].")
+    if cfg.train.labelled_fraction > 1:
+        raise ValueError(f"train.labelled_fraction={cfg.train.labelled_fraction}: the labelled share of a batch is at most 1.")
+    if cfg.eval.context >= cfg.train.horizon:
+        raise ValueError(f"eval.context={cfg.eval.context} must be below train.horizon={cfg.train.horizon} (the held-out "
+                         "windows' length): the rest of each window is predicted open loop.")
 
 
 @hydra.main(config_path="../configs", config_name="lawm_walker", version_base="1.3")
@@ -65,6 +70,9 @@ def main(cfg: DictConfig) -> dict:
     folders = resolve_datasets(cfg.data.embodiment, root=cfg.data.root, num_episodes=cfg.data.episodes,
                                seed=cfg.data.build_seed, workers=cfg.data.workers, progress=cfg.progress)
     episodes = load_episodes(folders, num_episodes=cfg.data.episodes, sensors=sensors)
+    if episodes["action"].shape[-1] != action_dim:
+        raise ValueError(f"{folders[0]} holds {episodes['action'].shape[-1]}-dim actions, {cfg.embodiment} has {action_dim}: "
+                         "set embodiment= to the data's.")
     order = torch.randperm(len(episodes), generator=torch.Generator().manual_seed(cfg.seed))
     if not 0 < cfg.data.held_out < len(episodes):
         raise ValueError(f"data.held_out={cfg.data.held_out}: hold out 1 to {len(episodes) - 1} of the {len(episodes)} episodes.")
@@ -97,8 +105,8 @@ def main(cfg: DictConfig) -> dict:
 
     # --- the world models of every labelled fraction (a finished one is kept when the run resumes) ----------
     done_file = run.folder / "models.json"
-    done = json.loads(done_file.read_text()) if done_file.exists() else {}
-    for fraction in cfg.fractions:
+    done = json.loads(done_file.read_text()) if done_file.exists() else {}  # the models finished before a resumption
+    for fraction in map(float, cfg.fractions):  # 1 and 1.0 name the same models
         labelled, action_free = split_labelled(train, float(fraction), seed=cfg.seed)
         for model in cfg.models:
             stage = f"{model}@{fraction}"
@@ -124,12 +132,20 @@ def main(cfg: DictConfig) -> dict:
                 idm = make_stack_module(dims, [], action_dim, frames=2, in_group="transition", hidden=cfg.idm.hidden,
                                         device=device)
                 one_step = make_window_buffer(labelled, horizon=1, batch_size=cfg.idm.batch_size)
-                fit(f"idm@{fraction}", {"idm": idm}, BCLoss(idm), lambda: stack_window(one_step.sample(), list(dims)),
-                    cfg.idm.steps)
+                idm_file = run.folder / f"idm@{fraction}.pt"  # kept, so that a resumed RSSM gets the same labels
+                if idm_file.exists():
+                    load_module(idm_file, idm, dict(hidden=cfg.idm.hidden), what="IDM")
+                else:
+                    fit(f"idm@{fraction}", {"idm": idm}, BCLoss(idm), lambda: stack_window(one_step.sample(), list(dims)),
+                        cfg.idm.steps)
+                    save_module(idm_file, idm, dict(hidden=cfg.idm.hidden))
+                torch.manual_seed(cfg.seed)  # the RSSM starts alike whether the IDM was trained or loaded
                 pseudo = torch.cat([labelled, pseudo_label(idm.cpu(), action_free, list(dims))])
                 metrics = action_conditioned(stage, pseudo)
             done[stage] = dict(metrics, model=model, fraction=fraction, labelled_episodes=len(labelled))
-            done_file.write_text(json.dumps(done, indent=1))
+            partial = done_file.with_suffix(".tmp")  # written whole, then renamed: an interruption never corrupts it
+            partial.write_text(json.dumps(done, indent=1))
+            partial.replace(done_file)
             print(stage, json.dumps(done[stage]), flush=True)
 
     # --- report -------------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ def latent_action_diagnostics(
       of the model driven by the windows' real actions through the action encoder (g's mean), the
       number to set against an action-conditioned world model's;
     * ``open_loop_mse_inferred``: the same, driven by the latent actions the inference model infers
-      from the windows' observations (q's mean): the dynamics alone, without the alignment;
+      from the windows' observations (q's mean): the dynamics without the alignment, and an
+      optimistic bound, since each u_t is inferred from the very frame o_{t+1} it then predicts;
     * ``decoded_action_r2`` and ``decoded_action_mse``: the action decoder's mean for the inferred
       latent actions against the real actions (R^2 over all steps and dimensions).
 

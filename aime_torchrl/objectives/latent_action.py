@@ -52,7 +52,8 @@ class LatentActionLoss(ELBOLossBase):
     ``labelled`` (``[B, T]`` booleans: which steps have real actions; absent: every step of a window
     with actions is labelled), and the world model's latent keys.
 
-    Returns ``loss_recon``, ``loss_kl`` (the state's and the latent actions' KL: with
+    Returns ``loss_recon``, ``loss_kl`` (the state's KL and the latent actions' KL, the latter weighted by
+    ``alignment_scale`` / ``bottleneck_scale``: with
     ``nll_reweight="dim_wise"`` both get the decoders' mean std as weight, else the latent actions would
     be 10-50x dearer than the state and collapse) and ``loss_action`` (sum them), and the detached
     ``elbo`` (per window), ``kl``, ``kl_latent_action`` (per window),

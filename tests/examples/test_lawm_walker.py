@@ -38,19 +38,23 @@ def test_lawm_walker_trains_every_model_and_resumes(tmp_path):
     table = (folder / "table.md").read_text()
     assert "| 25 % (1) |" in table and "| 100 % (4) |" in table and (folder / "figure.png").stat().st_size > 0
 
-    # A run stopped after its first models: resuming trains only the missing ones and gives the same numbers.
+    # A run stopped after its first models: resuming trains only the missing ones (the IDM is kept) and
+    # gives the same numbers.
     (folder / "results.json").unlink()
-    kept = {k: v for k, v in models.items() if k.endswith("@0.25")}
+    kept = {k: models[k] for k in ("latent@0.25", "labelled_only@0.25")}
     (folder / "models.json").write_text(json.dumps(kept))
+    idm_written = (folder / "idm@0.25.pt").stat().st_mtime_ns
     resumed = run(tmp_path, "resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     trained = [line.split()[0] for line in resumed.stdout.splitlines() if "@" in line.split(" ")[0]]
-    assert trained == ["latent@1.0", "labelled_only@1.0"]
-    again = json.loads((folder / "results.json").read_text())["models"]
-    assert again["latent@1.0"]["open_loop_mse"] == models["latent@1.0"]["open_loop_mse"]
+    assert trained == ["idm_labels@0.25", "latent@1.0", "labelled_only@1.0"]
+    assert (folder / "idm@0.25.pt").stat().st_mtime_ns == idm_written
+    assert json.loads((folder / "results.json").read_text())["models"] == models
 
 
 def test_lawm_walker_refuses_a_bad_config(tmp_path):
+    done = run(tmp_path, "eval.context=8")
+    assert done.returncode != 0 and "eval.context=8 must be below train.horizon=8" in done.stderr
     done = run(tmp_path, "fractions=[0.0,0.5]")
     assert done.returncode != 0 and "every fraction of labelled episodes must be in (0, 1]" in done.stderr
     done = run(tmp_path, "models=[latent,bc]")
