@@ -22,7 +22,7 @@ from torchrl.data.datasets.common import BaseDatasetExperienceReplay
 from torchrl.data.replay_buffers.writers import ImmutableDatasetWriter
 from tqdm.auto import tqdm
 
-from aime_torchrl.data.npz import check_frames, DatasetFormatError, episode_files, episode_to_td, load_episode, RESERVED
+from aime_torchrl.data.npz import check_frames, dataset_files, DatasetFormatError, episode_to_td, load_episode, RESERVED
 from aime_torchrl.data.replay import WindowReplayBuffer
 
 #: Bump when the processed layout changes, so that old caches are rebuilt rather than reused.
@@ -117,11 +117,7 @@ class AIMEDataset(BaseDatasetExperienceReplay, WindowReplayBuffer):
             raise ValueError(f"horizon and batch_size must be positive, got {horizon} and {batch_size}.")
         self.folders = [Path(f).expanduser().resolve() for f in folders]
         self.root = Path(root) if root is not None else default_root()
-        files = [f for folder in self.folders for f in episode_files(folder)]
-        if num_episodes is not None:
-            if num_episodes < 1 or num_episodes > len(files):
-                raise ValueError(f"num_episodes={num_episodes}, but {len(files)} episodes are available in {folders}.")
-            files = files[:num_episodes]
+        files = dataset_files(self.folders, num_episodes)
         if episodes is not None:
             if not episodes or min(episodes) < 0 or max(episodes) >= len(files):
                 raise ValueError(f"episodes must be non-empty indices below {len(files)}, got {list(episodes)[:10]}.")

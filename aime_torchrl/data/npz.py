@@ -47,6 +47,16 @@ def episode_files(folder: str | Path) -> list[Path]:
     return sorted(files, key=lambda f: int(f.stem))
 
 
+def dataset_files(folders: Sequence[str | Path], num_episodes: int | None = None) -> list[Path]:
+    """The episode files of ``folders`` in order (:func:`episode_files`), the first ``num_episodes`` if given."""
+    files = [f for folder in folders for f in episode_files(folder)]
+    if num_episodes is None:
+        return files
+    if not 1 <= num_episodes <= len(files):
+        raise ValueError(f"num_episodes={num_episodes}, but {len(files)} episodes are available in {[str(f) for f in folders]}.")
+    return files[:num_episodes]
+
+
 def check_frames(path: str | Path, frames: int) -> None:
     """Refuses an episode of fewer than 2 frames (the reset frame and one step), naming ``path``."""
     if frames < 2:
@@ -183,12 +193,7 @@ def load_episodes(
         >>> episodes.batch_size, episodes["episode"][:, 0].tolist()
         (torch.Size([3, 10]), [0, 1, 2])
     """
-    folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
-    files = [f for folder in folders for f in episode_files(folder)]
-    if num_episodes is not None:
-        if not 1 <= num_episodes <= len(files):
-            raise ValueError(f"num_episodes={num_episodes}, but {len(files)} episodes are in {[str(f) for f in folders]}.")
-        files = files[:num_episodes]
+    files = dataset_files([folders] if isinstance(folders, (str, Path)) else list(folders), num_episodes)
     episodes = []
     for index, path in enumerate(files):
         episode = load_episode(path)

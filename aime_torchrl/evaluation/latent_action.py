@@ -127,7 +127,7 @@ def label_efficiency_report(runs: Sequence[Mapping[str, Mapping]], folder: str |
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for i, (model, label) in enumerate(LABEL_EFFICIENCY_MODELS.items()):
-        points = [(episodes[f], values(model, f)) for f in fractions if values(model, f)]
+        points = [(episodes[f], numbers) for f in fractions if (numbers := values(model, f))]
         if points:
             axes[0].errorbar([p[0] for p in points], [statistics.mean(p[1]) for p in points], marker="o", capsize=3,
                              yerr=[statistics.pstdev(p[1]) for p in points], label=label, color=f"C{i}")
@@ -136,12 +136,12 @@ def label_efficiency_report(runs: Sequence[Mapping[str, Mapping]], folder: str |
         axes[0].axhline(statistics.mean(full), color="grey", ls="--", lw=0.8, label="RSSM, every label")
     axes[0].set(xscale="log", yscale="log", xlabel="labelled episodes", ylabel="held-out open-loop MSE")
     axes[0].legend(fontsize=7)
-    r2 = [(episodes[f], values("latent", f, "decoded_action_r2")) for f in fractions if values("latent", f, "decoded_action_r2")]
+    r2 = [(episodes[f], numbers) for f in fractions if (numbers := values("latent", f, "decoded_action_r2"))]
     if r2:
         axes[1].errorbar([p[0] for p in r2], [statistics.mean(p[1]) for p in r2], marker="o", capsize=3, color="C0",
                          yerr=[statistics.pstdev(p[1]) for p in r2])
-    axes[1].set(xscale="log", xlabel="labelled episodes", ylabel="decoded latent actions R^2", ylim=(min(0.0, *(
-        min(p[1]) for p in r2)) if r2 else 0.0, 1.0))
+    lowest = min((min(p[1]) for p in r2), default=0.0)  # R^2 may be negative
+    axes[1].set(xscale="log", xlabel="labelled episodes", ylabel="decoded latent actions R^2", ylim=(min(0.0, lowest), 1.0))
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(folder / "figure.png", dpi=120)
