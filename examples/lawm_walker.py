@@ -29,7 +29,8 @@ import torch
 from omegaconf import DictConfig
 
 from aime_torchrl import RSSMWorldModel, WorldModelLoss
-from aime_torchrl.data import LabelledMixture, load_episodes, make_window_buffer, pseudo_label, resolve_datasets, split_labelled
+from aime_torchrl.data import (LabelledMixture, load_episodes, make_window_buffer, pseudo_label, resolve_datasets,
+                               split_held_out, split_labelled)
 from aime_torchrl.envs import SENSOR_DIMS, SENSORS
 from aime_torchrl.evaluation import label_efficiency_report, latent_action_diagnostics, open_loop_errors
 from aime_torchrl.modules import LatentActionWorldModel, make_stack_module, stack_window
@@ -70,10 +71,9 @@ def main(cfg: DictConfig) -> dict:
                                seed=cfg.data.build_seed, workers=cfg.data.workers, progress=cfg.progress)
     episodes = load_episodes(folders, num_episodes=cfg.data.episodes, sensors=sensors)  # names a file lacking a sensor
     action_dim = episodes["action"].shape[-1]
-    order = torch.randperm(len(episodes), generator=torch.Generator().manual_seed(cfg.seed))
     if not 0 < cfg.data.held_out < len(episodes):
         raise ValueError(f"data.held_out={cfg.data.held_out}: hold out 1 to {len(episodes) - 1} of the {len(episodes)} episodes.")
-    held_out, train = episodes[order[:cfg.data.held_out]], episodes[order[cfg.data.held_out:]]
+    held_out, train = split_held_out(episodes, cfg.data.held_out, seed=cfg.seed)
     with torch.random.fork_rng():  # the same held-out windows for every model, and on resumption
         torch.manual_seed(cfg.seed)
         held_out_buffer = make_window_buffer(held_out, horizon=cfg.train.horizon, batch_size=cfg.train.batch_size)

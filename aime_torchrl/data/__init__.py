@@ -5,7 +5,8 @@
 from aime_torchrl.data.collect import collect_episodes, GaussianActionNoise, UniformRandomPolicy
 from aime_torchrl.data.builder import build_dataset, dataset_folders, open_dataset, render_images, resolve_datasets
 from aime_torchrl.data.dataset import AIMEDataset, default_root
-from aime_torchrl.data.labelled import LabelledMixture, pseudo_label, split_labelled
+from aime_torchrl.data.labelled import LabelledMixture, pseudo_label, split_held_out, split_labelled
+from aime_torchrl.data.latents import posterior_latents
 from aime_torchrl.data.npz import (DatasetFormatError, episode_files, episode_to_td, load_episode, load_episodes, save_episode,
                                    td_to_episode)
 from aime_torchrl.data.replay import make_window_buffer
@@ -28,10 +29,12 @@ __all__ = [
     "load_episodes",
     "make_window_buffer",
     "open_dataset",
+    "posterior_latents",
     "pseudo_label",
     "render_images",
     "resolve_datasets",
     "save_episode",
+    "split_held_out",
     "split_labelled",
     "td_to_episode",
 ]

@@ -14,6 +14,22 @@ from tensordict.nn import TensorDictModuleBase
 from torchrl.data import ReplayBuffer
 
 
+def split_held_out(episodes: TensorDictBase, held_out: int, *, seed: int = 0) -> tuple[TensorDictBase, TensorDictBase]:
+    """Splits ``[N, L]`` episodes into ``held_out`` randomly chosen ones (for evaluation) and the rest (for training).
+
+    Examples:
+        >>> from aime_torchrl.data import LinearControlSystem
+        >>> test, train = split_held_out(LinearControlSystem().rollout(20, 10), 5)
+        >>> test.batch_size, train.batch_size
+        (torch.Size([5, 10]), torch.Size([15, 10]))
+    """
+    total = episodes.batch_size[0]
+    if not 0 < held_out < total:
+        raise ValueError(f"Cannot hold out {held_out} of {total} episodes: hold out 1 to {total - 1}.")
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    return episodes[order[:held_out]], episodes[order[held_out:]]
+
+
 def split_labelled(
     episodes: TensorDictBase, labelled: int | float, *, seed: int = 0, action_key: str = "action"
 ) -> tuple[TensorDictBase, TensorDictBase]:

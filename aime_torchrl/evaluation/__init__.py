@@ -8,7 +8,7 @@ from aime_torchrl.evaluation.diagnostics import (
     action_inference_diagnostics, ImitationDiagnostics, state_coverage, world_model_diagnostics,
 )
 from aime_torchrl.evaluation.plots import plot_grid, plot_scores
-from aime_torchrl.evaluation.latent_action import label_efficiency_report, latent_action_diagnostics
+from aime_torchrl.evaluation.latent_action import label_efficiency_report, latent_action_diagnostics, policy_efficiency_report
 from aime_torchrl.evaluation.prediction import open_loop_errors, open_loop_prediction
 from aime_torchrl.evaluation.report import save_results, score_report
 from aime_torchrl.evaluation.rollouts import episode_returns, record_episode, seeded_episode_returns
@@ -19,6 +19,7 @@ __all__ = [
     "ImitationDiagnostics",
     "imitation_videos",
     "label_efficiency_report",
+    "policy_efficiency_report",
     "REFERENCE_EXPERT_RETURNS",
     "episode_returns",
     "normalised_score",

@@ -147,3 +147,84 @@ def label_efficiency_report(runs: Sequence[Mapping[str, Mapping]], folder: str |
     fig.savefig(folder / "figure.png", dpi=120)
     plt.close(fig)
     return table
+
+
+def policy_efficiency_report(
+    runs: Sequence[Mapping[str, Mapping]],
+    folder: str | Path,
+    *,
+    expert_return: float,
+    data_return: float | None = None,
+    title: str = "",
+) -> str:
+    """Writes ``table.md`` and ``figure.png`` of the policies of a label-efficiency study into ``folder``
+    and returns the table: each world model's policy return (and % of ``expert_return``) against the
+    number of labelled episodes.
+
+    Args:
+        runs: one mapping per seed, ``"<model>@<fraction>" -> {"model", "fraction", "labelled_episodes",
+            "returns"}``, as ``examples/lawm_dmc.py`` writes to ``policies.json``; ``labelled_only`` at
+            fraction 1 is the policy of the world model with every label.
+
+    Keyword Args:
+        expert_return (float): the expert's return (100 %).
+        data_return (float, optional): the dataset's mean episode return, drawn for reference.
+
+    Examples:
+        >>> import tempfile
+        >>> run = {f"{m}@{f}": dict(model=m, fraction=f, labelled_episodes=int(100 * f), returns=[r, r + 100])
+        ...        for m, r in (("latent", 400.0), ("labelled_only", 200.0)) for f in (0.1, 1.0)}
+        >>> print(policy_efficiency_report([run], tempfile.mkdtemp(), expert_return=900.0).splitlines()[4])
+        | 10 % (10) | 450 +- 50 (50 %) | 250 +- 50 (28 %) | - |
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fractions = sorted({entry["fraction"] for run in runs for entry in run.values()})
+    episodes = {entry["fraction"]: entry["labelled_episodes"] for run in runs for entry in run.values()}
+
+    def means(model: str, fraction: float) -> list[float]:  # one per seed
+        return [statistics.mean(run[f"{model}@{fraction}"]["returns"]) for run in runs if f"{model}@{fraction}" in run]
+
+    def cell(model: str, fraction: float) -> str:
+        seeds = means(model, fraction)
+        if not seeds:
+            return "-"
+        spread = (statistics.pstdev(seeds) if len(seeds) > 1  # over seeds; with one seed over its episodes
+                  else statistics.pstdev(runs[0][f"{model}@{fraction}"]["returns"]) if len(runs) == 1 else 0.0)
+        mean = statistics.mean(seeds)
+        return f"{mean:.0f} +- {spread:.0f} ({100 * mean / expert_return:.0f} %)"
+
+    spread = "seeds" if len(runs) > 1 else "evaluation episodes"
+    lines = [f"Return of the offline-RL policy of each world model (mean +- std over {spread}; {len(runs)} seed(s)); "
+             f"in brackets % of the expert's {expert_return:.0f}"
+             + (f"; the data's mean episode return: {data_return:.0f}." if data_return is not None else "."), "",
+             "| labelled (episodes) | " + " | ".join(LABEL_EFFICIENCY_MODELS.values()) + " |",
+             "|---|" + "---|" * len(LABEL_EFFICIENCY_MODELS)]
+    for f in fractions:
+        lines.append(f"| {100 * f:.0f} % ({episodes[f]}) | " + " | ".join(cell(m, f) for m in LABEL_EFFICIENCY_MODELS) + " |")
+    table = "\n".join(lines) + "\n"
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "table.md").write_text(table)
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for i, (model, label) in enumerate(LABEL_EFFICIENCY_MODELS.items()):
+        points = [(episodes[f], numbers) for f in fractions if (numbers := means(model, f))]
+        if points:
+            ax.errorbar([p[0] for p in points], [statistics.mean(p[1]) for p in points], marker="o", capsize=3,
+                        yerr=[statistics.pstdev(p[1]) for p in points], label=label, color=f"C{i}")
+    full = means("labelled_only", 1.0)
+    if full:
+        ax.axhline(statistics.mean(full), color="grey", ls="--", lw=0.8, label="RSSM, every label")
+    if data_return is not None:
+        ax.axhline(data_return, color="black", ls=":", lw=0.8, label="data (mean episode)")
+    ax.set(xscale="log", xlabel="labelled episodes", ylabel="return")
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "figure.png", dpi=120)
+    plt.close(fig)
+    return table

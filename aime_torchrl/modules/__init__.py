@@ -5,6 +5,7 @@
 from aime_torchrl.modules.decoders import CNNDecoder, GaussianMLPDecoder, make_decoder
 from aime_torchrl.modules.encoders import CNNEncoder, ObservationEncoder
 from aime_torchrl.modules.filter_actor import FilteringActor
+from aime_torchrl.modules.imagination import make_imagination_env, make_reward_model, PriorStep
 from aime_torchrl.modules.frame_stack import frame_stack_transform, FrameStackMLP, make_stack_module, stack_window
 from aime_torchrl.modules.mlp import make_mlp
 from aime_torchrl.modules.policy import make_policy, TanhGaussianPolicyNet
@@ -12,6 +13,7 @@ from aime_torchrl.modules.rollout import PosteriorRollout
 from aime_torchrl.modules.rssm import GaussianHead, RSSMTransition
 from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.latent_action import LATENT_ACTION_KEYS, LatentActionWorldModel
+from aime_torchrl.modules.latent_action_actor import LatentActionFilteringActor
 from aime_torchrl.modules.world_model import categorical_mode, RSSMWorldModel, WORLD_MODEL_PRESETS
 
 __all__ = [
@@ -22,10 +24,12 @@ __all__ = [
     "GaussianHead",
     "GaussianMLPDecoder",
     "LATENT_ACTION_KEYS",
+    "LatentActionFilteringActor",
     "LatentActionWorldModel",
     "LatentKeys",
     "ObservationEncoder",
     "PosteriorRollout",
+    "PriorStep",
     "RSSMTransition",
     "RSSMWorldModel",
     "TanhGaussianPolicyNet",
@@ -33,8 +37,10 @@ __all__ = [
     "categorical_mode",
     "frame_stack_transform",
     "make_decoder",
+    "make_imagination_env",
     "make_mlp",
     "make_policy",
+    "make_reward_model",
     "make_stack_module",
     "stack_window",
 ]

@@ -189,6 +189,13 @@ def plain_module(module: TensorDictModuleBase | None, cls: type | tuple[type, ..
     return None
 
 
+def _unit_bounds(kwargs) -> bool:
+    """Whether a TanhNormal's ``distribution_kwargs`` are exactly ``low=-1, high=1`` (plain numbers)."""
+    kwargs = dict(kwargs)
+    return set(kwargs) == {"low", "high"} and all(
+        not torch.is_tensor(v) and float(v) == bound for v, bound in ((kwargs["low"], -1.0), (kwargs["high"], 1.0)))
+
+
 def tanh_gaussian_net(
     policy: TensorDictModuleBase | None, keys: LatentKeys | None = None
 ) -> TanhGaussianPolicyNet | None:
@@ -205,7 +212,7 @@ def tanh_gaussian_net(
     loc, scale, action = (unravel_key(k) for k in (keys.loc, keys.scale, keys.action))
     if (
         dist_module.distribution_class is not TanhNormal
-        or dict(dist_module.distribution_kwargs) != {"low": -1.0, "high": 1.0}
+        or not _unit_bounds(dist_module.distribution_kwargs)
         or list(policy.out_keys) != [loc, scale, action]
         or not isinstance(net_module, TensorDictModule)
         or not set(net_module.in_keys) <= {unravel_key(keys.state), unravel_key(keys.belief)}

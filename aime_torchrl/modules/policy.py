@@ -71,9 +71,11 @@ def make_policy(
     layers: int = 2,
     in_keys: Sequence[NestedKey] | None = None,
     keys: LatentKeys | None = None,
+    low: float | torch.Tensor = -1.0,
+    high: float | torch.Tensor = 1.0,
     device: torch.device | str | None = None,
 ) -> ProbabilisticActor:
-    """Builds the AIME policy: ``a = tanh(loc + scale * eps)`` on ``[belief, state]``.
+    """Builds the AIME policy: ``a = tanh(loc + scale * eps)`` on ``[belief, state]``, scaled into ``[low, high]``.
 
     A :class:`~torchrl.modules.ProbabilisticActor` writing ``"loc"``, ``"scale"`` and ``"action"``
     (the names of ``keys``)
@@ -93,6 +95,8 @@ def make_policy(
             (the reference's feature ``[h, s]``).
         keys (LatentKeys, optional): the world model's key names (``world_model.keys``). Defaults to ``None``
             (TorchRL's Dreamer names).
+        low, high (float or torch.Tensor, optional): the bounds of the action (per dimension for
+            tensors; e.g. the box of a latent-action model's inferred latent actions). Default to ``-1``, ``1``.
         device (torch.device, optional): device of the parameters. Defaults to ``None``.
 
     Examples:
@@ -111,9 +115,9 @@ def make_policy(
         TensorDictModule(net, in_keys=list(in_keys or (keys.belief, keys.state)), out_keys=[keys.loc, keys.scale]),
         in_keys={"loc": keys.loc, "scale": keys.scale},
         out_keys=[keys.action],
-        spec=Bounded(-1.0, 1.0, (action_dim,), device=device),
+        spec=Bounded(low, high, (action_dim,), device=device),
         distribution_class=TanhNormal,
-        distribution_kwargs={"low": -1.0, "high": 1.0},
+        distribution_kwargs={"low": low, "high": high},
         default_interaction_type=InteractionType.RANDOM,
         return_log_prob=False,
     )

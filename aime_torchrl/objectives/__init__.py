@@ -9,6 +9,8 @@ from aime_torchrl.objectives.elbo import (
 )
 from aime_torchrl.objectives.iidm import ForwardModelLoss, IIDMLoss
 from aime_torchrl.objectives.latent_action import LatentActionLoss
+from aime_torchrl.objectives.offline_policy import OfflinePolicyLoss
+from aime_torchrl.objectives.reward import RewardLoss
 from aime_torchrl.objectives.world_model import LOSS_PRESETS, WorldModelLoss
 
 __all__ = [
@@ -17,6 +19,8 @@ __all__ = [
     "ForwardModelLoss",
     "IIDMLoss",
     "LatentActionLoss",
+    "OfflinePolicyLoss",
+    "RewardLoss",
     "LOSS_PRESETS",
     "WorldModelLoss",
     "LATENTS",

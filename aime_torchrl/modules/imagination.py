@@ -1,0 +1,91 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""Imagination: a frozen world model's prior and a reward model as a TorchRL env (``DreamerEnv``)."""
+from __future__ import annotations
+
+import torch
+from tensordict.nn import TensorDictModule, TensorDictModuleBase
+from torch import nn
+from torchrl.data import Composite, Unbounded
+from torchrl.envs.model_based.dreamer import DreamerEnv
+from torchrl.modules import WorldModelWrapper
+
+from aime_torchrl.modules.filter_step import latent_step
+from aime_torchrl.modules.mlp import make_mlp
+from aime_torchrl.modules.rssm import GaussianHead, RSSMTransition
+from aime_torchrl.modules.world_model import RSSMWorldModel
+
+
+class PriorStep(nn.Module):
+    """One step of imagination on plain tensors: ``h' = transition(s, h, a)``, ``s' ~ prior(h')``
+    (:func:`~aime_torchrl.modules.filter_step.latent_step`, reparameterised, so that a policy's
+    gradient flows through the imagined states). Returns ``(state', belief')``."""
+
+    def __init__(self, transition: RSSMTransition, prior: GaussianHead) -> None:
+        super().__init__()
+        self.transition, self.prior = transition, prior
+
+    def forward(self, state: torch.Tensor, belief: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        belief, _, _, state = latent_step(self.transition, self.prior, state, belief, action, noise=torch.randn_like(state))
+        return state, belief
+
+
+def make_reward_model(world_model: RSSMWorldModel, *, hidden: int = 128, layers: int = 2) -> TensorDictModule:
+    """An MLP ``(belief, state) -> "reward"`` on the world model's latents (its key names): the
+    reward of arriving in those latents, r_t for the latents after o_{t+1}.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> wm = RSSMWorldModel.from_config({"observation": 3}, 2, belief_dim=16, state_dim=4, hidden=16)
+        >>> reward = make_reward_model(wm, hidden=16)
+        >>> reward(TensorDict({"belief": torch.zeros(5, 16), "state": torch.zeros(5, 4)}, [5]))["reward"].shape
+        torch.Size([5, 1])
+    """
+    keys = world_model.keys
+    device = next(world_model.parameters()).device
+    return TensorDictModule(make_mlp(world_model.feature_dim, 1, hidden, layers, device=device),
+                            in_keys=[keys.belief, keys.state], out_keys=["reward"])
+
+
+def make_imagination_env(world_model: RSSMWorldModel, reward_model: TensorDictModuleBase) -> DreamerEnv:
+    """TorchRL's :class:`~torchrl.envs.model_based.dreamer.DreamerEnv` on the world model's prior:
+    ``reset(td)`` starts from the ``"state"`` and ``"belief"`` of ``td`` (e.g. posterior latents of a
+    dataset, :func:`~aime_torchrl.data.posterior_latents`), each ``step`` reads the action under
+    the world model's action key (``"latent_action"`` for a latent-action model's world model),
+    samples the next latents from the prior and writes the reward model's ``("next", "reward")``.
+
+    What TorchRL's imagination losses (:class:`~torchrl.objectives.DreamerV3ActorLoss`) roll a policy
+    out in. It needs our Gaussian RSSM (``world_model.plain_nets()``); the world model is not
+    trained through it (TorchRL's losses hold the env's modules out).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> wm = RSSMWorldModel.from_config({"observation": 3}, 2, belief_dim=16, state_dim=4, hidden=16)
+        >>> env = make_imagination_env(wm, make_reward_model(wm, hidden=16))
+        >>> start = TensorDict({"state": torch.zeros(5, 4), "belief": torch.zeros(5, 16)}, [5])
+        >>> with torch.no_grad():
+        ...     imagined = env.rollout(3, auto_reset=False, tensordict=env.reset(start))
+        >>> imagined["next", "reward"].shape
+        torch.Size([5, 3, 1])
+    """
+    nets = world_model.plain_nets()
+    keys = world_model.keys
+    if nets is None or keys.state != "state" or keys.belief != "belief":
+        raise ValueError("make_imagination_env needs a Gaussian RSSM of this package (RSSMWorldModel.from_config with "
+                         "variant 'rssm' or 'rssmo') whose latents are named 'state' and 'belief' (DreamerEnv's names).")
+    step = TensorDictModule(PriorStep(nets.transition, nets.prior), in_keys=[keys.state, keys.belief, keys.action],
+                            out_keys=[keys.state, keys.belief])
+    device = next(world_model.parameters()).device
+    env = DreamerEnv(WorldModelWrapper(step, reward_model), prior_shape=torch.Size([world_model.state_dim]),
+                     belief_shape=torch.Size([world_model.belief_dim]), device=device)
+    latents = Composite(state=Unbounded((world_model.state_dim,), device=device),
+                        belief=Unbounded((world_model.belief_dim,), device=device))
+    env.full_observation_spec = latents.clone()
+    env.full_state_spec = latents.clone()
+    env.full_action_spec = Composite({keys.action: Unbounded((world_model.action_dim,), device=device)})
+    env.full_reward_spec = Composite(reward=Unbounded((1,), device=device))
+    return env

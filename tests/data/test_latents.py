@@ -1,0 +1,54 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""posterior_latents: the layout of the transitions (root, next, reward, behaviour) for both kinds of
+world model, reproducible, and refusing episodes without rewards."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aime_torchrl.data import LinearControlSystem, posterior_latents
+from aime_torchrl.modules import LatentActionWorldModel, RSSMWorldModel
+
+SIZES = dict(belief_dim=16, state_dim=4, hidden=16)
+
+
+def episodes(n: int = 3, length: int = 7):
+    data = LinearControlSystem().rollout(n, length)
+    data.set(("next", "reward"), torch.randn(n, length, 1))
+    return data
+
+
+@pytest.mark.parametrize("latent", [False, True])
+def test_transitions_chain_within_each_episode(latent):
+    data = episodes()
+    cls = LatentActionWorldModel if latent else RSSMWorldModel
+    model = cls.from_config({"observation": 4}, 2, **SIZES)
+    latents = posterior_latents(model, data)
+    assert latents.batch_size == torch.Size([21])
+    per_episode = latents.reshape(3, 7)
+    # the latents after o_{t+1} of transition t are the root latents of transition t + 1
+    for key in ("belief", "state"):
+        torch.testing.assert_close(per_episode["next", key][:, :-1], per_episode[key][:, 1:])
+    torch.testing.assert_close(per_episode["next", "reward"], data["next", "reward"])
+    if latent:  # the inferred latent action's mean: q(u_t | h_t, s_t, e_{t+1}) of frame t + 1, from the same samples
+        torch.manual_seed(0)
+        frames = model(model.to_frames(data))
+        torch.testing.assert_close(per_episode["behaviour_action"], frames["latent_action_loc"][:, 1:])
+        torch.testing.assert_close(per_episode["state"], frames["next", "state"][:, :-1])
+    else:
+        torch.testing.assert_close(per_episode["behaviour_action"], data["action"])
+    torch.testing.assert_close(posterior_latents(model, data), latents)  # seeded: the same samples
+    chunked = posterior_latents(model, data, chunk=2).reshape(3, 7)  # two chunks: the episodes stay in order
+    torch.testing.assert_close(chunked["next", "reward"], data["next", "reward"])
+    assert not torch.equal(posterior_latents(model, data, seed=1)["state"], latents["state"])
+
+
+def test_the_latent_model_never_reads_actions_and_rewards_are_required():
+    data = episodes()
+    model = LatentActionWorldModel.from_config({"observation": 4}, 2, **SIZES)
+    torch.testing.assert_close(posterior_latents(model, data.exclude("action")), posterior_latents(model, data))
+    with pytest.raises(KeyError, match="posterior_latents needs the episodes. rewards"):
+        posterior_latents(model, data.exclude(("next", "reward")))
