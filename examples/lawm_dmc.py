@@ -44,8 +44,9 @@ MODELS = ("latent", "labelled_only", "idm_labels")
 
 
 def check(cfg: DictConfig) -> None:  # the config, before anything runs (errors name the key and what is allowed)
-    check_config(cfg, choices={"setup": ["mdp", "lpomdp"]}, positive=["reward.*", "policy.*", "eval.episodes"],
-                 non_negative=["*"])
+    positive = [f"policy.{k}" for k in cfg.policy if k not in ("behaviour_scale", "latent_margin", "entropy_bonus")]
+    check_config(cfg, choices={"setup": ["mdp", "lpomdp"]},
+                 positive=["reward.*", *positive, "eval.episodes", "checkpoint_every", "log_every"], non_negative=["*"])
     unknown = set(cfg.models) - set(MODELS)
     if unknown or not cfg.models:
         raise ValueError(f"models={list(cfg.models)}: choose from {list(MODELS)}.")
@@ -76,6 +77,10 @@ def main(cfg: DictConfig) -> dict:
                         f"fractions=[{','.join(map(str, cfg.fractions))}]", *cfg.lawm_walker]
         subprocess.run(command, check=True)
     wm_cfg = OmegaConf.load(wm_dir / "config.yaml")
+    differ = [k for k in ("embodiment", "task", "setup") if wm_cfg[k] != cfg[k]]
+    if differ:  # the policies act in cfg's env on the rewards of the world models' data
+        raise ValueError(f"world_models={wm_dir} was trained with " + ", ".join(f"{k}={wm_cfg[k]}" for k in differ)
+                         + "; this run has " + ", ".join(f"{k}={cfg[k]}" for k in differ) + ": set them alike.")
     trained = json.loads((wm_dir / "models.json").read_text())
 
     # --- the world-model run's data and split: held-out episodes are never used here -----------------------
@@ -159,12 +164,14 @@ def main(cfg: DictConfig) -> dict:
             loss = OfflinePolicyLoss(policy, value, make_imagination_env(rssm, reward_model),
                                      imagination_horizon=cfg.policy.horizon, behaviour_scale=cfg.policy.behaviour_scale,
                                      entropy_bonus=cfg.policy.entropy_bonus, gamma=cfg.policy.gamma, lmbda=cfg.policy.lmbda)
+            loss.set_keys(action=keys.action)  # "latent_action" for the latent model
             optimizer = torch.optim.Adam([dict(params=policy.parameters(), lr=cfg.policy.actor_lr),
                                           dict(params=value.parameters(), lr=cfg.policy.value_lr)])
             slow_critic = SoftUpdate(loss.value_loss, tau=cfg.policy.tau)
             fit(f"policy@{name}", {"policy": policy, "value_loss": loss.value_loss, "return_norm": loss.actor_loss.retnorm},
                 loss, optimizer, buffer.sample, cfg.policy.steps, grad_clip=cfg.policy.grad_clip, after_step=slow_critic.step)
-            save_module(run.folder / f"policy@{name}.pt", policy, dict(hidden=cfg.policy.hidden))
+            save_module(run.folder / f"policy@{name}.pt", policy,  # with its box (make_policy low, high)
+                        dict(hidden=cfg.policy.hidden, **{k: v.tolist() for k, v in bounds.items()}))
 
             # its return in the real env
             actor = (LatentActionFilteringActor(world_model, policy) if model == "latent"

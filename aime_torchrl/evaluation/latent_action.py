@@ -192,13 +192,16 @@ def policy_efficiency_report(
         seeds = means(model, fraction)
         if not seeds:
             return "-"
-        spread = (statistics.pstdev(seeds) if len(seeds) > 1  # over seeds; with one seed over its episodes
-                  else statistics.pstdev(runs[0][f"{model}@{fraction}"]["returns"]) if len(runs) == 1 else 0.0)
+        if len(seeds) > 1:  # over seeds
+            spread = f"{statistics.pstdev(seeds):.0f} ({len(seeds)} seeds)"
+        else:  # over the one seed's evaluation episodes
+            name = f"{model}@{fraction}"
+            spread = next(f"{statistics.pstdev(run[name]['returns']):.0f}" for run in runs if name in run)
         mean = statistics.mean(seeds)
-        return f"{mean:.0f} +- {spread:.0f} ({100 * mean / expert_return:.0f} %)"
+        return f"{mean:.0f} +- {spread} ({100 * mean / expert_return:.0f} %)"
 
-    spread = "seeds" if len(runs) > 1 else "evaluation episodes"
-    lines = [f"Return of the offline-RL policy of each world model (mean +- std over {spread}; {len(runs)} seed(s)); "
+    lines = ["Return of the offline-RL policy of each world model (mean +- std over the seeds where there are several, "
+             "else over the evaluation episodes); "
              f"in brackets % of the expert's {expert_return:.0f}"
              + (f"; the data's mean episode return: {data_return:.0f}." if data_return is not None else "."), "",
              "| labelled (episodes) | " + " | ".join(LABEL_EFFICIENCY_MODELS.values()) + " |",

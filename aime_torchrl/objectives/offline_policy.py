@@ -30,8 +30,10 @@ class OfflinePolicyLoss(LossModule):
     ``loss_value``. Offline, nothing corrects the model where the policy leaves the data, so
     ``loss_behaviour`` = ``behaviour_scale`` x the policy's negative log-likelihood of the behaviour's
     action at the start (``behaviour_action``: the dataset's action, or a latent-action model's
-    inferred latent action) keeps it near what the data did (TD3+BC's term; the return scaling keeps
-    its weight comparable across tasks). The world model and the reward model are not trained.
+    inferred latent action) keeps it near what the data did (behaviour cloning added to the actor's
+    objective, as in TD3+BC, here as a log-likelihood; the return scaling keeps its weight comparable
+    across tasks; the NLL goes below zero as the policy's std shrinks). The world model and the
+    reward model are not trained.
 
     Train :meth:`policy_parameters` (the actor's and the critic's, not the env's) and update the slow
     critic with ``SoftUpdate(loss.value_loss, tau=...)`` after each step.
@@ -151,12 +153,16 @@ class OfflinePolicyLoss(LossModule):
 
     def _inside(self, action: torch.Tensor) -> torch.Tensor:
         """The behaviour's action moved just inside a bounded actor's box (a TanhNormal's log-density
-        is cut off at its bounds)."""
+        is cut off at its bounds); unchanged for an actor without a bounded spec."""
         spec = getattr(self.actor, "spec", None)
         if isinstance(spec, Composite):
-            spec = spec.get(self.tensor_keys.action, None)
+            key = self.tensor_keys.action
+            if key not in spec.keys(True, True):
+                raise KeyError(f"The actor's spec has no {key!r}: give OfflinePolicyLoss the key it writes, e.g. "
+                               f"loss.set_keys(action={self.actor.out_keys[-1]!r}).")
+            spec = spec.get(key)
         low, high = getattr(spec, "low", None), getattr(spec, "high", None)
-        if low is None or high is None:
+        if spec is None or low is None or high is None:
             return action
         margin = 1e-3 * (high - low)
         return torch.maximum(torch.minimum(action, high - margin), low + margin)

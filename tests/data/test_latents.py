@@ -29,10 +29,22 @@ def test_transitions_chain_within_each_episode(latent):
     latents = posterior_latents(model, data)
     assert latents.batch_size == torch.Size([21])
     per_episode = latents.reshape(3, 7)
-    # the latents after o_{t+1} of transition t are the root latents of transition t + 1
-    for key in ("belief", "state"):
-        torch.testing.assert_close(per_episode["next", key][:, :-1], per_episode[key][:, 1:])
-    torch.testing.assert_close(per_episode["next", "reward"], data["next", "reward"])
+    # causality: o_4 changes the latents from the root of transition 4 (after o_4) and the next latents and
+    # inferred latent action of transition 3 on; a_3 (read by the action-conditioned model only) the same latents
+    changed = data.clone()
+    if latent:
+        changed["observation"][0, 4] += 1.0
+        changed["next", "observation"][0, 3] += 1.0
+    else:
+        changed["action"][0, 3] = -changed["action"][0, 3]
+    moved = posterior_latents(model, changed).reshape(3, 7)
+    rows = torch.arange(7)
+    expected = {"state": rows >= 4, ("next", "state"): rows >= 3,
+                "behaviour_action": rows >= 3 if latent else rows == 3}  # u_3 and what follows; a_3 itself
+    for key, rows_changed in expected.items():
+        differs = (moved[key][0] - per_episode[key][0]).abs().amax(-1) > 0
+        assert differs.tolist() == rows_changed.tolist(), key
+    torch.testing.assert_close(moved[1:], per_episode[1:])  # the other episodes are untouched
     if latent:  # the inferred latent action's mean: q(u_t | h_t, s_t, e_{t+1}) of frame t + 1, from the same samples
         torch.manual_seed(0)
         frames = model(model.to_frames(data))

@@ -24,7 +24,7 @@ def run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     args = ["lawm_walker=[" + ",".join(f'"{o}"' for o in world_models) + "]", "fractions=[0.25,1.0]",
             "reward.steps=3", "reward.batch_size=8", "reward.hidden=16", "policy.steps=3", "policy.batch_size=8",
             "policy.horizon=3", "policy.hidden=16", "eval.episodes=1", "checkpoint_every=2", "progress=false", "threads=1",
-            f"out_dir={tmp_path / 'run'}", *extra]
+            *([] if any(e.startswith("out_dir=") for e in extra) else [f"out_dir={tmp_path / 'run'}"]), *extra]
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True)
 
 
@@ -54,6 +54,10 @@ def test_lawm_dmc_trains_a_policy_per_world_model_and_resumes(tmp_path):
     assert trained == ["idm_labels@0.25", "latent@1.0", "labelled_only@1.0"]
     assert json.loads((folder / "results.json").read_text())["policies"] == policies
 
+    # Finished world models of another task are refused (their data's rewards are not this task's).
+    other = run(tmp_path, f"world_models={folder / 'world_models'}", "task=stand", f"out_dir={tmp_path / 'other'}")
+    assert other.returncode != 0 and "was trained with task=walk; this run has task=stand" in other.stderr
+
 
 def test_lawm_dmc_refuses_a_bad_config(tmp_path):
     done = run(tmp_path, f"world_models={tmp_path / 'nothing'}")
@@ -61,4 +65,4 @@ def test_lawm_dmc_refuses_a_bad_config(tmp_path):
     done = run(tmp_path, "models=[latent,bc]")
     assert done.returncode != 0 and "choose from ['latent', 'labelled_only', 'idm_labels']" in done.stderr
     done = run(tmp_path, "policy.horizon=0")
-    assert done.returncode != 0 and "policy.horizon" in done.stderr
+    assert done.returncode != 0 and "policy.horizon=0: must be a number > 0" in done.stderr

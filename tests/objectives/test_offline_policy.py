@@ -6,13 +6,16 @@
 each loss sends its gradient, the behaviour term, return improvement) and RewardLoss."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torchrl.objectives import SoftUpdate
 
-from aime_torchrl.modules import make_imagination_env, make_mlp, make_policy, make_reward_model, RSSMWorldModel
+from aime_torchrl.modules import (LATENT_ACTION_KEYS, LatentKeys, make_imagination_env, make_mlp, make_policy,
+                                  make_reward_model, RSSMWorldModel)
 from aime_torchrl.objectives import OfflinePolicyLoss, RewardLoss
 from aime_torchrl.trainers import total_loss
 
@@ -21,8 +24,8 @@ SIZES = dict(belief_dim=16, state_dim=4, hidden=16)
 
 def setup(behaviour_scale: float = 1.0, reward: TensorDictModule | None = None, **policy_kwargs):
     torch.manual_seed(0)
-    wm = RSSMWorldModel.from_config({"observation": 3}, 2, **SIZES).requires_grad_(False)
-    reward = make_reward_model(wm, hidden=16).requires_grad_(False) if reward is None else reward
+    wm = RSSMWorldModel.from_config({"observation": 3}, 2, **SIZES)  # trainable: the loss must leave it alone
+    reward = make_reward_model(wm, hidden=16) if reward is None else reward
     actor = make_policy(4, 16, 2, hidden=16, **policy_kwargs)
     value = TensorDictModule(make_mlp(20, 1, 16), in_keys=["belief", "state"], out_keys=["state_value"])
     loss = OfflinePolicyLoss(actor, value, make_imagination_env(wm, reward), imagination_horizon=5,
@@ -54,10 +57,46 @@ def test_each_loss_trains_its_own_network_and_the_model_stays_frozen():
     out["loss_value"].backward()
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in actor.parameters())
     assert all(p.grad is not None for p in value.parameters())
-    before = {k: v.clone() for k, v in [*wm.state_dict().items(), *reward.state_dict().items()]}
-    train(loss, starts, 3)
-    after = {**wm.state_dict(), **reward.state_dict()}
-    assert all(torch.equal(v, after[k]) for k, v in before.items())
+    actor.zero_grad()
+    value.zero_grad()
+    total_loss(loss(starts)).backward()
+    assert all(p.grad is None for p in [*wm.parameters(), *reward.parameters()])  # the env's modules are held out
+    assert all(p.requires_grad for p in [*wm.parameters(), *reward.parameters()])  # and given back as they were
+
+
+def test_the_policy_stage_resumes_exactly_from_its_saved_state():
+    """What examples/lawm_dmc.py checkpoints (policy, critic with its slow copy, return normaliser,
+    optimiser, random state) is all the stage's state: 2 steps, a save, 1 step in a fresh setup = 3 steps."""
+    def trainer(loss):
+        optimizer = torch.optim.Adam(loss.policy_parameters(), lr=3e-3)
+        return optimizer, SoftUpdate(loss.value_loss, tau=0.05)
+
+    def step(loss, optimizer, slow, starts):
+        optimizer.zero_grad()
+        total_loss(loss(starts)).backward()
+        optimizer.step()
+        slow.step()
+
+    def state(loss):
+        return {"policy": loss.actor, "value_loss": loss.value_loss, "return_norm": loss.actor_loss.retnorm}
+
+    _, _, _, _, loss, starts = setup()
+    optimizer, slow = trainer(loss)
+    for _ in range(2):
+        step(loss, optimizer, slow, starts)
+    saved = {k: copy.deepcopy(m.state_dict()) for k, m in state(loss).items()}
+    saved_optimizer, saved_rng = copy.deepcopy(optimizer.state_dict()), torch.get_rng_state()
+    step(loss, optimizer, slow, starts)
+
+    _, _, _, _, resumed, _ = setup()
+    resumed_optimizer, resumed_slow = trainer(resumed)
+    for key, module in state(resumed).items():
+        module.load_state_dict(saved[key])
+    resumed_optimizer.load_state_dict(saved_optimizer)
+    torch.set_rng_state(saved_rng)
+    step(resumed, resumed_optimizer, resumed_slow, starts)
+    for key, module in state(loss).items():
+        torch.testing.assert_close(state(resumed)[key].state_dict(), module.state_dict())
 
 
 class FirstBelief(torch.nn.Module):
@@ -90,6 +129,13 @@ def test_the_behaviour_term_pulls_the_policy_to_the_data_and_respects_the_box():
     _, _, _, _, boxed, _ = setup(low=torch.tensor([-2.0, 0.0]), high=torch.tensor([2.0, 1.0]))
     inside = boxed._inside(torch.tensor([[3.0, -1.0], [0.5, 0.5]]))
     assert inside[0, 0] < 2 and inside[0, 1] > 0 and inside[1].tolist() == [0.5, 0.5]
+    latent_keys = LatentKeys.of(LATENT_ACTION_KEYS)  # a latent policy: the loss must be told the key it writes
+    latent = OfflinePolicyLoss(make_policy(4, 16, 2, hidden=16, keys=latent_keys, low=-2.0, high=2.0), boxed.value,
+                               boxed.actor_loss.model_based_env)
+    with pytest.raises(KeyError, match="loss.set_keys\\(action='latent_action'\\)"):
+        latent._inside(torch.zeros(1, 2))
+    latent.set_keys(action=latent_keys.action)
+    assert latent._inside(torch.tensor([[5.0, 0.0]]))[0, 0] == pytest.approx(2 - 4e-3)
     with pytest.raises(ValueError, match="behaviour_scale must be non-negative"):
         setup(behaviour_scale=-1.0)
 
