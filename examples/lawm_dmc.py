@@ -5,6 +5,7 @@
 """Latent-action policies by offline RL on DeepMind Control: how many action labels does a policy need?
 
     python examples/lawm_dmc.py                                      # world models too (lawm_walker.py); CPU
+    python examples/lawm_dmc.py lawm_profile=quick                   # the same, small and short
     python examples/lawm_dmc.py world_models=runs/lawm_walker/<run>  # policies on finished world models
     python examples/lawm_dmc.py resume=true out_dir=runs/lawm_dmc/<run>   # after Ctrl-C, SIGTERM
 
@@ -130,7 +131,12 @@ def main(cfg: DictConfig) -> dict:
             else:  # the world-model run's IDM labels the action-free episodes
                 idm = make_stack_module({k: episodes[k].shape[-1] for k in sensors}, [], episodes["action"].shape[-1],
                                         frames=2, in_group="transition", hidden=wm_cfg.idm.hidden)
-                load_module(wm_dir / f"idm@{fraction}.pt", idm, dict(hidden=wm_cfg.idm.hidden), what="IDM")
+                idm_file = wm_dir / f"idm@{fraction}.pt"
+                if not idm_file.exists():
+                    raise FileNotFoundError(f"{wm_dir} lacks {idm_file.name}, the IDM whose labels trained {name} (runs of "
+                                            "lawm_walker.py older than 2026-11-25 did not keep it): leave idm_labels out "
+                                            "of models, or train the world models again.")
+                load_module(idm_file, idm, dict(hidden=wm_cfg.idm.hidden), what="IDM")
                 data = torch.cat([labelled, pseudo_label(idm, action_free, list(sensors))])
             latents = posterior_latents(world_model, data, seed=cfg.seed)
             buffer = TensorDictReplayBuffer(storage=LazyTensorStorage(len(latents)), batch_size=cfg.policy.batch_size)
