@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import statistics
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -192,13 +193,12 @@ def policy_efficiency_report(
         seeds = means(model, fraction)
         if not seeds:
             return "-"
+        name, mean = f"{model}@{fraction}", statistics.mean(seeds)
         if len(seeds) > 1:  # over seeds
-            spread = f"{statistics.pstdev(seeds):.0f} ({len(seeds)} seeds)"
+            spread, count = statistics.pstdev(seeds), f"; {len(seeds)} seeds"
         else:  # over the one seed's evaluation episodes
-            name = f"{model}@{fraction}"
-            spread = next(f"{statistics.pstdev(run[name]['returns']):.0f}" for run in runs if name in run)
-        mean = statistics.mean(seeds)
-        return f"{mean:.0f} +- {spread} ({100 * mean / expert_return:.0f} %)"
+            spread, count = next(statistics.pstdev(run[name]["returns"]) for run in runs if name in run), ""
+        return f"{mean:.0f} +- {spread:.0f} ({100 * mean / expert_return:.0f} %{count})"
 
     lines = ["Return of the offline-RL policy of each world model (mean +- std over the seeds where there are several, "
              "else over the evaluation episodes); "
@@ -226,7 +226,7 @@ def policy_efficiency_report(
         ax.axhline(data_return, color="black", ls=":", lw=0.8, label="data (mean episode)")
     ax.set(xscale="log", xlabel="labelled episodes", ylabel="return")
     ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=8)
+    ax.set_title("\n".join(textwrap.wrap(title, 80)), fontsize=8)
     fig.tight_layout()
     fig.savefig(folder / "figure.png", dpi=120)
     plt.close(fig)
