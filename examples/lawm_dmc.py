@@ -48,6 +48,9 @@ def check(cfg: DictConfig) -> None:  # the config, before anything runs (errors 
     positive = [f"policy.{k}" for k in cfg.policy if k not in ("behaviour_scale", "latent_margin", "entropy_bonus")]
     check_config(cfg, choices={"setup": ["mdp", "lpomdp"]},
                  positive=["reward.*", *positive, "eval.episodes", "checkpoint_every", "log_every"], non_negative=["*"])
+    if f"{cfg.embodiment}-{cfg.task}" not in REFERENCE_EXPERT_RETURNS:
+        raise ValueError(f"embodiment={cfg.embodiment} task={cfg.task}: no expert return to score against; choose one "
+                         f"of {sorted(REFERENCE_EXPERT_RETURNS)}.")
     unknown = set(cfg.models) - set(MODELS)
     if unknown or not cfg.models:
         raise ValueError(f"models={list(cfg.models)}: choose from {list(MODELS)}.")
@@ -104,11 +107,10 @@ def main(cfg: DictConfig) -> dict:
                 after_step()
 
     def load_world_model(name: str) -> RSSMWorldModel | LatentActionWorldModel:
-        path = wm_dir / f"{name}.pt"
-        config = load_checkpoint(path)["config"]
+        saved = load_checkpoint(wm_dir / f"{name}.pt")  # read once: the config that builds it and its weights
         cls = LatentActionWorldModel if name.startswith("latent@") else RSSMWorldModel
-        world_model = cls.from_config(**config, device=device)
-        load_module(path, world_model, config, what="world model")
+        world_model = cls.from_config(**saved["config"], device=device)
+        world_model.load_state_dict(saved["state_dict"])
         return world_model.requires_grad_(False)
 
     # --- a policy per world model (a finished one is kept when the run resumes) ---------------------------
