@@ -14,7 +14,8 @@ action-conditioned RSSM on the labelled episodes, one on IDM pseudo-labels, and 
 with every label) -> for each: the posterior latents of the episodes it can filter (the latent model
 infers latent actions from observations; the others need (pseudo-)actions) -> a reward model on them
 -> a policy by offline RL in the model's imagination (DreamerV3's actor and critic, plus behaviour
-cloning of the data's latent or real actions: ``OfflinePolicyLoss``) -> its return in the real env,
+cloning of the data's latent or real actions: ``OfflinePolicyLoss``; with policy.uncertainty_scale > 0
+the imagined reward is also penalised by a dynamics ensemble's disagreement) -> its return in the real env,
 a latent-action policy acting through the action decoder -> ``results.json``, ``table.md``,
 ``figure.png`` (return against labelled episodes) and a GIF per latent-action policy. Rewards are
 known for every episode; only actions are missing.
@@ -35,9 +36,9 @@ from aime_torchrl import RSSMWorldModel
 from aime_torchrl.data import load_episodes, posterior_latents, pseudo_label, resolve_datasets, split_held_out, split_labelled
 from aime_torchrl.envs import make_env, REFERENCE_EXPERT_RETURNS, SENSORS
 from aime_torchrl.evaluation import policy_efficiency_report, record_episode, save_gif, seeded_episode_returns
-from aime_torchrl.modules import (FilteringActor, LatentActionFilteringActor, LatentActionWorldModel, make_imagination_env,
-                                  make_mlp, make_policy, make_reward_model, make_stack_module)
-from aime_torchrl.objectives import OfflinePolicyLoss, RewardLoss
+from aime_torchrl.modules import (FilteringActor, LatentActionFilteringActor, LatentActionWorldModel, make_dynamics_ensemble,
+                                  make_imagination_env, make_mlp, make_policy, make_reward_model, make_stack_module)
+from aime_torchrl.objectives import DynamicsEnsembleLoss, OfflinePolicyLoss, RewardLoss
 from aime_torchrl.trainers import check_config, load_checkpoint, load_module, save_module, start_run
 
 RESUMABLE = ("resume", "progress", "device", "threads", "out_dir", "checkpoint_every", "log_every", "logger.", "eval.workers")
@@ -45,9 +46,13 @@ MODELS = ("latent", "labelled_only", "idm_labels")
 
 
 def check(cfg: DictConfig) -> None:  # the config, before anything runs (errors name the key and what is allowed)
-    positive = [f"policy.{k}" for k in cfg.policy if k not in ("behaviour_scale", "latent_margin", "entropy_bonus")]
-    check_config(cfg, choices={"setup": ["mdp", "lpomdp"]},
-                 positive=["reward.*", *positive, "eval.episodes", "checkpoint_every", "log_every"], non_negative=["*"])
+    free = ("behaviour_scale", "uncertainty_scale", "latent_margin", "entropy_bonus")
+    positive = [f"policy.{k}" for k in cfg.policy if k not in free]
+    check_config(cfg, choices={"setup": ["mdp", "lpomdp"]}, non_negative=["*"],
+                 positive=["reward.*", "ensemble.*", *positive, "eval.episodes", "checkpoint_every", "log_every"])
+    if cfg.ensemble.members < 2:
+        raise ValueError(f"ensemble.members={cfg.ensemble.members}: the dynamics ensemble needs at least 2 members to "
+                         "disagree.")
     if f"{cfg.embodiment}-{cfg.task}" not in REFERENCE_EXPERT_RETURNS:
         raise ValueError(f"embodiment={cfg.embodiment} task={cfg.task}: no expert return to score against; choose one "
                          f"of {sorted(REFERENCE_EXPERT_RETURNS)}.")
@@ -158,6 +163,24 @@ def main(cfg: DictConfig) -> dict:
                 save_module(reward_file, reward_model, dict(hidden=cfg.reward.hidden))
             reward_model.requires_grad_(False)
 
+            # with a model-uncertainty penalty: a dynamics ensemble on the same transitions, its unit the data's disagreement
+            uncertainty = None
+            if cfg.policy.uncertainty_scale > 0:
+                torch.manual_seed(cfg.seed)
+                shape = dict(members=cfg.ensemble.members, hidden=cfg.ensemble.hidden)
+                uncertainty = make_dynamics_ensemble(rssm, **shape)
+                ensemble_file = run.folder / f"ensemble@{name}.pt"
+                if ensemble_file.exists():
+                    load_module(ensemble_file, uncertainty, shape, what="dynamics ensemble")
+                else:
+                    optimizer = torch.optim.Adam(uncertainty.parameters(), lr=cfg.ensemble.lr)
+                    fit(f"ensemble@{name}", {"ensemble": uncertainty}, DynamicsEnsembleLoss(uncertainty), optimizer,
+                        lambda: buffer.sample(cfg.ensemble.batch_size), cfg.ensemble.steps, grad_clip=100.0)
+                    uncertainty.module.calibrate(latents[keys.belief].to(device), latents[keys.state].to(device),
+                                                 latents["behaviour_action"].to(device))
+                    save_module(ensemble_file, uncertainty, shape)
+                uncertainty.requires_grad_(False)
+
             # the policy by offline RL in imagination; a latent policy acts in the box of the data's latent actions
             torch.manual_seed(cfg.seed)
             bounds = {}
@@ -169,7 +192,9 @@ def main(cfg: DictConfig) -> dict:
                                  device=device, **bounds)
             value = TensorDictModule(make_mlp(rssm.feature_dim, 1, cfg.policy.hidden, device=device),
                                      in_keys=[keys.belief, keys.state], out_keys=["state_value"])
-            loss = OfflinePolicyLoss(policy, value, make_imagination_env(rssm, reward_model),
+            env = make_imagination_env(rssm, reward_model, uncertainty=uncertainty,
+                                       uncertainty_scale=cfg.policy.uncertainty_scale)
+            loss = OfflinePolicyLoss(policy, value, env,
                                      imagination_horizon=cfg.policy.horizon, behaviour_scale=cfg.policy.behaviour_scale,
                                      entropy_bonus=cfg.policy.entropy_bonus, gamma=cfg.policy.gamma, lmbda=cfg.policy.lmbda)
             loss.set_keys(action=keys.action)  # "latent_action" for the latent model

@@ -4,6 +4,7 @@
 # LICENSE file in the root directory of this source tree.
 from aime_torchrl.modules.decoders import CNNDecoder, GaussianMLPDecoder, make_decoder
 from aime_torchrl.modules.encoders import CNNEncoder, ObservationEncoder
+from aime_torchrl.modules.dynamics_ensemble import DynamicsEnsemble, make_dynamics_ensemble
 from aime_torchrl.modules.filter_actor import FilteringActor
 from aime_torchrl.modules.imagination import make_imagination_env, make_reward_model, PriorStep
 from aime_torchrl.modules.frame_stack import frame_stack_transform, FrameStackMLP, make_stack_module, stack_window
@@ -19,6 +20,7 @@ from aime_torchrl.modules.world_model import categorical_mode, RSSMWorldModel, W
 __all__ = [
     "CNNDecoder",
     "CNNEncoder",
+    "DynamicsEnsemble",
     "FilteringActor",
     "FrameStackMLP",
     "GaussianHead",
@@ -37,6 +39,7 @@ __all__ = [
     "categorical_mode",
     "frame_stack_transform",
     "make_decoder",
+    "make_dynamics_ensemble",
     "make_imagination_env",
     "make_mlp",
     "make_policy",

@@ -2,11 +2,12 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
-"""Imagination: a frozen world model's prior and a reward model as a TorchRL env (``DreamerEnv``)."""
+"""Imagination: a frozen world model's prior and a reward model (optionally penalised by model
+uncertainty) as a TorchRL env (``DreamerEnv``)."""
 from __future__ import annotations
 
 import torch
-from tensordict.nn import TensorDictModule, TensorDictModuleBase
+from tensordict.nn import TensorDictModule, TensorDictModuleBase, TensorDictSequential
 from torch import nn
 from torchrl.data import Composite, Unbounded
 from torchrl.envs.model_based.dreamer import DreamerEnv
@@ -32,6 +33,17 @@ class PriorStep(nn.Module):
         return state, belief
 
 
+class UncertaintyPenalty(nn.Module):
+    """``reward - scale x disagreement``: a reward made pessimistic where the model is unsure (MOPO)."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, reward: torch.Tensor, disagreement: torch.Tensor) -> torch.Tensor:
+        return reward - self.scale * disagreement
+
+
 def make_reward_model(world_model: RSSMWorldModel, *, hidden: int = 128, layers: int = 2) -> TensorDictModule:
     """An MLP ``(belief, state) -> "reward"`` on the world model's latents (its key names): the
     reward of arriving in those latents, r_t for the latents after o_{t+1}.
@@ -50,12 +62,18 @@ def make_reward_model(world_model: RSSMWorldModel, *, hidden: int = 128, layers:
                             in_keys=[keys.belief, keys.state], out_keys=["reward"])
 
 
-def make_imagination_env(world_model: RSSMWorldModel, reward_model: TensorDictModuleBase) -> DreamerEnv:
+def make_imagination_env(world_model: RSSMWorldModel, reward_model: TensorDictModuleBase, *,
+                         uncertainty: TensorDictModuleBase | None = None, uncertainty_scale: float = 1.0) -> DreamerEnv:
     """TorchRL's :class:`~torchrl.envs.model_based.dreamer.DreamerEnv` on the world model's prior:
     ``reset(td)`` starts from the ``"state"`` and ``"belief"`` of ``td`` (e.g. posterior latents of a
     dataset, :func:`~aime_torchrl.data.posterior_latents`), each ``step`` reads the action under
     the world model's action key (``"latent_action"`` for a latent-action model's world model),
     samples the next latents from the prior and writes the reward model's ``("next", "reward")``.
+
+    With ``uncertainty`` (e.g. :func:`~aime_torchrl.modules.make_dynamics_ensemble`, reading the
+    latents and the action before the step and writing ``"disagreement"``) the reward is
+    ``reward - uncertainty_scale x disagreement``: a model-uncertainty penalty, the offline
+    alternative to behaviour cloning (:class:`~aime_torchrl.objectives.OfflinePolicyLoss`).
 
     What TorchRL's imagination losses (:class:`~torchrl.objectives.DreamerV3ActorLoss`) roll a policy
     out in. It needs our Gaussian RSSM (``world_model.plain_nets()``); the world model is not
@@ -79,6 +97,13 @@ def make_imagination_env(world_model: RSSMWorldModel, reward_model: TensorDictMo
                          "variant 'rssm' or 'rssmo') whose latents are named 'state' and 'belief' (DreamerEnv's names).")
     step = TensorDictModule(PriorStep(nets.transition, nets.prior), in_keys=[keys.state, keys.belief, keys.action],
                             out_keys=[keys.state, keys.belief])
+    if uncertainty is not None:  # the disagreement of the transition (latents and action before it), then the step
+        if uncertainty_scale < 0:
+            raise ValueError(f"uncertainty_scale must be non-negative, got {uncertainty_scale}.")
+        step = TensorDictSequential(uncertainty, step)
+        penalty = TensorDictModule(UncertaintyPenalty(uncertainty_scale), in_keys=["reward", "disagreement"],
+                                   out_keys=["reward"])
+        reward_model = TensorDictSequential(reward_model, penalty)
     device = next(world_model.parameters()).device
     env = DreamerEnv(WorldModelWrapper(step, reward_model), prior_shape=torch.Size([world_model.state_dim]),
                      belief_shape=torch.Size([world_model.belief_dim]), device=device)

@@ -4,6 +4,7 @@
 # LICENSE file in the root directory of this source tree.
 from aime_torchrl.objectives.aime import AIMELoss
 from aime_torchrl.objectives.bc import BCLoss
+from aime_torchrl.objectives.dynamics_ensemble import DynamicsEnsembleLoss
 from aime_torchrl.objectives.elbo import (
     balanced_kl, categorical_kl, elbo_terms, free_nats_kl, gaussian_kl, latent_kl, LATENTS,
 )
@@ -16,6 +17,7 @@ from aime_torchrl.objectives.world_model import LOSS_PRESETS, WorldModelLoss
 __all__ = [
     "AIMELoss",
     "BCLoss",
+    "DynamicsEnsembleLoss",
     "ForwardModelLoss",
     "IIDMLoss",
     "LatentActionLoss",

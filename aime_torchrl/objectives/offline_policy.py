@@ -32,8 +32,10 @@ class OfflinePolicyLoss(LossModule):
     action at the start (``behaviour_action``: the dataset's action, or a latent-action model's
     inferred latent action) keeps it near what the data did (behaviour cloning added to the actor's
     objective, as in TD3+BC, here as a log-likelihood; the return scaling keeps its weight comparable
-    across tasks; the NLL goes below zero as the policy's std shrinks). The world model and the
-    reward model are not trained.
+    across tasks; the NLL goes below zero as the policy's std shrinks). The other conservative term,
+    a model-uncertainty penalty on the imagined reward, lives in the env
+    (``make_imagination_env(..., uncertainty=make_dynamics_ensemble(...))``); ``behaviour_scale=0``
+    leaves it alone. The world model and the reward model are not trained.
 
     Train :meth:`policy_parameters` (the actor's and the critic's, not the env's) and update the slow
     critic with ``SoftUpdate(loss.value_loss, tau=...)`` after each step.

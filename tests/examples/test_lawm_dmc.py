@@ -3,8 +3,8 @@
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
 """examples/lawm_dmc.py through its command line, tiny settings: the world models trained by
-lawm_walker.py, a policy per world model, the report and video, resuming a run whose last policies
-are missing, and a bad config refused."""
+lawm_walker.py, a policy per world model (with the model-uncertainty penalty), the report and video,
+resuming a run whose last policies are missing, and a bad config refused."""
 from __future__ import annotations
 
 import json
@@ -23,7 +23,9 @@ def run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
                     "eval.batches=1"]
     args = ["lawm_walker=[" + ",".join(f'"{o}"' for o in world_models) + "]", "fractions=[0.25,1.0]",
             "reward.steps=3", "reward.batch_size=8", "reward.hidden=16", "policy.steps=3", "policy.batch_size=8",
-            "policy.horizon=3", "policy.hidden=16", "eval.episodes=1", "checkpoint_every=2", "progress=false", "threads=1",
+            "policy.horizon=3", "policy.hidden=16", "policy.uncertainty_scale=1.0", "ensemble.members=2",
+            "ensemble.steps=3", "ensemble.batch_size=8", "ensemble.hidden=16", "eval.episodes=1", "checkpoint_every=2",
+            "progress=false", "threads=1",
             *([] if any(e.startswith("out_dir=") for e in extra) else [f"out_dir={tmp_path / 'run'}"]), *extra]
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True)
 
@@ -39,7 +41,8 @@ def test_lawm_dmc_trains_a_policy_per_world_model_and_resumes(tmp_path):
     # the latent model and the IDM's RSSM filter the 4 training episodes, the labelled-only one its labelled episode
     assert [policies[k]["latents"] for k in ("latent@0.25", "idm_labels@0.25", "labelled_only@0.25")] == [2000, 2000, 500]
     assert all(len(p["returns"]) == 1 and p["returns"][0] > 0 for p in policies.values())
-    assert all((folder / f"{kind}@{name}.pt").is_file() for name in policies for kind in ("reward", "policy"))
+    files = ("reward", "ensemble", "policy")
+    assert all((folder / f"{kind}@{name}.pt").is_file() for name in policies for kind in files)
     assert (folder / "policy@latent@0.25.gif").stat().st_size > 0 and not (folder / "policy@labelled_only@0.25.gif").exists()
     table = (folder / "table.md").read_text()
     assert "| 25 % (1) |" in table and "| 100 % (4) |" in table and (folder / "figure.png").stat().st_size > 0
