@@ -9,8 +9,8 @@ import torch
 from tensordict.nn import TensorDictModule
 from torch import nn
 
-from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.mlp import make_mlp
+from aime_torchrl.modules.world_model import RSSMWorldModel
 
 
 class DynamicsEnsemble(nn.Module):
@@ -51,13 +51,15 @@ class DynamicsEnsemble(nn.Module):
     @torch.no_grad()
     def calibrate(self, belief: torch.Tensor, state: torch.Tensor, action: torch.Tensor, chunk: int = 65536) -> float:
         """Sets the unit of :meth:`forward` to the mean disagreement on these (the data's) transitions; returns it."""
+        if len(belief) == 0:
+            raise ValueError("DynamicsEnsemble.calibrate needs at least one transition.")
         total = sum(self.predict(belief[i:i + chunk], state[i:i + chunk], action[i:i + chunk]).std(0).mean(-1).sum()
                     for i in range(0, len(belief), chunk))
-        self.data_disagreement.fill_(total / len(belief))
+        self.data_disagreement.fill_(max(total.item() / len(belief), 1e-8))  # members that agree exactly: no 0 unit
         return self.data_disagreement.item()
 
 
-def make_dynamics_ensemble(world_model: nn.Module, *, members: int = 5, hidden: int = 128,
+def make_dynamics_ensemble(world_model: RSSMWorldModel, *, members: int = 5, hidden: int = 128,
                            layers: int = 2) -> TensorDictModule:
     """A :class:`DynamicsEnsemble` on a world model's latents and action (its key names), writing
     ``"disagreement"``: what :func:`~aime_torchrl.modules.make_imagination_env` penalises.
@@ -65,14 +67,16 @@ def make_dynamics_ensemble(world_model: nn.Module, *, members: int = 5, hidden: 
     Examples:
         >>> import torch
         >>> from tensordict import TensorDict
-        >>> from aime_torchrl.modules import RSSMWorldModel
         >>> wm = RSSMWorldModel.from_config({"observation": 3}, 2, belief_dim=16, state_dim=4, hidden=16)
         >>> ensemble = make_dynamics_ensemble(wm, members=3, hidden=16)
         >>> td = TensorDict({"belief": torch.zeros(5, 16), "state": torch.zeros(5, 4), "action": torch.zeros(5, 2)}, [5])
         >>> ensemble(td)["disagreement"].shape
         torch.Size([5, 1])
     """
-    keys: LatentKeys = world_model.keys
+    if not isinstance(world_model, RSSMWorldModel):
+        raise TypeError(f"make_dynamics_ensemble needs an RSSMWorldModel, got {type(world_model).__name__} (for a "
+                        "LatentActionWorldModel pass its .world_model, whose action is the latent action).")
+    keys = world_model.keys
     device = next(world_model.parameters()).device
     net = DynamicsEnsemble(world_model.feature_dim, world_model.action_dim, world_model.state_dim, members=members,
                            hidden=hidden, layers=layers, device=device)

@@ -77,7 +77,8 @@ def make_imagination_env(world_model: RSSMWorldModel, reward_model: TensorDictMo
 
     What TorchRL's imagination losses (:class:`~torchrl.objectives.DreamerV3ActorLoss`) roll a policy
     out in. It needs our Gaussian RSSM (``world_model.plain_nets()``); the world model is not
-    trained through it (TorchRL's losses hold the env's modules out).
+    trained through it (TorchRL's losses hold the env's modules out; they must be all frozen, as
+    after ``requires_grad_(False)``, or all trainable).
 
     Examples:
         >>> import torch
@@ -100,10 +101,20 @@ def make_imagination_env(world_model: RSSMWorldModel, reward_model: TensorDictMo
     if uncertainty is not None:  # the disagreement of the transition (latents and action before it), then the step
         if uncertainty_scale < 0:
             raise ValueError(f"uncertainty_scale must be non-negative, got {uncertainty_scale}.")
+        if len(uncertainty.out_keys) != 1:
+            raise ValueError(f"uncertainty must write one key (its disagreement), it writes {uncertainty.out_keys}.")
         step = TensorDictSequential(uncertainty, step)
-        penalty = TensorDictModule(UncertaintyPenalty(uncertainty_scale), in_keys=["reward", "disagreement"],
+        penalty = TensorDictModule(UncertaintyPenalty(uncertainty_scale), in_keys=["reward", uncertainty.out_keys[0]],
                                    out_keys=["reward"])
         reward_model = TensorDictSequential(reward_model, penalty)
+    modules = {"world_model": nets.transition, "reward_model": reward_model, "uncertainty": uncertainty}
+    trainable = {name: any(p.requires_grad for p in m.parameters()) for name, m in modules.items()
+                 if m is not None and any(True for _ in m.parameters())}
+    if len(set(trainable.values())) > 1:  # TorchRL's hold_out_net freezes the env by its first parameter's flag
+        raise ValueError("The imagination env's modules must be all frozen or all trainable (TorchRL's losses hold the "
+                         "env out of the policy's gradient only then): " + ", ".join(
+                             f"{k} {'trainable' if v else 'frozen'}" for k, v in trainable.items())
+                         + "; freeze them with requires_grad_(False).")
     device = next(world_model.parameters()).device
     env = DreamerEnv(WorldModelWrapper(step, reward_model), prior_shape=torch.Size([world_model.state_dim]),
                      belief_shape=torch.Size([world_model.belief_dim]), device=device)

@@ -26,7 +26,8 @@ class DynamicsEnsembleLoss(LossModule):
     Keys (``set_keys``): ``belief``, ``state`` (also read under ``"next"``), ``behaviour_action``.
 
     Returns ``loss_dynamics`` (the sum over members of their mean squared errors) and, logged,
-    ``disagreement`` (on this batch, in the ensemble's calibrated unit).
+    ``disagreement`` (on this batch, in the ensemble's current unit: raw until
+    :meth:`~aime_torchrl.modules.DynamicsEnsemble.calibrate` runs after training).
 
     Examples:
         >>> import torch

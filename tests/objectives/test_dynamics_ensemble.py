@@ -57,7 +57,6 @@ def test_the_ensemble_fits_the_transitions_and_disagrees_away_from_the_data():
     torch.testing.assert_close(out["disagreement"], on_data.mean())
     off_data = net(data["belief"], data["state"], torch.full((256, 2), -2.0))  # actions the data never took
     assert off_data.mean() > 3 * on_data.mean()
-    assert all(p.grad is None or not p.requires_grad for p in wm.parameters())
 
 
 def test_the_penalty_is_the_scaled_disagreement_of_each_imagined_transition():
@@ -82,6 +81,9 @@ def test_the_penalty_is_the_scaled_disagreement_of_each_imagined_transition():
         DynamicsEnsemble(20, 2, 4, members=1)
     with pytest.raises(TypeError, match="make_dynamics_ensemble"):
         DynamicsEnsembleLoss(reward)
+    # TorchRL holds the env out of the policy's gradient by its first parameter's flag: mixed flags are refused
+    with pytest.raises(ValueError, match="world_model trainable, reward_model trainable, uncertainty frozen"):
+        make_imagination_env(wm, reward, uncertainty=make_dynamics_ensemble(wm, members=2).requires_grad_(False))
 
 
 class FirstBelief(torch.nn.Module):
@@ -93,8 +95,8 @@ class FirstBelief(torch.nn.Module):
 
 def test_the_penalty_keeps_the_policy_near_the_data():
     """With no behaviour term, the return alone moves the policy's actions away from the data's (0.5);
-    the penalised reward holds them much closer, and the frozen ensemble gets no gradient."""
-    wm, data = world_model(), transitions()
+    the penalised reward holds them much closer, and the frozen world model and ensemble get no gradient."""
+    wm, data = world_model().requires_grad_(False), transitions()
     ensemble = fitted_ensemble(wm, data)
     reward = TensorDictModule(FirstBelief(), in_keys=["belief", "state"], out_keys=["reward"])
 
@@ -111,7 +113,7 @@ def test_the_penalty_keeps_the_policy_near_the_data():
             total_loss(loss(data)).backward()
             optimizer.step()
             slow.step()
-        assert all(p.grad is None for p in ensemble.parameters())
+        assert all(p.grad is None and not p.requires_grad for p in [*ensemble.parameters(), *wm.parameters()])
         with torch.no_grad():
             return (actor.get_dist(data.select("belief", "state")).deterministic_sample - 0.5).abs().mean().item()
 
