@@ -93,8 +93,8 @@ def main(cfg: DictConfig) -> dict:
     def action_conditioned(stage: str, data) -> dict:  # an RSSM on (pseudo-)labelled episodes
         world_model = RSSMWorldModel.from_config(dims, action_dim, device=device, **sizes)
         buffer = make_window_buffer(data, horizon=cfg.train.horizon, batch_size=cfg.train.batch_size)
-        fit(stage, {"world_model": world_model}, WorldModelLoss(world_model, nll_reweight=cfg.loss.nll_reweight),
-            buffer.sample, cfg.train.steps)
+        loss = WorldModelLoss(world_model, nll_reweight=cfg.loss.nll_reweight, kl_scale=cfg.loss.kl_scale)
+        fit(stage, {"world_model": world_model}, loss, buffer.sample, cfg.train.steps)
         save_module(run.folder / f"{stage}.pt", world_model, world_model.config)
         with torch.no_grad():
             errors = [open_loop_errors(world_model, w, context=cfg.eval.context)["open_loop_mse"].item() for w in windows]
@@ -113,7 +113,7 @@ def main(cfg: DictConfig) -> dict:
             if model == "latent":
                 world_model = LatentActionWorldModel.from_config(dims, action_dim, device=device, **sizes,
                                                                  latent_action_dim=cfg.world_model.latent_action_dim)
-                loss = LatentActionLoss(world_model, nll_reweight=cfg.loss.nll_reweight,
+                loss = LatentActionLoss(world_model, nll_reweight=cfg.loss.nll_reweight, kl_scale=cfg.loss.kl_scale,
                                         bottleneck_scale=cfg.loss.bottleneck_scale, alignment_scale=cfg.loss.alignment_scale,
                                         decoder_scale=cfg.loss.decoder_scale)
                 buffers = [make_window_buffer(d, horizon=cfg.train.horizon, batch_size=cfg.train.batch_size) if d is not None
