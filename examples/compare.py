@@ -12,7 +12,13 @@ Every cell is one run of examples/aime_walker.py or examples/baselines.py in its
 ``out_dir``; a cell whose ``results.json`` exists is skipped, and an interrupted AIME cell resumes
 from its checkpoint, so a long grid can be finished over several sessions. One world model is
 trained per embodiment dataset, setup and seed, and shared by the demonstration tasks; BC does not
-use the embodiment data and runs once per task. ``parallel`` cells run at a time.
+use the embodiment data and runs once per task. ``parallel`` cells run at a time, each world model
+followed by its cells (so that a grid stopped midway leaves finished cells, not only world models).
+
+``store`` (e.g. ``docs/compare_cpu/cells``) keeps a copy of every finished cell's ``results.json``
+(a few KB) under the cell's path in the grid, and its wall time in ``walls.json``: a cell found
+there counts as done, and a world model whose cells are all done is not trained. Commit the store
+to finish a grid of many hours on another machine, or after its run folder is lost.
 
 Writes ``scores.csv`` (one row per evaluation episode), ``table.md`` (next to the paper's numbers)
 and ``figure.png`` (a panel per dataset -> task pair, averages in the last row and column).
@@ -26,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -63,21 +70,63 @@ def short(dataset: str) -> str:
     return parts[1] if len(parts) > 1 else dataset
 
 
-def run(command: list[str], folder: Path, done_file: str, wait: Future | None = None) -> float:
-    """Runs one cell unless ``folder/done_file`` exists; returns its wall time (0 if skipped)."""
+class Store:
+    """Copies of finished cells' ``results.json`` (and their wall times) outside the run folder
+    ``out``: a cell ``out/<path>`` is kept as ``root/<path>/results.json``."""
+
+    def __init__(self, root: Path, out: Path) -> None:
+        self.root, self.out = root, out
+        self.walls_file = root / "walls.json"
+        self.lock = threading.Lock()  # cells finish in several threads
+
+    def restore(self, folder: Path) -> bool:
+        """Whether the cell is in the store; if so, its results are copied back into ``folder``."""
+        stored = self.root / folder.relative_to(self.out) / "results.json"
+        if not stored.exists():
+            return False
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(stored, folder / "results.json")
+        return True
+
+    def keep(self, folder: Path, wall: float) -> None:
+        """Stores a finished cell's results and wall time (each file written atomically)."""
+        name = folder.relative_to(self.out).as_posix()
+        with self.lock:
+            for target, text in ((self.root / name / "results.json", (folder / "results.json").read_text()),
+                                 (self.walls_file, None)):
+                if text is None:
+                    walls = json.loads(self.walls_file.read_text()) if self.walls_file.exists() else {}
+                    text = json.dumps({**walls, name: wall}, indent=1, sort_keys=True)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_suffix(".tmp")
+                tmp.write_text(text)
+                tmp.replace(target)
+
+
+def done(folder: Path, done_file: str, store: Store | None) -> bool:
+    """Whether a job is done: its ``done_file`` is in ``folder`` or, for a cell, in the store."""
+    return (folder / done_file).exists() or (done_file == "results.json" and store is not None and store.restore(folder))
+
+
+def run(command: list[str], folder: Path, done_file: str, wait: Future | None = None,
+        store: Store | None = None) -> float:
+    """Runs one job unless it is :func:`done`; returns its wall time (0 if skipped)."""
     if wait is not None:
         wait.result()
-    if (folder / done_file).exists():
+    if done(folder, done_file, store):
         return 0.0
     if (folder / "checkpoint.pt").exists():
         command = command + ["resume=true"]
     folder.mkdir(parents=True, exist_ok=True)
     tic = time.time()
     with open(folder / "stdout.log", "w") as log:
-        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
-    if done.returncode:
-        raise RuntimeError(f"cell {folder} failed (exit {done.returncode}); see {folder / 'stdout.log'}")
-    return time.time() - tic
+        finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+    if finished.returncode:
+        raise RuntimeError(f"cell {folder} failed (exit {finished.returncode}); see {folder / 'stdout.log'}")
+    wall = time.time() - tic
+    if store is not None and done_file == "results.json":
+        store.keep(folder, wall)
+    return wall
 
 
 @hydra.main(config_path="../configs", config_name="compare", version_base="1.3")
@@ -103,6 +152,7 @@ def main(cfg: DictConfig) -> None:
     aime_common = ["phase1.idm=true"] if "aime_idm" in cfg.methods else []  # one world model, with its IDM
     python = [sys.executable]
     jobs: dict[str, tuple[list[str], Path, str, str | None]] = {}
+    group: dict[str, int] = {}  # job -> its embodiment dataset, setup and seed, in the grid's order
     cells = []  # (dataset, task, method, setup, seed, folder)
     for setup in cfg.setups:
         for seed in cfg.seeds:
@@ -113,6 +163,7 @@ def main(cfg: DictConfig) -> None:
                             f"setup={setup}", f"seed={seed}", "phase2.steps=0", "eval.episodes=0", f"out_dir={wm}",
                             *aime_common, *cfg.aime_overrides]
                     jobs[str(wm)] = (python + args, wm, "world_model.pt", None)
+                    group[str(wm)] = len(set(group.values()))
                 for task in cfg.tasks:
                     for method in cfg.methods:
                         script, extra, _ = METHODS[method]
@@ -130,16 +181,21 @@ def main(cfg: DictConfig) -> None:
                             args += [*cfg.baseline_overrides]
                         needs = str(wm) if script == "aime_walker.py" else None
                         jobs.setdefault(str(folder), (python + args, folder, "results.json", needs))
+                        group.setdefault(str(folder), group[str(wm)] if str(wm) in group else len(group))
 
-    todo = [name for name, (_, folder, done_file, _) in jobs.items() if not (folder / done_file).exists()]
+    store = Store(Path(hydra.utils.to_absolute_path(cfg.store)), out) if cfg.store else None
+    finished = {name for name, (_, folder, done_file, _) in jobs.items() if done(folder, done_file, store)}
+    needed = {needs for name, (_, _, _, needs) in jobs.items() if needs and name not in finished}
+    todo = [name for name in jobs if name not in finished and (name in needed or jobs[name][2] == "results.json")]
     print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} already done; running {len(todo)} ({cfg.parallel} at a time) in {out}")
     futures: dict[str, Future] = {}
     walls = {}
     with ThreadPoolExecutor(cfg.parallel) as pool:
-        # World models first: a cell waits for its world model's future, and those never wait.
-        for name in sorted(jobs, key=lambda n: jobs[n][3] is not None):
+        # Each world model, then the cells that do not need it, then those that do: a cell waits for its
+        # world model's future, submitted before it, and world models never wait.
+        for name in sorted(todo, key=lambda n: (group[n], jobs[n][3] is not None)):
             command, folder, done_file, needs = jobs[name]
-            futures[name] = pool.submit(run, command, folder, done_file, futures.get(needs) if needs else None)
+            futures[name] = pool.submit(run, command, folder, done_file, futures.get(needs), store)
         for name, future in futures.items():
             walls[name] = future.result()
             if walls[name]:
@@ -161,6 +217,8 @@ def main(cfg: DictConfig) -> None:
         writer.writerows(rows)
     walls_file = out / "walls.json"  # cells skipped now keep the wall time of the run that made them
     known = json.loads(walls_file.read_text()) if walls_file.exists() else {}
+    if store is not None and store.walls_file.exists():
+        known.update(json.loads(store.walls_file.read_text()))
     known.update({Path(k).relative_to(out).as_posix(): v for k, v in walls.items() if v})
     walls_file.write_text(json.dumps(known, indent=1))
     methods = [LABELS[m] for m in cfg.methods]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +57,7 @@ def test_baselines_train_and_evaluate(data_root, tmp_path):
 
 
 def test_compare_grid_runs_skips_done_cells_and_plots(data_root, tmp_path):
-    out = tmp_path / "grid"
+    out, store = tmp_path / "grid", tmp_path / "store"
     aime = ["world_model.belief_dim=16", "world_model.state_dim=4", "world_model.hidden=16", "phase1.steps=4",
             "phase1.batch_size=4", "phase1.horizon=8", "phase2.steps=4", "phase2.batch_size=4", "phase2.horizon=8",
             "phase2.policy_hidden=16", "data.workers=1"]
@@ -65,7 +66,7 @@ def test_compare_grid_runs_skips_done_cells_and_plots(data_root, tmp_path):
     args = [
         sys.executable, str(ROOT / "examples" / "compare.py"), "embodiments=[walker-random]", "tasks=[stand]",
         "methods=[aime,bco,bc]", "seeds=[0]", "embodiment_episodes=3", "num_demos=3", "eval_episodes=1",
-        f"data_root={data_root}", f"out_dir={out}", f"publish={tmp_path / 'docs'}",
+        f"data_root={data_root}", f"out_dir={out}", f"publish={tmp_path / 'docs'}", f"store={store}",
         "aime_overrides=[" + ",".join(f"'{a}'" for a in aime) + "]",
         "baseline_overrides=[" + ",".join(f"'{b}'" for b in base) + "]",
     ]
@@ -80,6 +81,18 @@ def test_compare_grid_runs_skips_done_cells_and_plots(data_root, tmp_path):
     assert (tmp_path / "docs" / "figure.png").is_file()
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "4 jobs, 4 already done" in again.stdout
+    # The store keeps every cell's results and wall time: with the run folder gone (world model included),
+    # nothing is run again and the same table comes out.
+    kept = sorted(p.relative_to(store).as_posix() for p in store.rglob("results.json"))
+    assert kept == ["cells/bc/stand-mdp-seed0/results.json", "cells/random/stand/aime-mdp-seed0/results.json",
+                    "cells/random/stand/bco-mdp-seed0/results.json"]
+    assert sorted(json.loads((store / "walls.json").read_text())) == [k.removesuffix("/results.json") for k in kept]
+    shutil.rmtree(out)
+    (tmp_path / "docs" / "table.md").unlink()
+    moved = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert moved.returncode == 0, moved.stdout[-2000:] + moved.stderr[-3000:]
+    assert "4 jobs, 4 already done; running 0" in moved.stdout and not (out / "world_models").exists()
+    assert (tmp_path / "docs" / "table.md").read_text() == table
 
 
 def test_imitation_study_runs_variants_skips_done_runs_and_reports_diagnostics(data_root, tmp_path):
