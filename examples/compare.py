@@ -15,13 +15,14 @@ trained per embodiment dataset, setup and seed, and shared by the demonstration 
 use the embodiment data and runs once per task. ``parallel`` cells run at a time, each world model
 followed by its cells (so that a grid stopped midway leaves finished cells, not only world models).
 
-``store`` (e.g. ``docs/compare_cpu/cells``) keeps a copy of every finished cell's ``results.json``
+``store`` (e.g. ``docs/compare_cpu``) keeps a copy of every finished cell's ``results.json``
 (a few KB) under the cell's path in the grid, and its wall time in ``walls.json``: a cell found
 there counts as done, and a world model whose cells are all done is not trained. Commit the store
 to finish a grid of many hours on another machine, or after its run folder is lost.
 
 Writes ``scores.csv`` (one row per evaluation episode), ``table.md`` (next to the paper's numbers)
-and ``figure.png`` (a panel per dataset -> task pair, averages in the last row and column).
+and ``figure.png`` (a panel per dataset -> task pair, averages in the last row and column);
+``report_only=true`` writes them for the cells done so far, running nothing (the table says how many).
 """
 from __future__ import annotations
 
@@ -187,7 +188,11 @@ def main(cfg: DictConfig) -> None:
     finished = {name for name, (_, folder, done_file, _) in jobs.items() if done(folder, done_file, store)}
     needed = {needs for name, (_, _, _, needs) in jobs.items() if needs and name not in finished}
     todo = [name for name in jobs if name not in finished and (name in needed or jobs[name][2] == "results.json")]
-    print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} already done; running {len(todo)} ({cfg.parallel} at a time) in {out}")
+    if cfg.report_only:  # the table of what is done so far
+        print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} already done; reporting the cells done (report_only=true)")
+        todo = []
+    else:
+        print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} already done; running {len(todo)} ({cfg.parallel} at a time) in {out}")
     futures: dict[str, Future] = {}
     walls = {}
     with ThreadPoolExecutor(cfg.parallel) as pool:
@@ -203,7 +208,12 @@ def main(cfg: DictConfig) -> None:
 
     # --- collect -------------------------------------------------------------------------------------
     rows, per_seed, per_episode = [], {}, {}
+    missing = [folder for *_, folder in cells if not (folder / "results.json").exists()]  # report_only: cells to do
+    pairs = {}  # the table's rows, in the grid's order, done or not
     for dataset, task, method, setup, seed, folder in cells:
+        pairs[short(dataset) if len(cfg.setups) == 1 else f"{short(dataset)} ({setup})", task] = None
+        if folder in missing:
+            continue
         results = json.loads((folder / "results.json").read_text())
         scores = [100 * r / results["expert_return"] for r in results[METHODS[method][2]]["returns"]]
         key = (short(dataset) if len(cfg.setups) == 1 else f"{short(dataset)} ({setup})", task, LABELS[method])
@@ -225,7 +235,7 @@ def main(cfg: DictConfig) -> None:
     paper = "aime" in cfg.methods and "bco" in cfg.methods and cfg.embodiment == "walker" and list(cfg.setups) == ["mdp"]
     header = "| embodiment -> demos | " + " | ".join(methods) + (" | paper AIME-MDP | paper BCO-MDP |" if paper else " |")
     lines = [header, "|---" * (len(methods) + 1 + 2 * paper) + "|"]
-    for (dataset, task) in dict.fromkeys((k[0], k[1]) for k in per_seed):
+    for dataset, task in pairs:
         cells_text = []
         for m in methods:
             values = per_seed.get((dataset, task, m), [])
@@ -239,11 +249,15 @@ def main(cfg: DictConfig) -> None:
         if paper:
             extra = [f"{v:.1f}" for v in PAPER_MDP[(dataset, task)]] if (dataset, task) in PAPER_MDP else ["-", "-"]
         lines.append(f"| {dataset} -> {task} | " + " | ".join(cells_text + extra) + " |")
-    means = [statistics.mean(statistics.mean(v) for k, v in per_seed.items() if k[2] == m) for m in methods]
-    lines.append("| **mean** | " + " | ".join(f"**{v:.1f}**" for v in means) + (" | | |" if paper else " |"))
+    means = [[statistics.mean(v) for k, v in per_seed.items() if k[2] == m] for m in methods]
+    lines.append("| **mean** | " + " | ".join(f"**{statistics.mean(v):.1f}**" if v else "-" for v in means)
+                 + (" | | |" if paper else " |"))
     seeds = f"{len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}"
     note = (f"Mean score (% of the demonstrations' return) over {cfg.eval_episodes} evaluation episodes"
             f"{', then mean +- std over ' + seeds if len(cfg.seeds) > 1 else ' (1 seed)'}.")
+    if missing:
+        note += (f" **Partial grid: {len(cells) - len(missing)} of {len(cells)} cells done** (- : none done; a cell's"
+                 " +- is over the seeds done; the means are over the cells done).")
     (out / "table.md").write_text("\n".join([note, "", *lines]) + "\n")
     # Error bars: over seeds, or over the evaluation episodes of the one seed.
     plot_grid(per_seed if len(cfg.seeds) > 1 else per_episode, out / "figure.png",

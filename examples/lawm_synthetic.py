@@ -51,6 +51,8 @@ parser.add_argument("--labelled-fraction", type=float, default=0.25, help="label
 parser.add_argument("--bottleneck-scale", type=float, default=0.1,
                     help="LatentActionLoss's bottleneck_scale (1 and 1: the plain ELBO; see docs/lawm)")
 parser.add_argument("--alignment-scale", type=float, default=5.0, help="LatentActionLoss's alignment_scale")
+parser.add_argument("--alignment-warmup", type=float, default=0.5,
+                    help="share of the latent model's steps with LatentActionLoss's alignment='regression', then 'kl'")
 parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
                     help="train the three action-conditioned baselines too")
 parser.add_argument("--nll-reweight", default="none", choices=["none", "dim_wise"])
@@ -58,14 +60,21 @@ parser.add_argument("--seeds", type=int, nargs="+", default=[0])
 parser.add_argument("--threads", type=int, default=1)
 parser.add_argument("--out", type=Path, default=Path("runs/lawm_synthetic"))
 args = parser.parse_args()
+if not 0 <= args.alignment_warmup < 1:
+    parser.error(f"--alignment-warmup {args.alignment_warmup}: a share of --steps, in [0, 1).")
 torch.set_num_threads(args.threads)
 SIZES = dict(belief_dim=64, state_dim=16, hidden=64)
 DIMS = {"observation": args.obs_dim}
 
 
-def fit(loss, sample, params) -> float:
-    start = time.perf_counter()
-    train_offline(loss, sample, torch.optim.Adam(params, lr=1e-3), steps=args.steps, progress=False)
+def fit(loss, sample, params, warmup: float = 0.0) -> float:
+    start, optimizer = time.perf_counter(), torch.optim.Adam(params, lr=1e-3)
+    first = round(warmup * args.steps)
+    if first:  # the latent model: g reads q's latent space first, then the KL ties them together
+        loss.alignment = "regression"
+        train_offline(loss, sample, optimizer, steps=first, progress=False)
+        loss.alignment = "kl"
+    train_offline(loss, sample, optimizer, steps=args.steps - first, progress=False)
     return time.perf_counter() - start
 
 
@@ -100,7 +109,7 @@ for seed in args.seeds:
     )
     loss = LatentActionLoss(model, nll_reweight=args.nll_reweight, bottleneck_scale=args.bottleneck_scale,
                             alignment_scale=args.alignment_scale)
-    wall = fit(loss, mixture.sample, model.parameters())
+    wall = fit(loss, mixture.sample, model.parameters(), warmup=args.alignment_warmup)
     row["latent"] = dict(latent_action_diagnostics(model, windows), wall_s=wall)
 
     # Action-conditioned baselines.

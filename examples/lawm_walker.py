@@ -52,6 +52,9 @@ def check(cfg: DictConfig) -> None:  # the config, before anything runs (errors 
         raise ValueError(f"fractions={list(cfg.fractions)}: every fraction of labelled episodes must be in (0, 1].")
     if cfg.train.labelled_fraction > 1:
         raise ValueError(f"train.labelled_fraction={cfg.train.labelled_fraction}: the labelled share of a batch is at most 1.")
+    if cfg.loss.alignment_warmup >= 1:
+        raise ValueError(f"loss.alignment_warmup={cfg.loss.alignment_warmup}: the share of train.steps before the alignment "
+                         "by KL must be below 1 (0: KL throughout).")
     if cfg.eval.context >= cfg.train.horizon:
         raise ValueError(f"eval.context={cfg.eval.context} must be below train.horizon={cfg.train.horizon} (the held-out "
                          "windows' length): the rest of each window is predicted open loop.")
@@ -86,6 +89,8 @@ def main(cfg: DictConfig) -> dict:
                         progress=cfg.progress, logger=logger, log_every=cfg.log_every, log_prefix=stage,
                         checkpoint_every=cfg.checkpoint_every)
         for step in loop:
+            if isinstance(loss, LatentActionLoss):  # g reads q's latent space first, then the KL ties them together
+                loss.alignment = "regression" if step < cfg.loss.alignment_warmup * steps else "kl"
             losses = loss(sample().to(device))
             loop.backward(losses)  # of the sum of the loss_* terms; clipped gradients
             optimizer.step()

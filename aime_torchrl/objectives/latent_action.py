@@ -47,6 +47,15 @@ class LatentActionLoss(ELBOLossBase):
         latent_free_nats (float, optional): free nats on every step's latent-action KL (straight-through,
             as :func:`~aime_torchrl.objectives.free_nats_kl`: no gradient pulls q towards its prior
             below them), against the latent actions collapsing into the state. Defaults to ``0.0``.
+        alignment (str, optional): how the labelled steps tie u to the real actions. ``"kl"``: u's prior
+            on them is g(u | a), so the ELBO's KL(q || g) trains q and g towards each other (weighted by
+            ``alignment_scale``). ``"regression"``: every step's u has the bottleneck's prior N(0, I) and
+            g's mean regresses onto q's detached mean (weighted by ``alignment_scale``, in ``loss_action``):
+            g reads the latent space that q, the dynamics and the action decoder shape, without
+            constraining it. A public attribute, so a training loop may switch it: the examples train
+            with ``"regression"`` first (``alignment_warmup`` steps; it lets u find every action direction,
+            also those that move the observations little, before the alignment ties q to g) and ``"kl"``
+            after. Defaults to ``"kl"``.
 
     Keys (``set_keys``): ``action`` (the window's real actions; a window without them is action-free),
     ``labelled`` (``[B, T]`` booleans: which steps have real actions; absent: every step of a window
@@ -57,7 +66,7 @@ class LatentActionLoss(ELBOLossBase):
     ``nll_reweight="dim_wise"`` both get the decoders' mean std as weight, else the latent actions would
     be 10-50x dearer than the state and collapse) and ``loss_action`` (sum them), and the detached
     ``elbo`` (per window), ``kl``, ``kl_latent_action`` (per window),
-    ``alignment`` (KL(q || g) per labelled step), ``action_nll`` (per labelled step), ``action_mse`` (the
+    ``alignment`` (KL(q || g) per labelled step; g's std is not trained while ``alignment="regression"``), ``action_nll`` (per labelled step), ``action_mse`` (the
     decoded mean of q against the real actions, labelled steps), ``labelled_fraction`` and ``recon_<sensor>``.
 
     Examples:
@@ -94,6 +103,7 @@ class LatentActionLoss(ELBOLossBase):
         alignment_scale: float = 1.0,
         decoder_scale: float = 1.0,
         latent_free_nats: float = 0.0,
+        alignment: str = "kl",
     ) -> None:
         super().__init__(kl_scale=kl_scale, free_nats=free_nats, kl_balance=kl_balance, nll_reweight=nll_reweight)
         weights = dict(bottleneck_scale=bottleneck_scale, alignment_scale=alignment_scale, decoder_scale=decoder_scale,
@@ -106,7 +116,19 @@ class LatentActionLoss(ELBOLossBase):
         self.alignment_scale = alignment_scale
         self.decoder_scale = decoder_scale
         self.latent_free_nats = latent_free_nats
+        self.alignment = alignment
         self.set_keys(**{k: v for k, v in model.keys.as_dict().items() if k != "action"})  # action: the data's
+
+    @property
+    def alignment(self) -> str:
+        """``"kl"`` or ``"regression"`` (see the class); may be switched between steps."""
+        return self._alignment
+
+    @alignment.setter
+    def alignment(self, value: str) -> None:
+        if value not in ("kl", "regression"):
+            raise ValueError(f"LatentActionLoss's alignment must be 'kl' or 'regression', got {value!r}.")
+        self._alignment = value
 
     @property
     def world_model(self) -> RSSMWorldModel:
@@ -151,8 +173,12 @@ class LatentActionLoss(ELBOLossBase):
         g_loc, g_scale = self.model.encode_actions(actions)
         aligned = gaussian_kl(q_loc, q_scale, g_loc, g_scale)  # [B, T, U]
         free = gaussian_kl(q_loc, q_scale, torch.zeros_like(q_loc), torch.ones_like(q_scale))
-        kl_u = torch.where(labelled.unsqueeze(-1), aligned, free)  # the ELBO's KL of u
-        weight = torch.where(labelled, self.alignment_scale, self.bottleneck_scale).unsqueeze(-1).to(kl_u.dtype)
+        if self.alignment == "kl":
+            kl_u = torch.where(labelled.unsqueeze(-1), aligned, free)  # the ELBO's KL of u
+            weight = torch.where(labelled, self.alignment_scale, self.bottleneck_scale).unsqueeze(-1).to(kl_u.dtype)
+        else:  # every step's u has the bottleneck prior; g only reads the latent space q defines
+            kl_u, weight = free, self.bottleneck_scale
+            regression = (g_loc - q_loc.detach()).pow(2).sum(-1)
         kl_opt = (weight * free_nats_kl(kl_u, self.latent_free_nats)).sum(-1)
         # One ELBO: u's KL is optimised with the state's (the same dim-wise weight and kl_scale), row 0 has none.
         out = self._elbo(self.world_model, frames, extra_kl=torch.cat([torch.zeros_like(kl_opt[..., :1]), kl_opt], -1))
@@ -162,7 +188,10 @@ class LatentActionLoss(ELBOLossBase):
         nll = (((target - a_loc) / a_scale).pow(2) / 2 + a_scale.log() + math.log(2 * math.pi) / 2).sum(-1)
         mask = labelled.to(q_loc.dtype)
         count = mask.sum().clamp_min(1)
-        out.set("loss_action", self.decoder_scale * (nll * mask).sum(-1).mean())
+        loss_action = self.decoder_scale * (nll * mask).sum(-1).mean()
+        if self.alignment == "regression":
+            loss_action = loss_action + self.alignment_scale * (regression * mask).sum(-1).mean()
+        out.set("loss_action", loss_action)
         kl_u = kl_u.detach()
         out.set("elbo", out.get("elbo") - kl_u.sum(-1).mean())
         out.set("kl_latent_action", kl_u.sum(-1).mean())

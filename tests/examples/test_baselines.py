@@ -93,6 +93,16 @@ def test_compare_grid_runs_skips_done_cells_and_plots(data_root, tmp_path):
     assert moved.returncode == 0, moved.stdout[-2000:] + moved.stderr[-3000:]
     assert "4 jobs, 4 already done; running 0" in moved.stdout and not (out / "world_models").exists()
     assert (tmp_path / "docs" / "table.md").read_text() == table
+    # A larger grid, stopped before its new cells: report_only tables the cells done, running nothing.
+    (store / "cells" / "random" / "stand" / "bco-mdp-seed0" / "results.json").unlink()
+    shutil.rmtree(out)
+    wider = [a for a in args if not a.startswith("tasks=")] + ["tasks=[stand,walk]", "report_only=true"]
+    partial = subprocess.run(wider, capture_output=True, text=True, timeout=600)
+    assert partial.returncode == 0, partial.stdout[-2000:] + partial.stderr[-3000:]
+    assert "reporting the cells done" in partial.stdout and not (out / "world_models").exists()
+    table = (tmp_path / "docs" / "table.md").read_text()
+    assert "Partial grid: 2 of 6 cells done" in table
+    assert "| random -> stand |" in table and "| random -> walk | - | - | - |" in table
 
 
 def test_imitation_study_runs_variants_skips_done_runs_and_reports_diagnostics(data_root, tmp_path):

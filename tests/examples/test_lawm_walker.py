@@ -59,3 +59,5 @@ def test_lawm_walker_refuses_a_bad_config(tmp_path):
     assert done.returncode != 0 and "every fraction of labelled episodes must be in (0, 1]" in done.stderr
     done = run(tmp_path, "models=[latent,bc]")
     assert done.returncode != 0 and "choose from ['latent', 'labelled_only', 'idm_labels']" in done.stderr
+    done = run(tmp_path, "loss.alignment_warmup=1.0")
+    assert done.returncode != 0 and "loss.alignment_warmup=1.0: the share of train.steps" in done.stderr

@@ -102,3 +102,42 @@ def test_bottleneck_and_alignment_weights_scale_their_own_kl():
         torch.testing.assert_close(weighted[key], run_loss(window, model)[key])
     with pytest.raises(ValueError, match="bottleneck_scale"):
         LatentActionLoss(model, bottleneck_scale=-1.0)
+
+
+def inference_grads(window, model, **options) -> list[torch.Tensor]:
+    model.zero_grad()
+    total_loss(run_loss(window, model, **options)).backward()
+    return [p.grad.clone() for p in model.inference.parameters()]
+
+
+def test_alignment_by_regression_trains_g_on_q_and_leaves_q_alone():
+    model = small_model()
+    window = mixed_window()
+    state_kl = run_loss(window, model, bottleneck_scale=0.0, alignment_scale=0.0)["loss_kl"]
+    free_action_free = run_loss(window, model, alignment_scale=0.0)["loss_kl"] - state_kl
+    regression = run_loss(window, model, alignment="regression")
+    # every step's u has the bottleneck's prior N(0, I): the labelled steps' KL adds to the action-free ones'
+    torch.testing.assert_close(run_loss(window, model, alignment="regression", bottleneck_scale=0.0)["loss_kl"], state_kl)
+    assert regression["loss_kl"] - state_kl > free_action_free
+    # g's mean regresses onto q's: the term only trains g (q's gradients are those without it) and scales linearly
+    heavy = run_loss(window, model, alignment="regression", alignment_scale=3.0)
+    unweighted = run_loss(window, model, alignment="regression", alignment_scale=0.0)["loss_action"]
+    torch.testing.assert_close(heavy["loss_action"] - unweighted, 3 * (regression["loss_action"] - unweighted))
+    assert heavy["loss_action"] > unweighted
+    for with_term, without in zip(inference_grads(window, model, alignment="regression", alignment_scale=3.0),
+                                  inference_grads(window, model, alignment="regression", alignment_scale=0.0)):
+        torch.testing.assert_close(with_term, without)
+    model.zero_grad()
+    total_loss(heavy).backward()
+    assert all(grads(model.action_encoder.module.mean)) and not any(grads(model.action_encoder.module.std))
+    # with the KL, the alignment pulls q too
+    kl_grads = zip(inference_grads(window, model, alignment_scale=3.0), inference_grads(window, model, alignment_scale=0.0))
+    assert any(not torch.allclose(a, b) for a, b in kl_grads)
+    loss = LatentActionLoss(model)
+    loss.alignment = "regression"  # switched between steps, as the examples' warm-up does
+    torch.manual_seed(1)
+    torch.testing.assert_close(loss(window)["loss_kl"], regression["loss_kl"])
+    with pytest.raises(ValueError, match="alignment must be 'kl' or 'regression'"):
+        LatentActionLoss(model, alignment="mse")
+    with pytest.raises(ValueError, match="alignment must be 'kl' or 'regression'"):
+        loss.alignment = "mse"
