@@ -16,9 +16,10 @@ use the embodiment data and runs once per task. ``parallel`` cells run at a time
 followed by its cells (so that a grid stopped midway leaves finished cells, not only world models).
 
 ``store`` (e.g. ``docs/compare_cpu``) keeps a copy of every finished cell's ``results.json``
-(a few KB) under the cell's path in the grid, and its wall time in ``walls.json``: a cell found
-there counts as done, and a world model whose cells are all done is not trained. Commit the store
-to finish a grid of many hours on another machine, or after its run folder is lost.
+(a few KB) and its wall time (``wall.json``) under the cell's path in the grid: a cell found there
+counts as done, and a world model whose cells are all done is not trained. Commit the store to
+finish a grid of many hours on another machine, or after its run folder is lost; grids of other
+seeds may run at the same time into the same store (each with its own ``out_dir``).
 
 Writes ``scores.csv`` (one row per evaluation episode), ``table.md`` (next to the paper's numbers)
 and ``figure.png`` (a panel per dataset -> task pair, averages in the last row and column);
@@ -33,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import time
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -72,13 +72,12 @@ def short(dataset: str) -> str:
 
 
 class Store:
-    """Copies of finished cells' ``results.json`` (and their wall times) outside the run folder
-    ``out``: a cell ``out/<path>`` is kept as ``root/<path>/results.json``."""
+    """Copies of finished cells outside the run folder ``out``: a cell ``out/<path>`` is kept as
+    ``root/<path>/results.json`` and its wall time as ``root/<path>/wall.json``, each written whole
+    and then renamed (several grids may share a store: a cell's files are its own)."""
 
     def __init__(self, root: Path, out: Path) -> None:
         self.root, self.out = root, out
-        self.walls_file = root / "walls.json"
-        self.lock = threading.Lock()  # cells finish in several threads
 
     def restore(self, folder: Path) -> bool:
         """Whether the cell is in the store; if so, its results are copied back into ``folder``."""
@@ -90,18 +89,17 @@ class Store:
         return True
 
     def keep(self, folder: Path, wall: float) -> None:
-        """Stores a finished cell's results and wall time (each file written atomically)."""
-        name = folder.relative_to(self.out).as_posix()
-        with self.lock:
-            for target, text in ((self.root / name / "results.json", (folder / "results.json").read_text()),
-                                 (self.walls_file, None)):
-                if text is None:
-                    walls = json.loads(self.walls_file.read_text()) if self.walls_file.exists() else {}
-                    text = json.dumps({**walls, name: wall}, indent=1, sort_keys=True)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_suffix(".tmp")
-                tmp.write_text(text)
-                tmp.replace(target)
+        """Stores a finished cell's results and wall time."""
+        target = self.root / folder.relative_to(self.out)
+        target.mkdir(parents=True, exist_ok=True)
+        for name, text in (("results.json", (folder / "results.json").read_text()), ("wall.json", json.dumps(wall))):
+            partial = target / f"{name}.tmp"
+            partial.write_text(text)
+            partial.replace(target / name)
+
+    def walls(self) -> dict[str, float]:
+        """The stored cells' wall times (in seconds), by their path in the grid."""
+        return {f.parent.relative_to(self.root).as_posix(): json.loads(f.read_text()) for f in self.root.rglob("wall.json")}
 
 
 def done(folder: Path, done_file: str, store: Store | None) -> bool:
@@ -227,8 +225,8 @@ def main(cfg: DictConfig) -> None:
         writer.writerows(rows)
     walls_file = out / "walls.json"  # cells skipped now keep the wall time of the run that made them
     known = json.loads(walls_file.read_text()) if walls_file.exists() else {}
-    if store is not None and store.walls_file.exists():
-        known.update(json.loads(store.walls_file.read_text()))
+    if store is not None:
+        known.update(store.walls())
     known.update({Path(k).relative_to(out).as_posix(): v for k, v in walls.items() if v})
     walls_file.write_text(json.dumps(known, indent=1))
     methods = [LABELS[m] for m in cfg.methods]

@@ -64,9 +64,11 @@ class LatentActionLoss(ELBOLossBase):
     Returns ``loss_recon``, ``loss_kl`` (the state's KL and the latent actions' KL, the latter weighted by
     ``alignment_scale`` / ``bottleneck_scale``: with
     ``nll_reweight="dim_wise"`` both get the decoders' mean std as weight, else the latent actions would
-    be 10-50x dearer than the state and collapse) and ``loss_action`` (sum them), and the detached
+    be 10-50x dearer than the state and collapse) and ``loss_action`` (the action decoder's NLL, and g's
+    regression while ``alignment="regression"``; sum the three), and the detached
     ``elbo`` (per window), ``kl``, ``kl_latent_action`` (per window),
-    ``alignment`` (KL(q || g) per labelled step; g's std is not trained while ``alignment="regression"``), ``action_nll`` (per labelled step), ``action_mse`` (the
+    ``alignment`` (KL(q || g) per labelled step; g's std is not trained while ``alignment="regression"``),
+    ``action_nll`` (per labelled step), ``action_mse`` (the
     decoded mean of q against the real actions, labelled steps), ``labelled_fraction`` and ``recon_<sensor>``.
 
     Examples:

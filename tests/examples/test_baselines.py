@@ -86,7 +86,9 @@ def test_compare_grid_runs_skips_done_cells_and_plots(data_root, tmp_path):
     kept = sorted(p.relative_to(store).as_posix() for p in store.rglob("results.json"))
     assert kept == ["cells/bc/stand-mdp-seed0/results.json", "cells/random/stand/aime-mdp-seed0/results.json",
                     "cells/random/stand/bco-mdp-seed0/results.json"]
-    assert sorted(json.loads((store / "walls.json").read_text())) == [k.removesuffix("/results.json") for k in kept]
+    walls = sorted(p.relative_to(store).as_posix() for p in store.rglob("wall.json"))
+    assert walls == [k.replace("results.json", "wall.json") for k in kept]
+    assert all(json.loads((store / w).read_text()) > 0 for w in walls)
     shutil.rmtree(out)
     (tmp_path / "docs" / "table.md").unlink()
     moved = subprocess.run(args, capture_output=True, text=True, timeout=600)
