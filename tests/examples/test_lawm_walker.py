@@ -24,7 +24,7 @@ def run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def test_lawm_walker_trains_every_model_and_resumes(tmp_path):
-    done = run(tmp_path)
+    done = run(tmp_path, "loss.alignment_warmup=0.5")  # the latent models' first steps align by regression
     assert done.returncode == 0, done.stderr[-3000:]
     folder = tmp_path / "run"
     results = json.loads((folder / "results.json").read_text())
