@@ -34,7 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import hydra
@@ -54,6 +54,8 @@ METHODS = {
     "bc": ("baselines.py", ["method=bc"], "BC"),
     "iidm": ("baselines.py", ["method=iidm"], "IIDM"),
 }
+#: The grid's options that change a cell's result: a store holds the cells of one setting of them.
+STORE_SETTINGS = ("embodiment", "embodiment_episodes", "num_demos", "eval_episodes", "aime_overrides", "baseline_overrides")
 LABELS = {"aime": "AIME", "aime_kl_only": "AIME (KL only)", "aime_recon_only": "AIME (recon only)", "aime_idm": "AIME + IDM",
           "bco": "BCO(0)", "bc": "BC", "iidm": "IIDM"}
 #: The paper's walker MDP scores (% of the expert; spec 7.1): (dataset, task) -> (AIME, BCO(0)).
@@ -74,10 +76,25 @@ def short(dataset: str) -> str:
 class Store:
     """Copies of finished cells outside the run folder ``out``: a cell ``out/<path>`` is kept as
     ``root/<path>/results.json`` and its wall time as ``root/<path>/wall.json``, each written whole
-    and then renamed (several grids may share a store: a cell's files are its own)."""
+    and then renamed (several grids may share a store: a cell's files are its own).
 
-    def __init__(self, root: Path, out: Path) -> None:
+    ``settings`` (the grid's options that change a cell's result) are kept in ``root/grid.json``;
+    a grid with other settings is refused, naming them, so that no cell of another grid counts as done.
+    """
+
+    def __init__(self, root: Path, out: Path, settings: dict) -> None:
         self.root, self.out = root, out
+        kept = root / "grid.json"
+        if kept.exists():
+            before = json.loads(kept.read_text())
+            differ = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
+            if differ:
+                raise ValueError(f"store={root} holds the cells of a grid with other settings "
+                                 f"({', '.join(f'{k}: {a} there, {b} here' for k, (a, b) in differ.items())}): "
+                                 "pass another store, or the same settings.")
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            kept.write_text(json.dumps(settings, indent=1))
 
     def restore(self, folder: Path) -> bool:
         """Whether the cell is in the store; if so, its results are copied back into ``folder``."""
@@ -88,11 +105,14 @@ class Store:
         shutil.copyfile(stored, folder / "results.json")
         return True
 
-    def keep(self, folder: Path, wall: float) -> None:
-        """Stores a finished cell's results and wall time."""
+    def keep(self, folder: Path, wall: float | None) -> None:
+        """Stores a finished cell's results and wall time (``None``: unknown, not stored)."""
         target = self.root / folder.relative_to(self.out)
         target.mkdir(parents=True, exist_ok=True)
-        for name, text in (("results.json", (folder / "results.json").read_text()), ("wall.json", json.dumps(wall))):
+        files = {"results.json": (folder / "results.json").read_text()}
+        if wall is not None:
+            files["wall.json"] = json.dumps(wall)
+        for name, text in files.items():
             partial = target / f"{name}.tmp"
             partial.write_text(text)
             partial.replace(target / name)
@@ -102,18 +122,8 @@ class Store:
         return {f.parent.relative_to(self.root).as_posix(): json.loads(f.read_text()) for f in self.root.rglob("wall.json")}
 
 
-def done(folder: Path, done_file: str, store: Store | None) -> bool:
-    """Whether a job is done: its ``done_file`` is in ``folder`` or, for a cell, in the store."""
-    return (folder / done_file).exists() or (done_file == "results.json" and store is not None and store.restore(folder))
-
-
-def run(command: list[str], folder: Path, done_file: str, wait: Future | None = None,
-        store: Store | None = None) -> float:
-    """Runs one job unless it is :func:`done`; returns its wall time (0 if skipped)."""
-    if wait is not None:
-        wait.result()
-    if done(folder, done_file, store):
-        return 0.0
+def run(command: list[str], folder: Path, done_file: str, store: Store | None = None) -> float:
+    """Runs one job (resuming it from its checkpoint if it has one); returns its wall time."""
     if (folder / "checkpoint.pt").exists():
         command = command + ["resume=true"]
     folder.mkdir(parents=True, exist_ok=True)
@@ -182,27 +192,47 @@ def main(cfg: DictConfig) -> None:
                         jobs.setdefault(str(folder), (python + args, folder, "results.json", needs))
                         group.setdefault(str(folder), group[str(wm)] if str(wm) in group else len(group))
 
-    store = Store(Path(hydra.utils.to_absolute_path(cfg.store)), out) if cfg.store else None
-    finished = {name for name, (_, folder, done_file, _) in jobs.items() if done(folder, done_file, store)}
+    walls_file = out / "walls.json"  # cells skipped now keep the wall time of the run that made them
+    known = json.loads(walls_file.read_text()) if walls_file.exists() else {}
+    store = None
+    if cfg.store:
+        settings = {k: OmegaConf.to_container(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k] for k in STORE_SETTINGS}
+        store = Store(Path(hydra.utils.to_absolute_path(cfg.store)), out, settings)
+    finished = set()
+    for name, (_, folder, done_file, _) in jobs.items():
+        if (folder / done_file).exists():
+            finished.add(name)
+            if store is not None and done_file == "results.json" and not store.restore(folder):
+                store.keep(folder, known.get(folder.relative_to(out).as_posix()))  # done before the store was given
+        elif store is not None and done_file == "results.json" and store.restore(folder):
+            finished.add(name)
     needed = {needs for name, (_, _, _, needs) in jobs.items() if needs and name not in finished}
     todo = [name for name in jobs if name not in finished and (name in needed or jobs[name][2] == "results.json")]
-    if cfg.report_only:  # the table of what is done so far
-        print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} already done; reporting the cells done (report_only=true)")
-        todo = []
-    else:
-        print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} already done; running {len(todo)} ({cfg.parallel} at a time) in {out}")
-    futures: dict[str, Future] = {}
-    walls = {}
+    print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} done or not needed; "
+          + ("reporting the cells done (report_only=true)" if cfg.report_only else
+             f"running {len(todo)} ({cfg.parallel} at a time) in {out}"))
+    walls, errors = {}, []
+    pending = [] if cfg.report_only else sorted(todo, key=lambda n: (group[n], jobs[n][3] is not None))
+    running: dict[Future, str] = {}
     with ThreadPoolExecutor(cfg.parallel) as pool:
-        # Each world model, then the cells that do not need it, then those that do: a cell waits for its
-        # world model's future, submitted before it, and world models never wait.
-        for name in sorted(todo, key=lambda n: (group[n], jobs[n][3] is not None)):
-            command, folder, done_file, needs = jobs[name]
-            futures[name] = pool.submit(run, command, folder, done_file, futures.get(needs), store)
-        for name, future in futures.items():
-            walls[name] = future.result()
-            if walls[name]:
-                print(f"done in {walls[name] / 60:.1f} min: {Path(name).relative_to(out)}", flush=True)
+        # In the grid's order, each world model before its cells; a cell starts once its world model is
+        # trained, so that world models of later datasets fill the other lanes meanwhile.
+        while pending or running:
+            blocked = set(pending) | set(running.values())
+            for name in [n for n in pending if jobs[n][3] not in blocked][:cfg.parallel - len(running)]:
+                pending.remove(name)
+                command, folder, done_file, _ = jobs[name]
+                running[pool.submit(run, command, folder, done_file, store)] = name
+            for future in wait(running, return_when=FIRST_COMPLETED).done:
+                name = running.pop(future)
+                try:
+                    walls[name] = future.result()
+                    print(f"done in {walls[name] / 60:.1f} min: {Path(name).relative_to(out)}", flush=True)
+                except RuntimeError as error:  # the other jobs go on; its cells are dropped
+                    errors.append(str(error))
+                    pending = [n for n in pending if jobs[n][3] != name]
+    if errors:
+        raise RuntimeError("\n".join(errors))
 
     # --- collect -------------------------------------------------------------------------------------
     rows, per_seed, per_episode = [], {}, {}
@@ -219,14 +249,16 @@ def main(cfg: DictConfig) -> None:
         per_episode.setdefault(key, []).extend(scores)
         rows += [dict(embodiment=dataset, task=task, method=LABELS[method], setup=setup, seed=seed, episode=i,
                       score=s) for i, s in enumerate(scores)]
+    if not rows:
+        print("No cell is done yet: nothing to report.")
+        return
     with open(out / "scores.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    walls_file = out / "walls.json"  # cells skipped now keep the wall time of the run that made them
-    known = json.loads(walls_file.read_text()) if walls_file.exists() else {}
     if store is not None:
-        known.update(store.walls())
+        grid = {folder.relative_to(out).as_posix() for *_, folder in cells}
+        known.update({k: v for k, v in store.walls().items() if k in grid})
     known.update({Path(k).relative_to(out).as_posix(): v for k, v in walls.items() if v})
     walls_file.write_text(json.dumps(known, indent=1))
     methods = [LABELS[m] for m in cfg.methods]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -69,7 +70,7 @@ DIMS = {"observation": args.obs_dim}
 
 def fit(loss, sample, params, warmup: float = 0.0) -> float:
     start, optimizer = time.perf_counter(), torch.optim.Adam(params, lr=1e-3)
-    first = round(warmup * args.steps)
+    first = math.ceil(warmup * args.steps)  # as lawm_walker.py: the steps below warmup x steps
     if first:  # the latent model: g reads q's latent space first, then the KL ties them together
         loss.alignment = "regression"
         train_offline(loss, sample, optimizer, steps=first, progress=False)

@@ -23,7 +23,8 @@ class LatentActionLoss(ELBOLossBase):
 
     The latent action u_{t} of every step is a latent variable of the ELBO, inferred by
     q(u_t | h_t, s_t, e_{t+1}) inside the posterior rollout. Its prior is the action encoder
-    g(u | a_t) on labelled steps and N(0, I) on action-free ones, so one objective covers both:
+    g(u | a_t) on labelled steps and N(0, I) on action-free ones (with ``alignment="kl"``, the
+    default), so one objective covers both:
 
         ELBO = sum_t [ log p(o_t | h_t, s_t) - KL(q(s_t) || p(s_t | h_t)) - KL(q(u_t) || prior(u_t)) ]
 
@@ -42,7 +43,8 @@ class LatentActionLoss(ELBOLossBase):
         bottleneck_scale (float, optional): weight of the action-free steps' KL(q || N(0, I)) (the
             bottleneck's beta; below 1, u may carry more of each step, which trains the dynamics on more
             precise latent actions). Defaults to ``1.0``.
-        alignment_scale (float, optional): weight of the labelled steps' KL(q || g). Defaults to ``1.0``.
+        alignment_scale (float, optional): weight of the labelled steps' KL(q || g) (of g's regression
+            with ``alignment="regression"``). Defaults to ``1.0``.
         decoder_scale (float, optional): weight of the action decoder's NLL. Defaults to ``1.0``.
         latent_free_nats (float, optional): free nats on every step's latent-action KL (straight-through,
             as :func:`~aime_torchrl.objectives.free_nats_kl`: no gradient pulls q towards its prior
@@ -52,10 +54,11 @@ class LatentActionLoss(ELBOLossBase):
             ``alignment_scale``). ``"regression"``: every step's u has the bottleneck's prior N(0, I) and
             g's mean regresses onto q's detached mean (weighted by ``alignment_scale``, in ``loss_action``):
             g reads the latent space that q, the dynamics and the action decoder shape, without
-            constraining it. A public attribute, so a training loop may switch it: the examples train
-            with ``"regression"`` first (``alignment_warmup`` steps; it lets u find every action direction,
-            also those that move the observations little, before the alignment ties q to g) and ``"kl"``
-            after. Defaults to ``"kl"``.
+            constraining it. A public attribute, so a training loop may switch it: the examples' alignment
+            warm-up (``lawm_synthetic.py --alignment-warmup``, default 0.5; ``lawm_walker.py
+            loss.alignment_warmup``, default 0) trains that share of the steps with ``"regression"`` first
+            (u then finds every action direction, also those that move the observations little) and the
+            rest with ``"kl"``. Defaults to ``"kl"``.
 
     Keys (``set_keys``): ``action`` (the window's real actions; a window without them is action-free),
     ``labelled`` (``[B, T]`` booleans: which steps have real actions; absent: every step of a window

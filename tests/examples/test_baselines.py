@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -65,46 +66,56 @@ def test_compare_grid_runs_skips_done_cells_and_plots(data_root, tmp_path):
             "validation_batches=1", "data.workers=1"]
     args = [
         sys.executable, str(ROOT / "examples" / "compare.py"), "embodiments=[walker-random]", "tasks=[stand]",
-        "methods=[aime,bco,bc]", "seeds=[0]", "embodiment_episodes=3", "num_demos=3", "eval_episodes=1",
-        f"data_root={data_root}", f"out_dir={out}", f"publish={tmp_path / 'docs'}", f"store={store}",
+        "methods=[aime,bco,bc]", "seeds=[0]", "embodiment_episodes=3", "num_demos=3", "eval_episodes=1", "parallel=2",
+        f"data_root={data_root}", f"out_dir={out}", f"publish={tmp_path / 'docs'}",
         "aime_overrides=[" + ",".join(f"'{a}'" for a in aime) + "]",
         "baseline_overrides=[" + ",".join(f"'{b}'" for b in base) + "]",
     ]
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert "4 jobs, 0 already done" in done.stdout
+    assert "4 jobs, 0 done or not needed; running 4 (2 at a time)" in done.stdout
     with open(out / "scores.csv") as f:
         rows = list(csv.DictReader(f))
     assert sorted(r["method"] for r in rows) == ["AIME", "BC", "BCO(0)"]
     table = (tmp_path / "docs" / "table.md").read_text()
     assert "| random -> stand |" in table and "40.1 | 57.1" in table  # next to the paper's numbers
     assert (tmp_path / "docs" / "figure.png").is_file()
-    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and "4 jobs, 4 already done" in again.stdout
-    # The store keeps every cell's results and wall time: with the run folder gone (world model included),
-    # nothing is run again and the same table comes out.
+    # Given a store, the cells done before go into it, with the wall times of the run that made them.
+    again = subprocess.run(args + [f"store={store}"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "4 jobs, 4 done or not needed; running 0" in again.stdout
     kept = sorted(p.relative_to(store).as_posix() for p in store.rglob("results.json"))
     assert kept == ["cells/bc/stand-mdp-seed0/results.json", "cells/random/stand/aime-mdp-seed0/results.json",
                     "cells/random/stand/bco-mdp-seed0/results.json"]
-    walls = sorted(p.relative_to(store).as_posix() for p in store.rglob("wall.json"))
-    assert walls == [k.replace("results.json", "wall.json") for k in kept]
-    assert all(json.loads((store / w).read_text()) > 0 for w in walls)
+    walls = json.loads((out / "walls.json").read_text())
+    for cell in kept:
+        assert json.loads((store / cell.replace("results.json", "wall.json")).read_text()) == walls[cell.rsplit("/", 1)[0]] > 0
+    # With the run folder gone (world model included), nothing runs again and the same table comes out.
     shutil.rmtree(out)
     (tmp_path / "docs" / "table.md").unlink()
-    moved = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    moved = subprocess.run(args + [f"store={store}"], capture_output=True, text=True, timeout=600)
     assert moved.returncode == 0, moved.stdout[-2000:] + moved.stderr[-3000:]
-    assert "4 jobs, 4 already done; running 0" in moved.stdout and not (out / "world_models").exists()
+    assert "4 jobs, 4 done or not needed; running 0" in moved.stdout and not (out / "world_models").exists()
     assert (tmp_path / "docs" / "table.md").read_text() == table
+    # A store holds the cells of one setting of the grid: another is refused, naming what differs.
+    other = [a.replace("num_demos=3", "num_demos=2") for a in args] + [f"store={store}"]
+    refused = subprocess.run(other, capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "with other settings (num_demos: 3 there, 2 here)" in refused.stderr
     # A larger grid, stopped before its new cells: report_only tables the cells done, running nothing.
     (store / "cells" / "random" / "stand" / "bco-mdp-seed0" / "results.json").unlink()
     shutil.rmtree(out)
-    wider = [a for a in args if not a.startswith("tasks=")] + ["tasks=[stand,walk]", "report_only=true"]
+    wider = [a.replace("tasks=[stand]", "tasks=[stand,walk]") for a in args] + [f"store={store}", "report_only=true"]
     partial = subprocess.run(wider, capture_output=True, text=True, timeout=600)
     assert partial.returncode == 0, partial.stdout[-2000:] + partial.stderr[-3000:]
     assert "reporting the cells done" in partial.stdout and not (out / "world_models").exists()
     table = (tmp_path / "docs" / "table.md").read_text()
     assert "Partial grid: 2 of 6 cells done" in table
-    assert "| random -> stand |" in table and "| random -> walk | - | - | - |" in table
+    assert re.search(r"\| random -> stand \| [\d.]+ \| - \| [\d.]+ \| 40.1 \| 57.1 \|", table)  # BCO(0) not done
+    assert "| random -> walk | - | - | - | 17.6 | 13.5 |" in table
+    with open(out / "scores.csv") as f:
+        assert sorted(r["method"] for r in csv.DictReader(f)) == ["AIME", "BC"]
+    nothing = subprocess.run([a.replace("seeds=[0]", "seeds=[1]") for a in wider], capture_output=True, text=True,
+                             timeout=600)
+    assert nothing.returncode == 0 and "No cell is done yet" in nothing.stdout
 
 
 def test_imitation_study_runs_variants_skips_done_runs_and_reports_diagnostics(data_root, tmp_path):

@@ -141,3 +141,11 @@ def test_alignment_by_regression_trains_g_on_q_and_leaves_q_alone():
         LatentActionLoss(model, alignment="mse")
     with pytest.raises(ValueError, match="alignment must be 'kl' or 'regression'"):
         loss.alignment = "mse"
+
+
+def test_alignment_by_regression_reads_labelled_steps_only():
+    model = small_model()
+    window = mixed_window(labelled_windows=0)  # actions present, none labelled
+    for scale in (0.0, 3.0):
+        torch.testing.assert_close(run_loss(window, model, alignment="regression", alignment_scale=scale)["loss_action"],
+                                   torch.tensor(0.0))
