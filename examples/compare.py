@@ -142,6 +142,8 @@ def run(command: list[str], folder: Path, done_file: str, store: Store | None = 
 def main(cfg: DictConfig) -> None:
     out = Path(hydra.utils.to_absolute_path(cfg.out_dir))
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.parallel < 1:
+        raise ValueError(f"parallel={cfg.parallel}: run at least 1 job at a time.")
     unknown = set(cfg.methods) - set(METHODS)
     if unknown:
         raise ValueError(f"Unknown methods {sorted(unknown)}; choose from {sorted(METHODS)}.")
@@ -161,7 +163,6 @@ def main(cfg: DictConfig) -> None:
     aime_common = ["phase1.idm=true"] if "aime_idm" in cfg.methods else []  # one world model, with its IDM
     python = [sys.executable]
     jobs: dict[str, tuple[list[str], Path, str, str | None]] = {}
-    group: dict[str, int] = {}  # job -> its embodiment dataset, setup and seed, in the grid's order
     cells = []  # (dataset, task, method, setup, seed, folder)
     for setup in cfg.setups:
         for seed in cfg.seeds:
@@ -172,7 +173,6 @@ def main(cfg: DictConfig) -> None:
                             f"setup={setup}", f"seed={seed}", "phase2.steps=0", "eval.episodes=0", f"out_dir={wm}",
                             *aime_common, *cfg.aime_overrides]
                     jobs[str(wm)] = (python + args, wm, "world_model.pt", None)
-                    group[str(wm)] = len(set(group.values()))
                 for task in cfg.tasks:
                     for method in cfg.methods:
                         script, extra, _ = METHODS[method]
@@ -190,7 +190,6 @@ def main(cfg: DictConfig) -> None:
                             args += [*cfg.baseline_overrides]
                         needs = str(wm) if script == "aime_walker.py" else None
                         jobs.setdefault(str(folder), (python + args, folder, "results.json", needs))
-                        group.setdefault(str(folder), group[str(wm)] if str(wm) in group else len(group))
 
     walls_file = out / "walls.json"  # cells skipped now keep the wall time of the run that made them
     known = json.loads(walls_file.read_text()) if walls_file.exists() else {}
@@ -207,16 +206,17 @@ def main(cfg: DictConfig) -> None:
         elif store is not None and done_file == "results.json" and store.restore(folder):
             finished.add(name)
     needed = {needs for name, (_, _, _, needs) in jobs.items() if needs and name not in finished}
+    # In the grid's order: each world model before its cells (jobs are listed so).
     todo = [name for name in jobs if name not in finished and (name in needed or jobs[name][2] == "results.json")]
     print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} done or not needed; "
           + ("reporting the cells done (report_only=true)" if cfg.report_only else
              f"running {len(todo)} ({cfg.parallel} at a time) in {out}"))
     walls, errors = {}, []
-    pending = [] if cfg.report_only else sorted(todo, key=lambda n: (group[n], jobs[n][3] is not None))
+    pending = [] if cfg.report_only else todo
     running: dict[Future, str] = {}
     with ThreadPoolExecutor(cfg.parallel) as pool:
-        # In the grid's order, each world model before its cells; a cell starts once its world model is
-        # trained, so that world models of later datasets fill the other lanes meanwhile.
+        # The first jobs of ``pending`` that are ready: a cell starts once its world model is trained, so
+        # that world models of later datasets and cells without one fill the other lanes meanwhile.
         while pending or running:
             blocked = set(pending) | set(running.values())
             for name in [n for n in pending if jobs[n][3] not in blocked][:cfg.parallel - len(running)]:
@@ -236,15 +236,16 @@ def main(cfg: DictConfig) -> None:
 
     # --- collect -------------------------------------------------------------------------------------
     rows, per_seed, per_episode = [], {}, {}
-    missing = [folder for *_, folder in cells if not (folder / "results.json").exists()]  # report_only: cells to do
+    missing = {folder for *_, folder in cells if not (folder / "results.json").exists()}  # report_only: cells to do
     pairs = {}  # the table's rows, in the grid's order, done or not
     for dataset, task, method, setup, seed, folder in cells:
-        pairs[short(dataset) if len(cfg.setups) == 1 else f"{short(dataset)} ({setup})", task] = None
+        row = short(dataset) if len(cfg.setups) == 1 else f"{short(dataset)} ({setup})"
+        pairs[row, task] = None
         if folder in missing:
             continue
         results = json.loads((folder / "results.json").read_text())
         scores = [100 * r / results["expert_return"] for r in results[METHODS[method][2]]["returns"]]
-        key = (short(dataset) if len(cfg.setups) == 1 else f"{short(dataset)} ({setup})", task, LABELS[method])
+        key = (row, task, LABELS[method])
         per_seed.setdefault(key, []).append(statistics.mean(scores))
         per_episode.setdefault(key, []).extend(scores)
         rows += [dict(embodiment=dataset, task=task, method=LABELS[method], setup=setup, seed=seed, episode=i,
