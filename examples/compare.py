@@ -16,8 +16,9 @@ use the embodiment data and runs once per task. ``parallel`` cells run at a time
 followed by its cells (so that a grid stopped midway leaves finished cells, not only world models).
 
 ``store`` (e.g. ``docs/compare_cpu``) keeps a copy of every finished cell's ``results.json``
-(a few KB) and its wall time (``wall.json``) under the cell's path in the grid: a cell found there
-counts as done, and a world model whose cells are all done is not trained. Commit the store to
+(a few KB) and its wall time (``wall.json``) under the cell's path in the grid, and every world
+model's wall time under its path: a cell found there counts as done, and a world model whose cells
+are all done is not trained. Commit the store to
 finish a grid of many hours on another machine, or after its run folder is lost; grids of other
 seeds may run at the same time into the same store (each with its own ``out_dir``).
 
@@ -76,7 +77,9 @@ def short(dataset: str) -> str:
 class Store:
     """Copies of finished cells outside the run folder ``out``: a cell ``out/<path>`` is kept as
     ``root/<path>/results.json`` and its wall time as ``root/<path>/wall.json``, each written whole
-    and then renamed (several grids may share a store: a cell's files are its own).
+    and then renamed (several grids may share a store: a cell's files are its own). A world model
+    keeps its wall time only (its weights are large, and a world model whose cells are all stored is
+    not needed again).
 
     ``settings`` (the grid's options that change a cell's result) are kept in ``root/grid.json``;
     a grid with other settings is refused, naming them, so that no cell of another grid counts as done.
@@ -105,26 +108,29 @@ class Store:
         shutil.copyfile(stored, folder / "results.json")
         return True
 
-    def keep(self, folder: Path, wall: float | None) -> None:
-        """Stores a finished cell's results and wall time (``None``: unknown, not stored)."""
+    def keep(self, folder: Path, wall: float | None, results: bool = True) -> None:
+        """Stores a finished job's results (a cell's; ``results=False`` for a world model) and wall time
+        (``None``: unknown, not stored)."""
         target = self.root / folder.relative_to(self.out)
-        target.mkdir(parents=True, exist_ok=True)
-        files = {"results.json": (folder / "results.json").read_text()}
+        files = {"results.json": (folder / "results.json").read_text()} if results else {}
         if wall is not None:
             files["wall.json"] = json.dumps(wall)
         for name, text in files.items():
+            target.mkdir(parents=True, exist_ok=True)
             partial = target / f"{name}.tmp"
             partial.write_text(text)
             partial.replace(target / name)
 
     def walls(self) -> dict[str, float]:
-        """The stored cells' wall times (in seconds), by their path in the grid."""
+        """The stored jobs' wall times (in seconds), by their path in the grid."""
         return {f.parent.relative_to(self.root).as_posix(): json.loads(f.read_text()) for f in self.root.rglob("wall.json")}
 
 
-def run(command: list[str], folder: Path, done_file: str, store: Store | None = None) -> float:
-    """Runs one job (resuming it from its checkpoint if it has one); returns its wall time."""
-    if (folder / "checkpoint.pt").exists():
+def run(command: list[str], folder: Path, done_file: str, store: Store | None = None) -> float | None:
+    """Runs one job (resuming it from its checkpoint if it has one); returns its wall time, or ``None``
+    when it resumed (the time of its earlier runs is unknown)."""
+    resumed = (folder / "checkpoint.pt").exists()
+    if resumed:
         command = command + ["resume=true"]
     folder.mkdir(parents=True, exist_ok=True)
     tic = time.time()
@@ -132,9 +138,9 @@ def run(command: list[str], folder: Path, done_file: str, store: Store | None = 
         finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
     if finished.returncode:
         raise RuntimeError(f"cell {folder} failed (exit {finished.returncode}); see {folder / 'stdout.log'}")
-    wall = time.time() - tic
-    if store is not None and done_file == "results.json":
-        store.keep(folder, wall)
+    wall = None if resumed else time.time() - tic
+    if store is not None:
+        store.keep(folder, wall, results=done_file == "results.json")
     return wall
 
 
@@ -198,11 +204,17 @@ def main(cfg: DictConfig) -> None:
         settings = {k: OmegaConf.to_container(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k] for k in STORE_SETTINGS}
         store = Store(Path(hydra.utils.to_absolute_path(cfg.store)), out, settings)
     finished = set()
+    stored_walls = store.walls() if store is not None else {}
     for name, (_, folder, done_file, _) in jobs.items():
         if (folder / done_file).exists():
             finished.add(name)
-            if store is not None and done_file == "results.json" and not store.restore(folder):
-                store.keep(folder, known.get(folder.relative_to(out).as_posix()))  # done before the store was given
+            if store is None:
+                continue
+            path = folder.relative_to(out).as_posix()  # done before the store was given: copied in
+            if done_file == "results.json" and not store.restore(folder):
+                store.keep(folder, known.get(path))
+            elif done_file != "results.json" and path not in stored_walls:
+                store.keep(folder, known.get(path), results=False)
         elif store is not None and done_file == "results.json" and store.restore(folder):
             finished.add(name)
     needed = {needs for name, (_, _, _, needs) in jobs.items() if needs and name not in finished}
@@ -227,7 +239,8 @@ def main(cfg: DictConfig) -> None:
                 name = running.pop(future)
                 try:
                     walls[name] = future.result()
-                    print(f"done in {walls[name] / 60:.1f} min: {Path(name).relative_to(out)}", flush=True)
+                    took = "resumed" if walls[name] is None else f"in {walls[name] / 60:.1f} min"
+                    print(f"done {took}: {Path(name).relative_to(out)}", flush=True)
                 except RuntimeError as error:  # the other jobs go on; its cells are dropped
                     errors.append(str(error))
                     pending = [n for n in pending if jobs[n][3] != name]
@@ -258,7 +271,7 @@ def main(cfg: DictConfig) -> None:
         writer.writeheader()
         writer.writerows(rows)
     if store is not None:
-        grid = {folder.relative_to(out).as_posix() for *_, folder in cells}
+        grid = {Path(name).relative_to(out).as_posix() for name in jobs}  # cells and world models
         known.update({k: v for k, v in store.walls().items() if k in grid})
     known.update({Path(k).relative_to(out).as_posix(): v for k, v in walls.items() if v})
     walls_file.write_text(json.dumps(known, indent=1))

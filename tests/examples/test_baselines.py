@@ -89,6 +89,9 @@ def test_compare_grid_runs_skips_done_cells_and_plots(data_root, tmp_path):
     walls = json.loads((out / "walls.json").read_text())
     for cell in kept:
         assert json.loads((store / cell.replace("results.json", "wall.json")).read_text()) == walls[cell.rsplit("/", 1)[0]] > 0
+    wm = "world_models/random-mdp-seed0"  # a world model keeps its wall time only
+    assert [p.name for p in (store / wm).iterdir()] == ["wall.json"]
+    assert json.loads((store / wm / "wall.json").read_text()) == walls[wm] > 0
     # With the run folder gone (world model included), nothing runs again and the same table comes out.
     shutil.rmtree(out)
     (tmp_path / "docs" / "table.md").unlink()
@@ -96,6 +99,7 @@ def test_compare_grid_runs_skips_done_cells_and_plots(data_root, tmp_path):
     assert moved.returncode == 0, moved.stdout[-2000:] + moved.stderr[-3000:]
     assert "4 jobs, 4 done or not needed; running 0" in moved.stdout and not (out / "world_models").exists()
     assert (tmp_path / "docs" / "table.md").read_text() == table
+    assert json.loads((tmp_path / "docs" / "walls.json").read_text()) == walls  # every job's, from the store
     # A store holds the cells of one setting of the grid: another is refused, naming what differs.
     other = [a.replace("num_demos=3", "num_demos=2") for a in args] + [f"store={store}"]
     refused = subprocess.run(other, capture_output=True, text=True, timeout=600)
