@@ -18,9 +18,9 @@ followed by its cells (so that a grid stopped midway leaves finished cells, not 
 ``store`` (e.g. ``docs/compare_cpu``) keeps a copy of every finished cell's ``results.json``
 (a few KB) and its wall time (``wall.json``) under the cell's path in the grid, and every world
 model's wall time under its path: a cell found there counts as done, and a world model whose cells
-are all done is not trained. Commit the store to
-finish a grid of many hours on another machine, or after its run folder is lost; grids of other
-seeds may run at the same time into the same store (each with its own ``out_dir``).
+are all done is not trained. Commit the store to finish a grid of many hours on another machine, or
+after its run folder is lost; grids of other seeds may run at the same time into the same store
+(each with its own ``out_dir``).
 
 Writes ``scores.csv`` (one row per evaluation episode), ``table.md`` (next to the paper's numbers)
 and ``figure.png`` (a panel per dataset -> task pair, averages in the last row and column);
