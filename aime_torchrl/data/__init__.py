@@ -7,8 +7,8 @@ from aime_torchrl.data.builder import build_dataset, dataset_folders, open_datas
 from aime_torchrl.data.dataset import AIMEDataset, default_root
 from aime_torchrl.data.labelled import LabelledMixture, pseudo_label, split_held_out, split_labelled
 from aime_torchrl.data.latents import posterior_latents
-from aime_torchrl.data.npz import (DatasetFormatError, episode_files, episode_to_td, load_episode, load_episodes, save_episode,
-                                   td_to_episode)
+from aime_torchrl.data.npz import (DatasetFormatError, episode_files, episode_to_frames, episode_to_td, frames_to_transitions,
+                                   load_episode, load_episodes, save_episode, td_to_episode)
 from aime_torchrl.data.replay import make_window_buffer
 from aime_torchrl.data.synthetic import LinearControlSystem
 
@@ -24,7 +24,9 @@ __all__ = [
     "dataset_folders",
     "default_root",
     "episode_files",
+    "episode_to_frames",
     "episode_to_td",
+    "frames_to_transitions",
     "load_episode",
     "load_episodes",
     "make_window_buffer",

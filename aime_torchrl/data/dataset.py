@@ -17,16 +17,15 @@ from pathlib import Path
 
 import numpy as np
 from tensordict import TensorDict
-from torchrl.data import TensorStorage
-from torchrl.data.datasets.common import BaseDatasetExperienceReplay
-from torchrl.data.replay_buffers.writers import ImmutableDatasetWriter
+from torchrl.data import ImmutableDatasetWriter, TensorStorage
+from torchrl.data.datasets import BaseDatasetExperienceReplay
 from tqdm.auto import tqdm
 
-from aime_torchrl.data.npz import check_frames, dataset_files, DatasetFormatError, episode_to_td, load_episode, RESERVED
+from aime_torchrl.data.npz import dataset_files, DatasetFormatError, episode_to_frames, FRAME_KEYS, load_episode, RESERVED
 from aime_torchrl.data.replay import WindowReplayBuffer
 
 #: Bump when the processed layout changes, so that old caches are rebuilt rather than reused.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @contextlib.contextmanager
@@ -49,16 +48,21 @@ def default_root() -> Path:
 class AIMEDataset(BaseDatasetExperienceReplay, WindowReplayBuffer):
     """One or more folders of official AIME episodes as a TorchRL replay buffer of windows.
 
-    On first use the episodes are checked, converted to TorchRL's layout (see
-    :func:`~aime_torchrl.data.npz.episode_to_td`) and written episode by episode to a memory-mapped
-    storage under ``root``; later uses open it again (a new file list, size or modification time
-    rebuilds it). Pixels stay uint8 on disk and in the sampled batches, and nothing is held in RAM
-    beyond one episode while building.
+    On first use the episodes are checked (once: opening the storage again checks nothing more
+    than the horizon), converted to frames (see :func:`~aime_torchrl.data.npz.episode_to_frames`:
+    each sensor once per frame, an episode of L steps in L + 1 entries) and written episode by
+    episode to a memory-mapped storage under ``root``; later uses open it again (a new file list,
+    size or modification time rebuilds it). Pixels stay uint8 on disk and in the sampled batches,
+    and nothing is held in RAM beyond one episode while building.
 
-    ``sample()`` returns ``[batch_size, horizon]`` windows of consecutive steps that never cross an
-    episode, drawn uniformly with replacement (:class:`~aime_torchrl.data.replay.WindowSampler`, a
-    TorchRL :class:`~torchrl.data.SliceSampler`): an episode, then a start in it, which is uniform
-    over windows when episodes have the same length (DMC's always do).
+    ``sample()`` returns ``[batch_size, horizon]`` windows of consecutive steps in TorchRL's layout
+    (o_t at the root, ``action`` a_t, ``("next", ...)`` o_{t+1}, see
+    :func:`~aime_torchrl.data.npz.episode_to_td`) that never cross an episode, drawn uniformly
+    with replacement (:class:`~aime_torchrl.data.replay.WindowSampler`, a TorchRL
+    :class:`~torchrl.data.SliceSampler`): an episode, then a start in it, which is uniform over
+    windows when episodes have the same length (DMC's always do). Each window is read as
+    ``horizon + 1`` frames and laid out as transitions
+    (:func:`~aime_torchrl.data.npz.frames_to_transitions`). ``len()`` counts transitions.
 
     Args:
         folders (path or sequence of paths): npz folders; several are merged in order (the paper's
@@ -73,12 +77,15 @@ class AIMEDataset(BaseDatasetExperienceReplay, WindowReplayBuffer):
             e.g. a split by episodes into training and validation data. Defaults to all.
         root (path, optional): cache folder. Defaults to :func:`default_root`.
         rebuild (bool, optional): rebuild the storage even if it exists. Defaults to ``False``.
-        transform (Transform, optional): a TorchRL transform applied to sampled batches.
+        transform (Transform, optional): a TorchRL transform applied to the frames read from the
+            storage, ``[batch_size * (horizon + 1)]`` (the layout of
+            :func:`~aime_torchrl.data.npz.episode_to_frames`), before they are laid out as windows.
         prefetch (int, optional): batches to prefetch in background threads.
         progress (bool, optional): progress bar while building. Defaults to ``True``.
 
     Attributes:
         episode_returns (list[float]): the return of every episode, in storage order.
+        episode_lengths (list[int]): the steps (transitions) of every episode, in storage order.
         files (list[str]): the source files, in storage order.
 
     Examples:
@@ -93,6 +100,8 @@ class AIMEDataset(BaseDatasetExperienceReplay, WindowReplayBuffer):
         >>> data = AIMEDataset(folder, horizon=10, batch_size=4, root=tempfile.mkdtemp(), progress=False)
         >>> data.sample().batch_size
         torch.Size([4, 10])
+        >>> len(data), len(data.storage)  # 2 episodes of 30 steps: 60 transitions, stored as 62 frames
+        (60, 62)
     """
 
     def __init__(
@@ -130,33 +139,37 @@ class AIMEDataset(BaseDatasetExperienceReplay, WindowReplayBuffer):
         meta = json.loads((self.data_path / "meta.json").read_text())
         self.files = meta["files"]
         self.episode_returns = meta["returns"]
-        short = [f for f, n in zip(self.files, meta["lengths"]) if n < horizon]
+        self.episode_lengths = meta["lengths"]
+        short = [f for f, n in zip(self.files, self.episode_lengths) if n < horizon]
         if short:
             raise DatasetFormatError(
                 f"{len(short)} episode(s) have fewer steps than the horizon {horizon}, e.g. {short[:3]}; "
                 "use a shorter horizon or drop them."
             )
         self._data = TensorDict.load_memmap(self.data_path / "storage")
-        storage = TensorStorage(self._data)
         super().__init__(
             horizon=horizon,
             batch_size=batch_size,
-            storage=storage,
+            frames=True,
+            storage=TensorStorage(self._data),
             writer=ImmutableDatasetWriter(),
             transform=transform,
             prefetch=prefetch,
         )
 
+    def __len__(self) -> int:
+        """The number of transitions (steps) of the episodes; the storage holds one frame more per episode."""
+        return sum(self.episode_lengths)
+
     @property
     def sensors(self) -> dict[str, tuple[int, ...]]:
         """The observations of the episodes (name -> shape of one observation)."""
-        skip = {"action", "episode", "is_init", "done", "terminated", "truncated", "physics"}
-        return {k: tuple(v.shape[1:]) for k, v in self._data.items() if k not in skip and not isinstance(k, tuple)
+        return {k: tuple(v.shape[1:]) for k, v in self._data.items() if k not in (*FRAME_KEYS, "physics")
                 and not hasattr(v, "keys")}
 
     @property
     def action_dim(self) -> int:
-        return self._data.get("action").shape[-1]
+        return self._data.get("pre_action").shape[-1]
 
     def require(
         self,
@@ -238,52 +251,50 @@ class AIMEDataset(BaseDatasetExperienceReplay, WindowReplayBuffer):
         return f"{names[:80]}-{len(files)}-{digest.hexdigest()[:12]}"
 
     def _build(self, files: list[Path], progress: bool) -> None:
-        lengths, keys = [], []
-        for f in files:  # pass 1, cheap: one small array per file, to size the storage
+        frames, keys = [], []
+        for f in files:  # pass 1, cheap: the entries and one small array per file, to size the storage
             try:
                 with np.load(f) as data:
-                    missing = [k for k in RESERVED if k not in data.files]
-                    if missing:
-                        raise DatasetFormatError(f"{f}: missing {missing}; an AIME episode needs {list(RESERVED)}.")
-                    check_frames(f, len(data["pre_action"]))
-                    lengths.append(len(data["pre_action"]) - 1)
+                    frames.append(len(data["pre_action"]) if "pre_action" in data.files else 0)
                     keys.append(set(data.files))
-            except DatasetFormatError:
-                raise
             except Exception as err:
                 raise DatasetFormatError(f"{f}: not a readable .npz file ({err}).") from err
         tmp = self.data_path.with_name(f"{self.data_path.name}.building-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         # Merged folders may carry extra entries (e.g. a concatenated "observation"): keep what all share.
-        common = set.intersection(*keys)
+        # A file lacking an entry of the format is refused, by name, when it is read (pass 2).
+        common = set.intersection(*keys) | set(RESERVED)
         extra = sorted(set.union(*keys) - common)
         if extra:
             warnings.warn(f"Entries {extra} are not in every episode of {[str(f) for f in self.folders]}; they are left out.")
         try:
-            self._write(files, lengths, common, tmp, progress)
+            self._write(files, sum(frames), common, tmp, progress)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # no half-built storage left behind
             raise
         shutil.rmtree(self.data_path, ignore_errors=True)
         tmp.replace(self.data_path)
 
-    def _write(self, files: list[Path], lengths: list[int], keys: set[str], tmp: Path, progress: bool) -> None:
-        storage, reference, returns, start = None, None, [], 0
+    def _write(self, files: list[Path], total: int, keys: set[str], tmp: Path, progress: bool) -> None:
+        """Pass 2: every file is read and checked (:func:`~aime_torchrl.data.npz.load_episode`, the
+        only check of its arrays) and its frames written."""
+        storage, reference, returns, lengths, start = None, None, [], [], 0
         for index, f in enumerate(tqdm(files, desc=f"building {self.dataset_id}", disable=not progress)):
-            td = episode_to_td({k: v for k, v in load_episode(f).items() if k in keys}, index)
-            layout = {k: (v.shape[1:], v.dtype) for k, v in td.items(True, True)}
+            frames = episode_to_frames({k: v for k, v in load_episode(f).items() if k in keys}, index)
+            layout = {k: (v.shape[1:], v.dtype) for k, v in frames.items(True, True)}
             if reference is None:
                 reference = (f, layout)
-                storage = td[0].expand(sum(lengths)).memmap_like(tmp / "storage")
+                storage = frames[0].expand(total).memmap_like(tmp / "storage")
             elif layout != reference[1]:
                 diff = sorted(str(k) for k in set(layout.items()) ^ set(reference[1].items()))
                 raise DatasetFormatError(
                     f"{f}: sensors, shapes or dtypes differ from {reference[0]} (e.g. {diff[:4]}); "
                     "all episodes of a dataset must have the same keys and action size."
                 )
-            storage[start : start + len(td)] = td
-            start += len(td)
-            returns.append(float(td.get(("next", "reward")).sum()))
+            storage[start : start + len(frames)] = frames
+            start += len(frames)
+            lengths.append(len(frames) - 1)
+            returns.append(float(frames.get("reward")[1:].sum()))
             if not np.isfinite(returns[-1]):
                 raise DatasetFormatError(f"{f}: its rewards sum to {returns[-1]} in float32 (too large to score with).")
         meta = {"files": [str(f) for f in files], "lengths": lengths, "returns": returns}

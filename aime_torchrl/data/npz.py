@@ -11,8 +11,10 @@ array has the frame as first axis: sensors (``orientations``, ``velocity``, ...)
 ``is_last``, ``is_terminal``; non-image arrays are 2-D (``[L + 1, 1]`` for scalars). This project
 also stores ``physics`` (qpos, qvel) so that images can be re-rendered.
 
-TorchRL's layout has one row per transition: row t holds o_t at the root, ``action`` a_t and
-``("next", ...)`` o_{t+1}, ``reward``, ``done``. So ``action[t] = pre_action[t + 1]``.
+:func:`episode_to_frames` turns the arrays into tensors frame by frame (each sensor once per frame:
+what :class:`~aime_torchrl.data.AIMEDataset` stores). TorchRL's layout, a view of the frames
+(:func:`frames_to_transitions`), has one row per transition: row t holds o_t at the root,
+``action`` a_t and ``("next", ...)`` o_{t+1}, ``reward``, ``done``. So ``action[t] = pre_action[t + 1]``.
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ from tensordict import TensorDict, TensorDictBase
 #: Entries of a frame that are not sensors.
 RESERVED = ("pre_action", "reward", "is_first", "is_last", "is_terminal")
 FLAGS = ("is_first", "is_last", "is_terminal")
+#: Entries of a frame tensordict (:func:`episode_to_frames`) that are not sensors.
+FRAME_KEYS = (*RESERVED, "episode")
 
 
 class DatasetFormatError(ValueError):
@@ -136,34 +140,101 @@ def save_episode(path: str | Path, episode: dict[str, np.ndarray]) -> None:
     tmp.replace(path)
 
 
+def episode_to_frames(episode: dict[str, np.ndarray], index: int = 0) -> TensorDict:
+    """Converts an episode of L + 1 frames to a tensordict of L + 1 frames: each sensor once per frame.
+
+    Sensors are float32 (``image`` becomes ``pixels``, uint8 3xHxW); ``pre_action`` and ``reward``
+    keep their frames (zero at frame 0) as float32, the flags ``is_first``, ``is_last`` and
+    ``is_terminal`` become bool ``[L + 1, 1]``, and ``episode = index`` (int64). This is the layout of
+    :class:`~aime_torchrl.data.AIMEDataset`'s storage; :func:`frames_to_transitions` lays it out as
+    TorchRL transitions.
+
+    Args:
+        episode (dict of str to np.ndarray): the arrays of an episode (:func:`load_episode`).
+        index (int, optional): the episode's id, ``"episode"`` in every frame. Defaults to ``0``.
+
+    Examples:
+        >>> import numpy as np
+        >>> episode = {"velocity": np.zeros((11, 3), np.float32), "pre_action": np.zeros((11, 2), np.float32),
+        ...     "reward": np.zeros((11, 1), np.float32), "is_first": np.eye(11, 1, dtype=bool),
+        ...     "is_last": np.eye(11, 1, -10, dtype=bool), "is_terminal": np.zeros((11, 1), bool)}
+        >>> frames = episode_to_frames(episode, index=4)
+        >>> frames.batch_size, frames["velocity"].shape, frames["episode"][0].item()
+        (torch.Size([11]), torch.Size([11, 3]), 4)
+    """
+    frames = TensorDict(batch_size=[len(episode["pre_action"])])
+    for key, value in episode.items():
+        if key in RESERVED:
+            continue
+        if key == "image":
+            frames.set("pixels", torch.from_numpy(np.ascontiguousarray(value.transpose(0, 3, 1, 2))))
+        else:
+            frames.set(key, torch.as_tensor(value, dtype=torch.float32))
+    frames.set("pre_action", torch.as_tensor(episode["pre_action"], dtype=torch.float32))
+    frames.set("reward", torch.as_tensor(episode["reward"].reshape(-1, 1), dtype=torch.float32))
+    for key in FLAGS:
+        frames.set(key, torch.as_tensor(episode[key].reshape(-1, 1), dtype=torch.bool))
+    frames.set("episode", torch.full(frames.batch_size, index, dtype=torch.int64))
+    return frames
+
+
+def frames_to_transitions(frames: TensorDictBase) -> TensorDict:
+    """Lays frames ``[*B, T + 1]`` (:func:`episode_to_frames`) out as TorchRL's transitions ``[*B, T]``.
+
+    Transition t holds the sensors of frame t at the root, ``action`` (``pre_action`` of frame
+    t + 1), ``is_init`` (``is_first`` of frame t) and ``episode``, and under ``"next"`` the sensors
+    of frame t + 1, ``reward``, ``done = is_last | is_terminal``, ``terminated = is_terminal`` and
+    ``truncated = is_last & ~is_terminal`` of frame t + 1. Every entry of the frames but
+    :data:`FRAME_KEYS` is a sensor. Every entry returned is contiguous: a slice of the frames where
+    that is one (a single episode), a copy otherwise.
+
+    Args:
+        frames (TensorDictBase): consecutive frames of one episode, ``[*B, T + 1]`` (time last).
+
+    Examples:
+        >>> import numpy as np
+        >>> episode = {"velocity": np.arange(11, dtype=np.float32)[:, None], "pre_action": np.zeros((11, 2), np.float32),
+        ...     "reward": np.zeros((11, 1), np.float32), "is_first": np.eye(11, 1, dtype=bool),
+        ...     "is_last": np.eye(11, 1, -10, dtype=bool), "is_terminal": np.zeros((11, 1), bool)}
+        >>> steps = frames_to_transitions(episode_to_frames(episode).unsqueeze(0))
+        >>> steps.batch_size, steps["velocity"][0, :3, 0].tolist(), steps["next", "velocity"][0, :3, 0].tolist()
+        (torch.Size([1, 10]), [0.0, 1.0, 2.0], [1.0, 2.0, 3.0])
+    """
+    steps = frames.batch_size[-1] - 1
+    time = (slice(None),) * (frames.batch_dims - 1)
+
+    def now(key: str) -> torch.Tensor | TensorDictBase:
+        return frames.get(key)[(*time, slice(0, steps))].contiguous()
+
+    def after(key: str) -> torch.Tensor | TensorDictBase:
+        return frames.get(key)[(*time, slice(1, None))].contiguous()
+
+    sensors = [key for key in frames.keys() if key not in FRAME_KEYS]
+    is_last, is_terminal = after("is_last"), after("is_terminal")
+    out = TensorDict(
+        {key: now(key) for key in sensors}, batch_size=[*frames.batch_size[:-1], steps], device=frames.device
+    )
+    out.set("action", after("pre_action"))
+    out.set("is_init", now("is_first"))
+    out.set("episode", now("episode"))
+    for key in sensors:
+        out.set(("next", key), after(key))
+    out.set(("next", "reward"), after("reward"))
+    out.set(("next", "done"), is_last | is_terminal)
+    out.set(("next", "terminated"), is_terminal)
+    out.set(("next", "truncated"), is_last & ~is_terminal)
+    return out
+
+
 def episode_to_td(episode: dict[str, np.ndarray], index: int = 0) -> TensorDict:
-    """Converts an episode of L + 1 frames to L TorchRL rows.
+    """Converts an episode of L + 1 frames to L TorchRL rows: :func:`frames_to_transitions` of
+    :func:`episode_to_frames`.
 
     Sensors are float32 (``image`` becomes ``pixels``, uint8 3xHxW), ``action = pre_action[1:]``,
     ``("next", "reward") = reward[1:]``, ``("next", "done") = is_last[1:] | is_terminal[1:]``,
     ``("next", "terminated") = is_terminal[1:]``, ``is_init = is_first[:-1]`` and ``episode = index``.
     """
-    length = len(episode["pre_action"]) - 1
-    td = TensorDict(batch_size=[length])
-    for key, value in episode.items():
-        if key in RESERVED:
-            continue
-        if key == "image":
-            tensor = torch.from_numpy(np.ascontiguousarray(value.transpose(0, 3, 1, 2)))
-            key = "pixels"
-        else:
-            tensor = torch.as_tensor(value, dtype=torch.float32)
-        td.set(key, tensor[:-1])
-        td.set(("next", key), tensor[1:])
-    flags = {k: torch.as_tensor(episode[k].reshape(-1, 1), dtype=torch.bool) for k in FLAGS}
-    td.set("action", torch.as_tensor(episode["pre_action"][1:], dtype=torch.float32))
-    td.set("is_init", flags["is_first"][:-1])
-    td.set("episode", torch.full((length,), index, dtype=torch.int64))
-    td.set(("next", "reward"), torch.as_tensor(episode["reward"][1:].reshape(-1, 1), dtype=torch.float32))
-    td.set(("next", "done"), flags["is_last"][1:] | flags["is_terminal"][1:])
-    td.set(("next", "terminated"), flags["is_terminal"][1:])
-    td.set(("next", "truncated"), flags["is_last"][1:] & ~flags["is_terminal"][1:])
-    return td
+    return frames_to_transitions(episode_to_frames(episode, index))
 
 
 def load_episodes(

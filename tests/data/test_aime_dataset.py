@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torchrl.data import SliceSampler, TensorDictReplayBuffer, TensorStorage
 
-from aime_torchrl.data import AIMEDataset
+from aime_torchrl.data import AIMEDataset, episode_files, episode_to_td, load_episode
 from test_npz_format import official_episode, write_folder
 
 
@@ -94,3 +95,66 @@ def test_merged_folders_keep_the_entries_all_episodes_share(tmp_path):
         mix = AIMEDataset([plain, extra], horizon=5, root=tmp_path / "cache", progress=False)
     assert mix.num_episodes == 4 and "observation" not in mix.sensors
     assert "observation" in AIMEDataset(extra, horizon=5, root=tmp_path / "cache", progress=False).sensors
+
+
+def _old_layout_buffer(folder, horizon, batch_size):
+    """The windows as they were sampled before the frame storage: every episode's TorchRL rows
+    (episode_to_td, each sensor at the root and under next) in one storage, TorchRL's SliceSampler."""
+    rows = torch.cat([episode_to_td(load_episode(f), k) for k, f in enumerate(episode_files(folder))])
+    sampler = SliceSampler(slice_len=horizon, traj_key="episode", strict_length=True, cache_values=True)
+    return TensorDictReplayBuffer(storage=TensorStorage(rows), sampler=sampler, batch_size=batch_size * horizon)
+
+
+def test_frame_storage_samples_the_windows_of_the_old_layout_bit_for_bit(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for k, steps in enumerate([14, 9, 20]):  # different lengths; one terminal episode
+        episode = official_episode(k, steps=steps, image=True)
+        episode["is_terminal"][-1] = k == 1
+        np.savez_compressed(folder / f"{k}.npz", **episode)
+    data = AIMEDataset(folder, horizon=6, batch_size=5, root=tmp_path / "cache", progress=False)
+    # Stored as frames: each sensor once, 15 + 10 + 21 frames for 14 + 9 + 20 transitions.
+    stored = data.storage[:]
+    assert stored.batch_size == (46,) and "next" not in stored.keys() and len(data) == 43
+    assert stored["pixels"].dtype == torch.uint8 and data.sensors["pixels"] == (3, 64, 64)
+    reference, two = _old_layout_buffer(folder, 6, 5), _old_layout_buffer(folder, 6, 2)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        windows = [data.sample(), data.sample(2)]
+        torch.manual_seed(seed)
+        expected = [reference.sample().reshape(5, 6), two.sample().reshape(2, 6)]
+        for window, old in zip(windows, expected):
+            assert set(window.keys(True, True)) == set(old.keys(True, True))
+            for key, value in old.items(True, True):
+                assert window[key].dtype == value.dtype and torch.equal(window[key], value), key
+    data.set_rng(torch.Generator().manual_seed(7))
+    reference.set_rng(torch.Generator().manual_seed(7))
+    torch.testing.assert_close(data.sample(), reference.sample().reshape(5, 6), rtol=0, atol=0)
+
+
+def test_a_visual_walker_dataset_takes_half_the_disk_of_the_transitions(tmp_path):
+    folder = tmp_path / "walker"
+    folder.mkdir()
+    for k in range(2):  # walker-shaped: 14 + 1 + 9 sensors, 6-d actions, 64x64 images
+        episode = official_episode(k, steps=100, image=True)
+        frames = len(episode["pre_action"])
+        episode.update(orientations=np.zeros((frames, 14), np.float32), height=np.zeros((frames, 1), np.float32))
+        np.savez_compressed(folder / f"{k}.npz", **episode)
+    data = AIMEDataset(folder, horizon=10, root=tmp_path / "cache", progress=False)
+    on_disk = sum(p.stat().st_size for p in (data.data_path / "storage").rglob("*.memmap"))
+    rows = torch.cat([episode_to_td(load_episode(f), k) for k, f in enumerate(episode_files(folder))])
+    as_transitions = sum(v.numel() * v.element_size() for v in rows.values(True, True))
+    assert 0.49 < on_disk / as_transitions < 0.52, (on_disk, as_transitions)
+
+
+def test_the_episodes_are_checked_once_when_the_dataset_is_built(tmp_path, monkeypatch):
+    import aime_torchrl.data.dataset as dataset
+
+    folder = write_folder(tmp_path / "data", 3, steps=20)
+    reads = []
+    monkeypatch.setattr(dataset, "load_episode", lambda f: reads.append(f) or load_episode(f))
+    data = AIMEDataset(folder, horizon=5, root=tmp_path / "cache", progress=False)
+    data.sample()
+    assert len(reads) == 3  # each file read and checked once
+    AIMEDataset(folder, horizon=5, root=tmp_path / "cache", progress=False).sample()
+    assert len(reads) == 3  # opening the stored frames again reads no file
