@@ -25,7 +25,7 @@ import torch
 
 from aime_torchrl import AIMELoss, make_policy, RSSMWorldModel, WorldModelLoss
 from aime_torchrl.data import LinearControlSystem, make_window_buffer
-from aime_torchrl.trainers import train_offline
+from aime_torchrl.trainers import resolve_device, train_offline
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--phase1-steps", type=int, default=600)
@@ -34,11 +34,14 @@ parser.add_argument("--horizon", type=int, default=16)
 parser.add_argument("--batch-size", type=int, default=32)
 parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+parser.add_argument("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda, cuda:1, ...")
 parser.add_argument("--out", type=Path, default=Path("runs/aime_synthetic"))
 args = parser.parse_args()
+try:
+    device = resolve_device(args.device, key="--device")  # refused before anything runs when this machine lacks it
+except ValueError as error:
+    parser.error(str(error))
 torch.manual_seed(args.seed)
-device = torch.device(args.device)
 
 # --- data: random play (embodiment) and expert demonstrations --------------------------------
 system = LinearControlSystem(obs_dim=4, action_dim=2, seed=args.seed)

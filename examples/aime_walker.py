@@ -34,7 +34,9 @@ def check(cfg: DictConfig) -> None:  # the config, before anything runs (errors 
     check_config(cfg, choices={"embodiment": list(TASKS), "setup": SETUPS, "world_model.variant": list(WORLD_MODEL_PRESETS),
                                "task": [*tasks, *(alias for alias, task in TASK_ALIASES.items() if task in tasks)]},
                  positive=["*.batch_size", "*.horizon", "*.lr", "*_every", "*.every_episodes", "*.policy_hidden", "*_dim",
-                           *(f"world_model.{k}" for k in ("hidden", "categoricals", "classes", "blocks"))], non_negative=["*"])
+                           "data.embodiment_episodes", "data.num_demos", "threads",
+                           *(f"world_model.{k}" for k in ("hidden", "categoricals", "classes", "blocks"))], non_negative=["*"],
+                 non_empty=["data.embodiment", "data.demos"])
 
 
 @hydra.main(config_path="../configs", config_name="aime_walker", version_base="1.3")

@@ -27,40 +27,35 @@ examples/aime_walker.py, next to a random policy and the demonstrations.
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torchrl.record.loggers import get_logger
 
 from aime_torchrl.data import AIMEDataset, resolve_datasets
-from aime_torchrl.envs import make_env, SENSOR_DIMS, SENSORS
+from aime_torchrl.envs import make_env, SENSOR_DIMS, SENSORS, SETUPS
 from aime_torchrl.evaluation import save_results, seeded_episode_returns
 from aime_torchrl.modules import frame_stack_transform, make_stack_module, stack_window
 from aime_torchrl.objectives import BCLoss, ForwardModelLoss, IIDMLoss
-from aime_torchrl.trainers import train_with_validation
+from aime_torchrl.trainers import check_config, start_run, train_with_validation
 
 METHODS = {"bc": "BC", "bco": "BCO(0)", "iidm": "IIDM"}
 
 
+def check(cfg: DictConfig) -> None:  # the config, before anything runs (errors name the key and what is allowed)
+    check_config(cfg, choices={"method": list(METHODS), "setup": SETUPS},
+                 positive=["hidden", "layers", "batch_size", "lr", "model_steps", "policy_steps", "validate_every",
+                           "validation_batches", "frames", "threads", "data.embodiment_episodes", "data.num_demos",
+                           "data.validation", "eval.episodes"], non_negative=["*"], non_empty=["data.embodiment", "data.demos"])
+    if cfg.method == "iidm" and cfg.setup == "visual":
+        raise ValueError("method=iidm predicts vector observations only (the reference's default setup is mdp); "
+                         "use setup=mdp or lpomdp.")
+
+
 @hydra.main(config_path="../configs", config_name="baselines", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
-    if cfg.method not in METHODS:
-        raise ValueError(f"Unknown method {cfg.method!r}; choose from {sorted(METHODS)}.")
-    out = Path(hydra.utils.to_absolute_path(cfg.out_dir))
-    out.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, out / "config.yaml")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if cfg.device == "auto" else cfg.device)
-    torch.manual_seed(cfg.seed)
-    logger = None
-    if cfg.logger.backend:
-        logger = get_logger(cfg.logger.backend, logger_name=str(out / "logs"), experiment_name=out.name,
-                            wandb_kwargs=dict(offline=cfg.logger.get("mode") == "offline", project=cfg.logger.get("project")))
-    print(f"run folder: {out}")
+    run = start_run(cfg, "baselines", check=check)  # run folder, device, seed, logger; the folder locked
+    out, device, logger = run.folder, run.device, run.logger
 
     # --- data, split by episodes ---------------------------------------------------------------------
     sensors = list(SENSORS[cfg.embodiment][cfg.setup])
@@ -68,9 +63,6 @@ def main(cfg: DictConfig) -> dict:
     pixel_keys = [k for k in sensors if k == "pixels"]
     action_dim = make_env(cfg.embodiment, cfg.task, cfg.setup).action_spec.shape[-1]
     frames = cfg.frames or (1 if cfg.setup == "mdp" else 5)
-    if cfg.method == "iidm" and pixel_keys:
-        raise ValueError("IIDM predicts vector observations only (the reference's default setup is mdp); "
-                         "use setup=mdp or lpomdp.")
 
     def split(spec, episodes: int | None, purpose: str) -> tuple[AIMEDataset, list, AIMEDataset]:
         """Training windows and fixed validation batches from disjoint episodes, and the whole dataset."""

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from pathlib import Path
 
 import hydra
@@ -43,6 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aime_torchrl.data import resolve_datasets
 from aime_torchrl.evaluation import plot_grid
+from aime_torchrl.trainers import check_config, RunLock
 
 EXAMPLES = Path(__file__).parent
 #: method -> (script, overrides, label in results.json)
@@ -144,15 +146,25 @@ def run(command: list[str], folder: Path, done_file: str, store: Store | None = 
     return wall
 
 
-@hydra.main(config_path="../configs", config_name="compare", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    out = Path(hydra.utils.to_absolute_path(cfg.out_dir))
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.parallel < 1:
-        raise ValueError(f"parallel={cfg.parallel}: run at least 1 job at a time.")
+def check(cfg: DictConfig) -> None:  # the config, before anything runs (errors name the key and what is allowed)
+    check_config(cfg, positive=["parallel", "threads", "embodiment_episodes", "num_demos", "eval_episodes"],
+                 non_empty=["embodiments", "tasks", "methods", "setups", "seeds"])
     unknown = set(cfg.methods) - set(METHODS)
     if unknown:
         raise ValueError(f"Unknown methods {sorted(unknown)}; choose from {sorted(METHODS)}.")
+
+
+@hydra.main(config_path="../configs", config_name="compare", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    check(cfg)
+    out = Path(hydra.utils.to_absolute_path(cfg.out_dir))
+    with nullcontext() if cfg.report_only else RunLock(out):  # one grid at a time in out (report_only runs nothing)
+        grid(cfg, out)
+
+
+def grid(cfg: DictConfig, out: Path) -> None:
+    """Runs the jobs of the grid not done yet, then writes its report (see the module's docstring)."""
+    out.mkdir(parents=True, exist_ok=True)
     # Build every dataset once here, so that no two cells build the same one.
     for images in sorted({setup == "visual" for setup in cfg.setups}):
         for dataset in cfg.embodiments:

@@ -35,6 +35,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from aime_torchrl.evaluation import plot_grid, state_coverage
+from aime_torchrl.trainers import check_config, RunLock
 from compare import run
 
 EXAMPLES = Path(__file__).parent
@@ -73,12 +74,24 @@ def mean_std(values: list[float], digits: int = 1) -> str:
     return f"{statistics.mean(values):.{digits}f} +- {statistics.pstdev(values):.{digits}f}"
 
 
-@hydra.main(config_path="../configs", config_name="imitation_study", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    out = Path(hydra.utils.to_absolute_path(cfg.out_dir))
+def check(cfg: DictConfig) -> None:  # the config, before anything runs (errors name the key and what is allowed)
+    check_config(cfg, positive=["parallel", "threads", "eval_episodes", "eval_every_episodes"], non_negative=["eval_every"],
+                 non_empty=["coverage_sensors"])  # an empty grid (run=[]) only reports the runs found
     unknown = set(cfg.run) - set(cfg.variants)
     if unknown:
         raise ValueError(f"run lists unknown variants {sorted(unknown)}; the config's variants are {sorted(cfg.variants)}.")
+
+
+@hydra.main(config_path="../configs", config_name="imitation_study", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    check(cfg)
+    out = Path(hydra.utils.to_absolute_path(cfg.out_dir))
+    with RunLock(out):  # one study at a time in out
+        study(cfg, out)
+
+
+def study(cfg: DictConfig, out: Path) -> None:
+    """Runs the cells not done yet, then reports every run found under ``out`` (see the module's docstring)."""
     common = [f"threads={cfg.threads}", "progress=false", "eval.workers=0", "eval.video=false",
               f"eval.episodes={cfg.eval_episodes}", f"eval.every={cfg.eval_every}",
               f"eval.every_episodes={cfg.eval_every_episodes}", *cfg.overrides]

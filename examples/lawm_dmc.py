@@ -49,7 +49,7 @@ def check(cfg: DictConfig) -> None:  # the config, before anything runs (errors 
     free = ("behaviour_scale", "uncertainty_scale", "latent_margin", "entropy_bonus")
     positive = [f"policy.{k}" for k in cfg.policy if k not in free]
     check_config(cfg, choices={"setup": ["mdp", "lpomdp"]}, non_negative=["*"],
-                 positive=["reward.*", "ensemble.*", *positive, "eval.episodes", "checkpoint_every", "log_every"])
+                 positive=["reward.*", "ensemble.*", *positive, "eval.episodes", "checkpoint_every", "log_every", "threads"])
     if cfg.ensemble.members < 2:
         raise ValueError(f"ensemble.members={cfg.ensemble.members}: the dynamics ensemble needs at least 2 members to "
                          "disagree.")

@@ -42,8 +42,9 @@ MODELS = ("latent", "labelled_only", "idm_labels")
 
 
 def check(cfg: DictConfig) -> None:  # the config, before anything runs (errors name the key and what is allowed)
-    check_config(cfg, choices={"setup": ["mdp", "lpomdp"]}, positive=["train.*", "idm.*", "world_model.*", "eval.batches"],
-                 non_negative=["*"])
+    check_config(cfg, choices={"setup": ["mdp", "lpomdp"]}, non_negative=["*"],
+                 positive=["train.*", "idm.*", "world_model.*", "eval.batches", "data.episodes", "checkpoint_every", "log_every",
+                           "threads"])
     unknown = set(cfg.models) - set(MODELS)
     if unknown or not cfg.models:
         raise ValueError(f"models={list(cfg.models)}: choose from {list(MODELS)}.")

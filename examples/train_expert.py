@@ -42,7 +42,7 @@ from aime_torchrl.data import save_episode, td_to_episode
 from aime_torchrl.envs import make_env, SENSORS
 from aime_torchrl.experts import make_sac_actor
 from aime_torchrl.evaluation import episode_returns
-from aime_torchrl.trainers import deferred_interrupt, RunCheckpoint
+from aime_torchrl.trainers import check_config, deferred_interrupt, RunCheckpoint, RunLock
 
 
 def make_expert_env(cfg: DictConfig, seed: int):
@@ -54,10 +54,18 @@ def make_expert_env(cfg: DictConfig, seed: int):
 
 @hydra.main(config_path="../configs", config_name="train_expert", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
+    check_config(cfg, positive=["total_frames", "batch_size", "hidden", "lr", "gamma", "tau", "eval_every", "eval_episodes",
+                                "checkpoint_every", "threads"], non_negative=["*"])  # before anything runs
     out = Path(hydra.utils.to_absolute_path(cfg.out_dir))
     buffer_dir = Path(hydra.utils.to_absolute_path(cfg.buffer_dir))
+    with RunLock(out), RunLock(buffer_dir, key="buffer_dir"):  # one process at a time in each (refused at once)
+        train(cfg, out, buffer_dir)
+
+
+def train(cfg: DictConfig, out: Path, buffer_dir: Path) -> None:
+    """SAC into ``out`` and ``buffer_dir`` (resuming from ``out``'s checkpoint with ``resume=true``)."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
     buffer_dir.mkdir(parents=True, exist_ok=True)
 
     train_env = make_expert_env(cfg, cfg.seed)

@@ -10,7 +10,9 @@ from aime_torchrl.trainers.checkpoint import (
     save_module,
     set_rng_state,
 )
+from aime_torchrl.trainers.device import resolve_device
 from aime_torchrl.trainers.hydra_run import Run, start_run
+from aime_torchrl.trainers.lock import RunLock, RunLockedError
 from aime_torchrl.trainers.offline import deferred_interrupt, OfflineLoop, total_loss, train_offline
 from aime_torchrl.trainers.run import check_config, RunCheckpoint
 from aime_torchrl.trainers.supervised import train_with_validation, validation_loss
@@ -19,10 +21,13 @@ __all__ = [
     "OfflineLoop",
     "Run",
     "RunCheckpoint",
+    "RunLock",
+    "RunLockedError",
     "check_config",
     "deferred_interrupt",
     "load_checkpoint",
     "load_module",
+    "resolve_device",
     "rng_state",
     "save_checkpoint",
     "save_module",

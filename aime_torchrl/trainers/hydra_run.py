@@ -2,13 +2,14 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
-"""The run folder of a Hydra app: config, resumption, device, logger and checkpoints in one place.
+"""The run folder of a Hydra app: config, resumption, device, logger, checkpoints and lock in one place.
 
 Hydra is an optional dependency (the ``examples`` extra): it is imported when a run starts.
 """
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ import torch
 from torch import nn
 from torchrl.record.loggers import get_logger, Logger
 
+from aime_torchrl.trainers.device import resolve_device
+from aime_torchrl.trainers.lock import RunLock
 from aime_torchrl.trainers.offline import OfflineLoop
 from aime_torchrl.trainers.run import RunCheckpoint
 
@@ -33,11 +36,13 @@ class Run:
         cfg (DictConfig): the run's config (a resumed run's own, see :meth:`RunCheckpoint.resume_config`).
         folder (Path): the run folder.
         checkpoint (RunCheckpoint): ``<folder>/checkpoint.pt``.
-        device (torch.device): ``cfg.device``, ``"auto"`` being CUDA when there is one.
+        device (torch.device): ``cfg.device``, ``"auto"`` being CUDA when there is one (see :func:`resolve_device`).
         logger (Logger, optional): the TorchRL logger of ``cfg.logger`` (``None`` without a backend),
             writing into ``<folder>/logs`` (a resumed run's logs continue where it now lives).
         resumed (dict, optional): the saved state when the run resumes.
         results (dict, optional): ``results.json`` of a finished run that was asked to resume: nothing is left to do.
+        lock (RunLock, optional): ``<folder>/.lock``, held until the process ends (or ``lock.release()``);
+            ``None`` for a finished run asked to resume (nothing is written).
     """
 
     cfg: DictConfig
@@ -47,6 +52,7 @@ class Run:
     logger: Logger | None = None
     resumed: dict[str, Any] | None = None
     results: dict[str, Any] | None = None
+    lock: RunLock | None = None
 
     @property
     def resumed_stage(self) -> str | None:
@@ -87,6 +93,28 @@ class Run:
         return OfflineLoop(optimizer, start=start, on_step=step_done, **loop)
 
 
+def _discard_hydra_folder(folder: Path) -> None:
+    """Removes ``folder`` when it holds nothing but what Hydra wrote into it as the app started (its
+    ``output_subdir`` and job log, when ``hydra.run.dir`` is the run folder): a run refused before it
+    starts leaves no folder behind."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized() or not folder.is_dir():
+        return
+    hydra_cfg = HydraConfig.get()
+    if Path(hydra_cfg.runtime.output_dir).resolve() == folder.resolve() and {p.name for p in folder.iterdir()} <= {
+            f"{hydra_cfg.job.name}.log", hydra_cfg.output_subdir}:
+        shutil.rmtree(folder)
+
+
+def _finished(cfg: DictConfig, folder: Path, checkpoint: RunCheckpoint, resumed: dict[str, Any],
+              lock: RunLock | None = None) -> Run:
+    """The :class:`Run` of a finished run asked to resume: its results, nothing left to do."""
+    print(f"{folder} is finished (results.json): nothing to resume.")
+    return Run(cfg, folder, checkpoint, torch.device("cpu"), resumed=resumed,
+               results=json.loads((folder / "results.json").read_text()), lock=lock)
+
+
 def start_run(
     cfg: DictConfig,
     config_name: str,
@@ -98,10 +126,16 @@ def start_run(
 
     With ``cfg.resume`` the run continues with its own saved config: only the keys that start with
     one of ``resumable`` may be changed on the command line (``resume=true out_dir=<run>`` is
-    enough, wherever the folder has moved); without it, a folder that already holds a run is
-    refused. ``check(cfg)`` runs before anything is written; then ``config.yaml`` is saved, torch's
-    threads (``cfg.threads``, if set) and seed (``cfg.seed``) are set and the logger
-    (``cfg.logger.backend``: csv, tensorboard, wandb, ...) is made.
+    enough, wherever the folder has moved); a folder without a run is refused, and a finished run
+    (``results.json``) returns its results. Without it (or without a ``resume`` key), a folder that
+    already holds a run is refused. ``check(cfg)`` and the device (``cfg.device``, see
+    :func:`resolve_device`) are checked before anything is written: a run refused then leaves no
+    folder (but one that held something before Hydra wrote into it). The folder is then locked for
+    the life of the process (:class:`RunLock`: a second run, or a resumed one, on a folder in use is
+    refused at once, naming the process that holds it; under torchrun, rank 0 alone takes it) before
+    it is looked at, so that of two runs started at once in one folder, one is refused; then
+    ``config.yaml`` is saved, torch's threads (``cfg.threads``, if set) and seed (``cfg.seed``) are
+    set and the logger (``cfg.logger.backend``: csv, tensorboard, wandb, ...) is made.
 
     Examples:
         >>> import tempfile
@@ -111,8 +145,12 @@ def start_run(
         ...                         "logger": {"backend": None}})
         >>> run = start_run(cfg, "app")  # doctest: +ELLIPSIS
         run folder: .../run
-        >>> run.folder.name, run.resumed_stage, (run.folder / "config.yaml").is_file()
-        ('run', None, True)
+        >>> run.folder.name, run.resumed_stage, (run.folder / "config.yaml").is_file(), run.lock.held
+        ('run', None, True, True)
+        >>> start_run(cfg, "app")  # the folder is in use while this process lives
+        Traceback (most recent call last):
+        ...
+        aime_torchrl.trainers.lock.RunLockedError: .../run is in use by another run (pid ...): wait for that run ...
     """
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -120,28 +158,39 @@ def start_run(
 
     folder = Path(hydra.utils.to_absolute_path(cfg.out_dir))
     checkpoint = RunCheckpoint(folder)
+    lock = RunLock(folder)
     resumed = None
-    if cfg.resume:
+    if cfg.get("resume"):
+        if not checkpoint.exists():
+            _discard_hydra_folder(folder)
+            raise FileNotFoundError(f"resume=true: {folder} holds no run to continue (no checkpoint.pt): pass the "
+                                    "out_dir of a run, or drop resume=true to start a new one.")
         resumed = checkpoint.load()
         defaults = OmegaConf.to_container(hydra.compose(config_name=config_name))
         explicit = ([o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
                     if HydraConfig.initialized() else None)  # the command line's keys (None: from the compose API)
         cfg = OmegaConf.create(checkpoint.resume_config(resumed["config"], OmegaConf.to_container(cfg), defaults,
                                                         resumable, explicit))
-        if (folder / "results.json").exists():
-            print(f"{folder} is finished (results.json): nothing to resume.")
-            return Run(cfg, folder, checkpoint, torch.device("cpu"), resumed=resumed,
-                       results=json.loads((folder / "results.json").read_text()))
-    elif checkpoint.exists():
+        if (folder / "results.json").exists():  # nothing is written: no lock needed
+            return _finished(cfg, folder, checkpoint, resumed)
+    try:
+        if check is not None:
+            check(cfg)
+        device = resolve_device(cfg.device)
+    except Exception:
+        _discard_hydra_folder(folder)
+        raise
+    lock.acquire()  # before the folder is looked at (again): of two runs started at once in one folder, one is refused
+    if resumed is None and checkpoint.exists():
         raise FileExistsError(f"{folder} already holds a run: pass resume=true to continue it, or another out_dir.")
-    if check is not None:
-        check(cfg)
-    folder.mkdir(parents=True, exist_ok=True)
+    if resumed is not None:  # read again, held: the run may have gone on, or finished, since
+        resumed = checkpoint.load()
+        if (folder / "results.json").exists():
+            return _finished(cfg, folder, checkpoint, resumed, lock)
+    folder.mkdir(parents=True, exist_ok=True)  # made by the lock, but where it is disabled
     OmegaConf.save(cfg, folder / "config.yaml")
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
-    auto = cfg.device == "auto"
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if auto else cfg.device)
     torch.manual_seed(cfg.seed)
     logger = None
     if cfg.logger.backend:
@@ -153,4 +202,4 @@ def start_run(
         )
         logger.log_hparams(OmegaConf.to_container(cfg, resolve=True))
     print(f"run folder: {folder}")
-    return Run(cfg, folder, checkpoint, device, logger, resumed)
+    return Run(cfg, folder, checkpoint, device, logger, resumed, lock=lock)

@@ -184,12 +184,14 @@ def check_config(
     positive: Sequence[str] = (),
     non_negative: Sequence[str] = (),
     choices: Mapping[str, Sequence[Any]] | None = None,
+    non_empty: Sequence[str] = (),
 ) -> None:
     """Refuses a config before anything runs: every key of ``positive`` must be a number > 0, of
-    ``non_negative`` >= 0 (``None`` passes both: "not set"), and of ``choices`` one of its values;
-    the error names the key, the value and what is allowed (keys are dotted: ``"phase1.steps"``).
-    Keys may be glob patterns (``"*.lr"``, ``"*"``): a pattern checks the numbers it matches and
-    leaves other values (strings, booleans) alone; the first key or pattern that matches decides.
+    ``non_negative`` >= 0 (``None`` passes both: "not set"), of ``choices`` one of its values, and
+    of ``non_empty`` a list (or string) of at least one item; the error names the key, the value and
+    what is allowed (keys are dotted: ``"phase1.steps"``). Keys of ``positive`` and ``non_negative``
+    may be glob patterns (``"*.lr"``, ``"*"``): a pattern checks the numbers it matches and leaves
+    other values (strings, booleans, lists) alone; the first key or pattern that matches decides.
 
     Examples:
         >>> check_config({"phase1": {"steps": -3}}, non_negative=["phase1.steps"])
@@ -204,11 +206,19 @@ def check_config(
         Traceback (most recent call last):
         ...
         ValueError: setup='foo' is not one of 'mdp', 'lpomdp', 'visual'.
+        >>> check_config({"seeds": []}, non_empty=["seeds"])
+        Traceback (most recent call last):
+        ...
+        ValueError: seeds=[]: must list at least one value.
     """
     values = flat(config)
     for key, allowed in (choices or {}).items():
         if values.get(key) not in allowed:
             raise ValueError(f"{key}={values.get(key)!r} is not one of {', '.join(repr(a) for a in allowed)}.")
+    for key in non_empty:
+        value = values.get(key)
+        if not isinstance(value, Sequence) or len(value) == 0:
+            raise ValueError(f"{key}={value!r}: must list at least one value.")
     rules = [(pattern, "> 0") for pattern in positive] + [(pattern, ">= 0") for pattern in non_negative]
     for key, value in values.items():
         rule = next(((pattern, low) for pattern, low in rules if fnmatch.fnmatchcase(key, pattern)), None)

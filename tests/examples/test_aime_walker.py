@@ -3,7 +3,7 @@
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
 """examples/aime_walker.py run as a user runs it (its command line, never imported), tiny settings:
-the run folder, SIGTERM and resuming, errors before training, wandb offline."""
+the run folder, SIGTERM and resuming, one run per folder, errors before training, wandb offline."""
 from __future__ import annotations
 
 import json
@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,8 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from aime_torchrl.data import build_dataset, load_episode, save_episode
+from aime_torchrl.trainers import RunLock
 
 ROOT = Path(__file__).parents[2]
 SCRIPT = ROOT / "examples" / "aime_walker.py"
@@ -152,6 +155,31 @@ def test_sigterm_in_both_phases_then_a_moved_run_resumes_to_the_uninterrupted_we
     assert changed.returncode != 0 and "changes phase2.lr=0.1 (the run has 0.001)" in changed.stderr
 
 
+def test_a_run_folder_is_held_by_one_run_at_a_time(data_root, tmp_path):
+    out = tmp_path / "run"
+    first = start(tiny(data_root, out), tmp_path)
+    while first.poll() is None and saved_at(out / "checkpoint.pt")[0] is None:
+        time.sleep(0.01)
+    first.send_signal(signal.SIGSTOP)  # paused in phase 1, so that it surely holds the folder meanwhile
+    try:  # a second run in the same out_dir (another seed), and resume=true of the run: both refused at once
+        second, resumed = cli(tiny(data_root, out, "seed=1"), ["resume=true", f"out_dir={out}"], cwd=tmp_path)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    held = (f"{out} is in use by another run (pid {first.pid} on {socket.gethostname()} holds its .lock): wait for that "
+            "run to end, or pass another out_dir.")
+    for done in (second, resumed):
+        assert done.returncode != 0 and held in done.stderr, done.stderr[-2000:]
+    _, stderr = first.communicate(timeout=600)
+    assert first.returncode == 0, stderr[-3000:]  # the first run finishes, its folder as if it had been alone
+    results = json.loads((out / "results.json").read_text())
+    assert results["seed"] == 0 and len(results["AIME"]["returns"]) == 1
+    assert OmegaConf.load(out / "config.yaml").seed == 0 and saved_at(out / "checkpoint.pt") == ("phase2", 6)
+    elbo = next((out / "logs").rglob("phase1/elbo.csv")).read_text().splitlines()
+    assert [line.split(",")[0] for line in elbo] == ["2", "4", "6"]
+    with RunLock(out) as lock:  # its process gone, the folder is free again
+        assert lock.held
+
+
 def damaged_copy(source: Path, folder: Path, change, every: bool = False) -> Path:
     """A copy of a dataset with episode 1 (or every episode) changed."""
     folder.mkdir()
@@ -164,6 +192,7 @@ def damaged_copy(source: Path, folder: Path, change, every: bool = False) -> Pat
 
 
 def test_errors_name_the_key_or_file_and_come_before_training(data_root, tmp_path):
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
     cheetah = build_dataset("cheetah-random", num_episodes=2, root=data_root, workers=1, progress=False)
     random = data_root / "walker-random-n2-seed0"
     narrow = damaged_copy(random, tmp_path / "narrow", lambda e: e.update(velocity=e["velocity"][:, :8]), every=True)
@@ -187,13 +216,22 @@ def test_errors_name_the_key_or_file_and_come_before_training(data_root, tmp_pat
         (["log_every=0"], "log_every=0: must be a number > 0"),
         (["phase1.steps=-5"], "phase1.steps=-5: must be a number >= 0 (e.g. phase1.steps=0 skips it)"),
         (["phase2.lr=-1"], "phase2.lr=-1: must be a number > 0"),
+        (["data.demos=[]"], "data.demos=[]: must list at least one value."),
+        ([f"device=cuda:{cuda}"], f"device=cuda:{cuda}: this machine has "),  # one past the last CUDA device
+        (["resume=true"], "resume=true: {run} holds no run to continue (no checkpoint.pt): pass the out_dir of a run, or "
+                          "drop resume=true to start a new one."),  # the folder does not exist
     ]
+    if not cuda:
+        why = "is built without CUDA" if torch.version.cuda is None else "finds no CUDA device"
+        cases.append((["device=cuda"], f"device=cuda: this machine has no CUDA device (torch {torch.__version__} {why}); "
+                                       "pass device=auto (CUDA when there is one) or device=cpu."))
     runs = [tiny(data_root, tmp_path / f"run{i}", *extra) for i, (extra, _) in enumerate(cases)]
     for i, ((extra, message), done) in enumerate(zip(cases, cli(*runs, cwd=tmp_path))):
+        message = message.format(run=tmp_path / f"run{i}")
         assert done.returncode != 0 and message in done.stderr, (extra, done.stderr[-2000:])
         assert not (tmp_path / f"run{i}" / "checkpoint.pt").exists(), extra  # refused before any training
-        if "is not one of" in message or "must be a number" in message:  # and before anything is written (but Hydra's)
-            assert sorted(p.name for p in (tmp_path / f"run{i}").iterdir()) == [".hydra", "aime_walker.log"], extra
+        if any(s in message for s in ("is not one of", "must be a number", "must list", "device", "holds no run")):
+            assert not (tmp_path / f"run{i}").exists(), extra  # and before anything is written: Hydra's files removed
 
 
 def test_a_diverging_run_keeps_its_last_finite_checkpoint(data_root, tmp_path):

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from aime_torchrl.data import build_dataset
+from aime_torchrl.trainers import RunLock
 
 ROOT = Path(__file__).parents[2]
 
@@ -55,6 +59,29 @@ def test_baselines_train_and_evaluate(data_root, tmp_path):
             assert [step for step, _ in fit["curve"]] == [0, 10, 20]
             assert fit["best_loss"] == min(loss for _, loss in fit["curve"])
         assert (tmp_path / method / "policy.pt").is_file()
+
+
+def test_baselines_and_compare_refuse_nothing_to_do_a_missing_device_and_a_folder_in_use(tmp_path):
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    data_root = tmp_path / "datasets"  # never made: every refusal comes before the data
+    compare = [str(ROOT / "examples" / "compare.py"), f"data_root={data_root}"]
+    baselines = [str(ROOT / "examples" / "baselines.py"), f"data.root={data_root}"]
+    cases = {
+        "seeds": ([*compare, "seeds=[]", f"out_dir={tmp_path / 'seeds'}"], "seeds=[]: must list at least one value."),
+        "held": ([*compare, f"out_dir={tmp_path / 'held'}"],
+                 f"{tmp_path / 'held'} is in use by another run (pid {os.getpid()} on {socket.gethostname()} holds its "
+                 ".lock): wait for that run to end, or pass another out_dir."),
+        "steps": ([*baselines, "policy_steps=0", f"out_dir={tmp_path / 'steps'}"], "policy_steps=0: must be a number > 0."),
+        "device": ([*baselines, f"device=cuda:{cuda}", f"out_dir={tmp_path / 'device'}"], f"device=cuda:{cuda}: this "
+                   "machine has "),
+    }
+    with RunLock(tmp_path / "held"):  # as a grid in progress holds it
+        procs = {name: subprocess.Popen([sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True) for name, (command, _) in cases.items()}  # at once: each mostly imports
+        errors = {name: proc.communicate(timeout=600)[1] for name, proc in procs.items()}
+    for name, (_, message) in cases.items():
+        assert procs[name].returncode != 0 and message in errors[name], (name, errors[name][-2000:])
+    assert not data_root.exists() and not (tmp_path / "steps").exists() and not (tmp_path / "device").exists()
 
 
 def test_compare_grid_runs_skips_done_cells_and_plots(data_root, tmp_path):

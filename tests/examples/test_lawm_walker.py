@@ -61,3 +61,6 @@ def test_lawm_walker_refuses_a_bad_config(tmp_path):
     assert done.returncode != 0 and "choose from ['latent', 'labelled_only', 'idm_labels']" in done.stderr
     done = run(tmp_path, "loss.alignment_warmup=1.0")
     assert done.returncode != 0 and "loss.alignment_warmup=1.0: the share of train.steps" in done.stderr
+    done = run(tmp_path, "checkpoint_every=0")
+    assert done.returncode != 0 and "checkpoint_every=0: must be a number > 0." in done.stderr
+    assert not (tmp_path / "run").exists()  # refused before anything is written (Hydra's files removed)

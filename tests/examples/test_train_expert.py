@@ -2,11 +2,13 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
-"""examples/train_expert.py with tiny settings: outputs, the buffer dataset, and resuming."""
+"""examples/train_expert.py with tiny settings: outputs, the buffer dataset, resuming, and what it refuses."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ from pathlib import Path
 import torch
 
 from aime_torchrl.data import AIMEDataset
+from aime_torchrl.trainers import RunLock
 
 SCRIPT = Path(__file__).parents[2] / "examples" / "train_expert.py"
 
@@ -50,3 +53,19 @@ def test_train_expert_saves_buffer_stops_on_sigterm_and_resumes(tmp_path):
     curve = (out / "eval.csv").read_text().splitlines()
     assert curve[0] == "frames,mean_return,std_return" and curve[-1].startswith("2500,")
     assert (out / "logs" / "sac" / "scalars" / "eval_return.csv").exists()
+
+
+def test_train_expert_refuses_nothing_to_do_and_folders_in_use(tmp_path):
+    with RunLock(tmp_path / "held"), RunLock(tmp_path / "buffer"):  # as a run in progress holds them
+        runs = {"nothing": args(tmp_path / "nothing", 0), "held": args(tmp_path / "held", 2500),
+                "buffer": [*args(tmp_path / "other", 2500)[:-1], f"buffer_dir={tmp_path / 'buffer'}"]}
+        procs = {name: subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for name, command in runs.items()}  # at once: each mostly imports
+        errors = {name: proc.communicate(timeout=600)[1] for name, proc in procs.items()}
+    assert all(proc.returncode != 0 for proc in procs.values())
+    assert "total_frames=0: must be a number > 0." in errors["nothing"]
+    assert not (tmp_path / "nothing" / "buffer").exists()  # refused before anything is written
+    holder = f"(pid {os.getpid()} on {socket.gethostname()} holds its .lock): wait for that run to end, or pass another"
+    assert f"{tmp_path / 'held'} is in use by another run {holder} out_dir." in errors["held"]
+    assert f"{tmp_path / 'buffer'} is in use by another run {holder} buffer_dir." in errors["buffer"]
+    assert not (tmp_path / "other" / "checkpoint.pt").exists()

@@ -2,13 +2,17 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
-"""RunCheckpoint: exact resume, no non-finite checkpoint, the run's own config, a moved folder."""
+"""RunCheckpoint: exact resume, no non-finite checkpoint, the run's own config, a moved folder; check_config."""
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
 
-from aime_torchrl.trainers import RunCheckpoint
+from aime_torchrl.trainers import check_config, RunCheckpoint
+from aime_torchrl.trainers.checkpoint import flat
+from aime_torchrl.trainers.run import unflat
 
 
 def test_a_non_finite_state_is_refused_and_the_last_finite_checkpoint_kept(tmp_path):
@@ -81,3 +85,13 @@ def test_the_logger_writes_where_the_run_now_lives(tmp_path):
     logger.log_scalar("loss", 2.0, step=2)
     assert (new / "logs" / "run" / "scalars" / "loss.csv").read_text().splitlines() == ["1,1.0", "2,2.0"]
     assert not old.exists()
+
+
+def test_check_config_refuses_empty_lists():
+    config = {"seeds": [0], "data": {"demos": "walker-stand-expert", "embodiment": ["walker-random"]}, "name": ""}
+    check_config(config, non_empty=["seeds", "data.demos", "data.embodiment"])  # a string or a list of one item or more
+    for key, value in (("seeds", []), ("seeds", None), ("data.demos", "")):
+        with pytest.raises(ValueError, match=re.escape(f"{key}={value!r}: must list at least one value.")):
+            check_config(unflat({**flat(config), key: value}), non_empty=[key])
+    with pytest.raises(ValueError, match=re.escape("missing=None: must list at least one value.")):
+        check_config(config, non_empty=["missing"])
