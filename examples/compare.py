@@ -61,7 +61,7 @@ METHODS = {
 STORE_SETTINGS = ("embodiment", "embodiment_episodes", "num_demos", "eval_episodes", "aime_overrides", "baseline_overrides")
 LABELS = {"aime": "AIME", "aime_kl_only": "AIME (KL only)", "aime_recon_only": "AIME (recon only)", "aime_idm": "AIME + IDM",
           "bco": "BCO(0)", "bc": "BC", "iidm": "IIDM"}
-#: The paper's walker MDP scores (% of the expert; spec 7.1): (dataset, task) -> (AIME, BCO(0)).
+#: The paper's walker MDP scores (% of the expert; the paper's Table 1): (dataset, task) -> (AIME, BCO(0)).
 PAPER_MDP = {
     ("random", "stand"): (40.1, 57.1), ("random", "walk"): (17.6, 13.5),
     ("stand", "stand"): (91.6, 94.1), ("stand", "walk"): (86.9, 89.6),

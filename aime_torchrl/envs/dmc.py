@@ -14,7 +14,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Composite, Unbounded
 from torchrl.envs import DMControlWrapper, DoubleToFloat, ExcludeTransform, Transform, TransformedEnv
 
-#: Model inputs of each setup (spec section 2.2); the order is the encoder's concatenation order.
+#: Model inputs of each setup (as the reference's); the order is the encoder's concatenation order.
 SENSORS: dict[str, dict[str, tuple[str, ...]]] = {
     "walker": {
         "mdp": ("orientations", "height", "velocity"),
@@ -48,7 +48,7 @@ def _cheetah_flip_backward(physics) -> float:
 
 
 #: Tasks of each embodiment: ``(dm_control task to load, reward override or None)``. The custom
-#: cheetah rewards are those of the reference (spec 2.1): computed once per env step from the final
+#: cheetah rewards are those of the reference (argmax-ai/aime): computed once per env step from the final
 #: sub-step's root velocity (qvel = [rootx, rootz, rooty, ...]) and replacing the summed reward,
 #: so their maximum is 500 per episode.
 TASKS: dict[str, dict[str, tuple[str, Callable | None]]] = {

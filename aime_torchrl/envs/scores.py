@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from aime_torchrl.envs.dmc import TASK_ALIASES
 
-#: Mean returns of the reference's expert demonstrations (spec 2.3; the paper's Tables 1-2), used to
+#: Mean returns of the reference's expert demonstrations (the paper's Tables 1-2), used to
 #: normalise scores on the official datasets. Datasets made by this project store their own.
 REFERENCE_EXPERT_RETURNS: dict[str, float] = {
     "walker-stand": 957.871,

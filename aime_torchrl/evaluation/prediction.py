@@ -9,9 +9,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.utils import NestedKey
 
-from aime_torchrl.modules.filter_step import latent_step, plain_module
-from aime_torchrl.modules.rssm import GaussianHead
-from aime_torchrl.modules.world_model import categorical_mode, RSSMWorldModel
+from aime_torchrl.modules.world_model import RSSMWorldModel
 
 
 @torch.no_grad()
@@ -54,32 +52,13 @@ def open_loop_prediction(
     keys = world_model.keys
     observed = world_model(frames[..., :context].clone())
     belief, state = observed.get(keys.next("belief"))[..., -1, :], observed.get(keys.next("state"))[..., -1, :]
-    beliefs, states = [observed.get(keys.next("belief"))], [observed.get(keys.next("state"))]
-    batch = frames.batch_size[:-1]
-    nets = world_model.rollout.plain_nets()
-    prior = plain_module(world_model.prior, GaussianHead, [keys.next("belief")], [keys.prior_mean, keys.prior_std])
-    for t in range(context, length):
-        action = frames.get(keys.action)[..., t, :]
-        if nets is not None and prior is not None:
-            belief, _, _, state = latent_step(nets[0], prior, state, belief, action)  # the prior's mean
-        else:  # a world model of other modules: through their keys
-            step = TensorDict({keys.state: state, keys.belief: belief, keys.action: action}, batch)
-            step = world_model.transition(step)
-            if world_model.prior is not None:
-                step = world_model.prior(step)
-            belief = step.get(keys.next("belief"))
-            if getattr(world_model, "latent", "gaussian") == "categorical":  # the mode of each categorical
-                state = categorical_mode(step.get(keys.prior_logits))
-            else:
-                state = step.get(keys.prior_mean)
-        beliefs.append(belief.unsqueeze(-2))
-        states.append(state.unsqueeze(-2))
-    latents = TensorDict(
-        {keys.next("belief"): torch.cat(beliefs, -2), keys.next("state"): torch.cat(states, -2)}, frames.batch_size
-    )
-    return TensorDict(
-        {key: decoder.get_dist(latents).mean for key, decoder in world_model.decoders.items()}, frames.batch_size
-    )
+    core = world_model.core
+    beliefs, states = observed.get(keys.next("belief")), observed.get(keys.next("state"))
+    if context < length:  # the prior's mode from the last filtered latents on
+        imagined = core.imagine(state, belief, frames.get(keys.action)[..., context:, :])
+        beliefs, states = torch.cat([beliefs, imagined[0]], -2), torch.cat([states, imagined[1]], -2)
+    decoded = core.decode(beliefs, states)
+    return TensorDict({key: loc for key, (loc, _) in decoded.items()}, frames.batch_size)
 
 
 def open_loop_errors(

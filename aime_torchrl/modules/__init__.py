@@ -2,6 +2,7 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
+from aime_torchrl.modules.core import DreamerV3Core, KeyedCore, make_actor, RSSMCore, WorldModelCore
 from aime_torchrl.modules.decoders import CNNDecoder, GaussianMLPDecoder, make_decoder
 from aime_torchrl.modules.encoders import CNNEncoder, ObservationEncoder
 from aime_torchrl.modules.dynamics_ensemble import DynamicsEnsemble, make_dynamics_ensemble
@@ -9,16 +10,25 @@ from aime_torchrl.modules.filter_actor import FilteringActor
 from aime_torchrl.modules.imagination import make_imagination_env, make_reward_model, PriorStep
 from aime_torchrl.modules.frame_stack import frame_stack_transform, FrameStackMLP, make_stack_module, stack_window
 from aime_torchrl.modules.mlp import make_mlp
-from aime_torchrl.modules.policy import make_policy, TanhGaussianPolicyNet
+from aime_torchrl.modules.latent import CategoricalLatent, categorical_mode, GaussianLatent
+from aime_torchrl.modules.policy import make_policy, TanhGaussianActor, TanhGaussianPolicyNet
 from aime_torchrl.modules.rollout import PosteriorRollout
 from aime_torchrl.modules.rssm import GaussianHead, RSSMTransition
 from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.latent_action import LATENT_ACTION_KEYS, LatentActionWorldModel
 from aime_torchrl.modules.latent_action_actor import LatentActionFilteringActor
-from aime_torchrl.modules.world_model import categorical_mode, RSSMWorldModel, WORLD_MODEL_PRESETS
+from aime_torchrl.modules.world_model import RSSMWorldModel, WORLD_MODEL_PRESETS
 
 __all__ = [
     "CNNDecoder",
+    "CategoricalLatent",
+    "DreamerV3Core",
+    "GaussianLatent",
+    "KeyedCore",
+    "RSSMCore",
+    "TanhGaussianActor",
+    "WorldModelCore",
+    "make_actor",
     "CNNEncoder",
     "DynamicsEnsemble",
     "FilteringActor",

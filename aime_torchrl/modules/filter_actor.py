@@ -13,8 +13,7 @@ from torchrl.data import Unbounded
 from torchrl.envs import Compose, TensorDictPrimer
 
 from aime_torchrl.envs.noise import NoiseSource
-from aime_torchrl.modules.filter_step import latent_step
-from aime_torchrl.modules.world_model import categorical_mode, RSSMWorldModel
+from aime_torchrl.modules.world_model import RSSMWorldModel
 
 
 class FilteringActor(TensorDictModuleBase):
@@ -26,7 +25,8 @@ class FilteringActor(TensorDictModuleBase):
 
     1. ``belief' = transition(state, belief, prev_action)``;
     2. ``state' ~ posterior(belief', encoder(o_t))`` (sampled, as the reference's test-time actor;
-       ``sample_posterior=False`` takes the mean); the standard normal noise is read from
+       ``sample_posterior=False`` takes the mode); steps 1-2 are one row of the world model's filter,
+       :meth:`~aime_torchrl.modules.core.WorldModelCore.observe`; the standard normal noise is read from
        ``"posterior_noise"`` when the tensordict holds it (:meth:`make_noise_source`: each env
        then owns its episode's randomness, so batched evaluation gives the same episodes as one env
        at a time), else drawn from torch's global generator (world models of other modules sample
@@ -106,27 +106,16 @@ class FilteringActor(TensorDictModuleBase):
         if is_init is not None:
             keep = (~is_init).to(belief.dtype)
             belief, state, prev_action = belief * keep, state * keep, prev_action * keep
-        embedding = wm.encoder(
-            TensorDict({("next", key): tensordict.get(key) for key in wm.observation_keys}, tensordict.batch_size)
-        ).get(keys.encoded_latents)
-        nets = wm.rollout.plain_nets()
-        if nets is not None:
-            noise = None
-            if self.sample_posterior:
-                noise = tensordict.get("posterior_noise", None)
-                noise = torch.randn_like(state) if noise is None else noise
-            next_belief, _, _, next_state = latent_step(*nets, state, belief, prev_action, embedding, noise=noise)
-        else:  # a world model of other modules: through their keys
-            frame = TensorDict({keys.belief: belief, keys.state: state, keys.action: prev_action,
-                                keys.encoded_latents: embedding}, batch_size=tensordict.batch_size)
-            frame = wm.posterior(wm.transition(frame))
-            next_belief = frame.get(keys.next("belief"))
-            if self.sample_posterior:
-                next_state = frame.get(keys.next("state"))
-            elif getattr(wm, "latent", "gaussian") == "categorical":
-                next_state = categorical_mode(frame.get(keys.posterior_logits))
-            else:
-                next_state = frame.get(keys.posterior_mean)
+        core = wm.core
+        batch = tensordict.batch_size
+        embedding = core.encode({key: tensordict.get(key) for key in wm.observation_keys}, batch)
+        noise = None
+        if self.sample_posterior and core.external_noise:
+            noise = tensordict.get("posterior_noise", None)
+            noise = torch.randn_like(state) if noise is None else noise
+        rows = core.observe(embedding.unsqueeze(-2), prev_action.unsqueeze(-2), state=state, belief=belief,
+                            noise=None if noise is None else [noise], sample=self.sample_posterior)
+        next_belief, next_state = rows["next_belief"].squeeze(-2), rows["next_state"].squeeze(-2)
         acting = self.policy(TensorDict({keys.belief: next_belief, keys.state: next_state}, batch_size=tensordict.batch_size))
         action = acting.get(keys.action)
         tensordict.set(keys.action, action)

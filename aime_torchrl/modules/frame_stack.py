@@ -20,7 +20,7 @@ from aime_torchrl.modules.mlp import make_mlp
 class FrameStackMLP(nn.Module):
     """Encodes each of ``frames`` observations, concatenates the embeddings (and any extra
     inputs) and maps them with an MLP (128x2 ELU by default), squashed by ``tanh`` if ``squash``.
-    These are the deterministic heads of the reference's baselines (spec section 5).
+    These are the deterministic heads of the reference's baselines (argmax-ai/aime).
 
     Args:
         encoder (ObservationEncoder): the per-frame encoder (identity for vectors, ``cnn_ha`` for

@@ -6,12 +6,9 @@
 from __future__ import annotations
 
 import torch
-from tensordict.nn import InteractionType, TensorDictModule
-from torchrl.data import Bounded
-from torchrl.modules import ProbabilisticActor, TanhNormal
 
 from aime_torchrl.modules.keys import LatentKeys
-from aime_torchrl.modules.policy import TanhGaussianPolicyNet
+from aime_torchrl.modules.policy import TanhGaussianActor, TanhGaussianPolicyNet
 
 
 def make_idm(
@@ -24,7 +21,7 @@ def make_idm(
     layers: int = 2,
     keys: LatentKeys | None = None,
     device: torch.device | str | None = None,
-) -> ProbabilisticActor:
+) -> TanhGaussianActor:
     """The reference's IDM: a TanhGaussian head (the policy's class) on ``[h_{t-1}, s_{t-1}, e_t]``,
     the previous latent state and the embedding of the observation it led to.
 
@@ -47,13 +44,5 @@ def make_idm(
     keys = LatentKeys.of(keys)
     net = TanhGaussianPolicyNet(state_dim + belief_dim + embedding_dim, action_dim, hidden=hidden, layers=layers,
                                 device=device)
-    return ProbabilisticActor(
-        TensorDictModule(net, in_keys=[keys.belief, keys.state, keys.encoded_latents], out_keys=[keys.idm_loc, keys.idm_scale]),
-        in_keys={"loc": keys.idm_loc, "scale": keys.idm_scale},
-        out_keys=[keys.action],
-        spec=Bounded(-1.0, 1.0, (action_dim,), device=device),
-        distribution_class=TanhNormal,
-        distribution_kwargs={"low": -1.0, "high": 1.0},
-        default_interaction_type=InteractionType.RANDOM,
-        return_log_prob=False,
-    )
+    return TanhGaussianActor(net, in_keys=[keys.belief, keys.state, keys.encoded_latents], loc_key=keys.idm_loc,
+                             scale_key=keys.idm_scale, action_key=keys.action, device=device)

@@ -13,24 +13,29 @@ from torchrl.data import Composite, Unbounded
 from torchrl.envs.model_based.dreamer import DreamerEnv
 from torchrl.modules import WorldModelWrapper
 
-from aime_torchrl.modules.filter_step import latent_step
+from aime_torchrl.modules.core import WorldModelCore
 from aime_torchrl.modules.mlp import make_mlp
-from aime_torchrl.modules.rssm import GaussianHead, RSSMTransition
 from aime_torchrl.modules.world_model import RSSMWorldModel
 
 
 class PriorStep(nn.Module):
-    """One step of imagination on plain tensors: ``h' = transition(s, h, a)``, ``s' ~ prior(h')``
-    (:func:`~aime_torchrl.modules.filter_step.latent_step`, reparameterised, so that a policy's
-    gradient flows through the imagined states). Returns ``(state', belief')``."""
+    """One step of imagination on a world model's core: ``h' = transition(s, h, a)``, ``s' ~ prior(h')``
+    (:meth:`~aime_torchrl.modules.core.WorldModelCore.imagine`, reparameterised, so that a policy's
+    gradient flows through the imagined states). Returns ``(state', belief')``.
 
-    def __init__(self, transition: RSSMTransition, prior: GaussianHead) -> None:
+    Args:
+        core (WorldModelCore): the world model's (``world_model.core``).
+        world_model (nn.Module): the module owning the core's networks (so that the step's
+            ``parameters()`` are the world model's, which TorchRL's losses hold out).
+    """
+
+    def __init__(self, core: WorldModelCore, world_model: nn.Module) -> None:
         super().__init__()
-        self.transition, self.prior = transition, prior
+        self.core, self.world_model = core, world_model
 
     def forward(self, state: torch.Tensor, belief: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        belief, _, _, state = latent_step(self.transition, self.prior, state, belief, action, noise=torch.randn_like(state))
-        return state, belief
+        beliefs, states = self.core.imagine(state, belief, action.unsqueeze(-2), sample=True)
+        return states.squeeze(-2), beliefs.squeeze(-2)
 
 
 class UncertaintyPenalty(nn.Module):
@@ -76,7 +81,8 @@ def make_imagination_env(world_model: RSSMWorldModel, reward_model: TensorDictMo
     alternative to behaviour cloning (:class:`~aime_torchrl.objectives.OfflinePolicyLoss`).
 
     What TorchRL's imagination losses (:class:`~torchrl.objectives.DreamerV3ActorLoss`) roll a policy
-    out in. It needs our Gaussian RSSM (``world_model.plain_nets()``); the world model is not
+    out in. It runs on the world model's core (any world model whose latents are named ``"state"`` and
+    ``"belief"``, DreamerEnv's names); the world model is not
     trained through it (TorchRL's losses hold the env's modules out; they must be all frozen, as
     after ``requires_grad_(False)``, or all trainable).
 
@@ -91,13 +97,13 @@ def make_imagination_env(world_model: RSSMWorldModel, reward_model: TensorDictMo
         >>> imagined["next", "reward"].shape
         torch.Size([5, 3, 1])
     """
-    nets = world_model.plain_nets()
     keys = world_model.keys
-    if nets is None or keys.state != "state" or keys.belief != "belief":
-        raise ValueError("make_imagination_env needs a Gaussian RSSM of this package (RSSMWorldModel.from_config with "
-                         "variant 'rssm' or 'rssmo') whose latents are named 'state' and 'belief' (DreamerEnv's names).")
-    step = TensorDictModule(PriorStep(nets.transition, nets.prior), in_keys=[keys.state, keys.belief, keys.action],
-                            out_keys=[keys.state, keys.belief])
+    if keys.state != "state" or keys.belief != "belief":
+        raise ValueError(f"make_imagination_env needs a world model whose latents are named 'state' and 'belief' "
+                         f"(DreamerEnv's names); this one's are {keys.state!r} and {keys.belief!r}: build it with the "
+                         "default LatentKeys.")
+    step = TensorDictModule(PriorStep(world_model.core, world_model), in_keys=[keys.state, keys.belief,
+                            keys.action], out_keys=[keys.state, keys.belief])
     if uncertainty is not None:  # the disagreement of the transition (latents and action before it), then the step
         if uncertainty_scale < 0:
             raise ValueError(f"uncertainty_scale must be non-negative, got {uncertainty_scale}.")
@@ -107,7 +113,7 @@ def make_imagination_env(world_model: RSSMWorldModel, reward_model: TensorDictMo
         penalty = TensorDictModule(UncertaintyPenalty(uncertainty_scale), in_keys=["reward", uncertainty.out_keys[0]],
                                    out_keys=["reward"])
         reward_model = TensorDictSequential(reward_model, penalty)
-    modules = {"world_model": nets.transition, "reward_model": reward_model, "uncertainty": uncertainty}
+    modules = {"world_model": world_model, "reward_model": reward_model, "uncertainty": uncertainty}
     trainable = {name: any(p.requires_grad for p in m.parameters()) for name, m in modules.items()
                  if m is not None and any(True for _ in m.parameters())}
     if len(set(trainable.values())) > 1:  # TorchRL's hold_out_net freezes the env by its first parameter's flag

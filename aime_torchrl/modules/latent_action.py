@@ -14,6 +14,7 @@ from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from tensordict.utils import NestedKey
 
 from aime_torchrl.modules.keys import LatentKeys
+from aime_torchrl.modules.policy import GaussianActor
 from aime_torchrl.modules.rssm import GaussianHead
 from aime_torchrl.modules.world_model import RSSMWorldModel
 
@@ -160,9 +161,10 @@ class LatentActionWorldModel(TensorDictModuleBase):
         keys = world_model.keys
         embedding = world_model.encoder.module.embedding_dim
         head = dict(hidden=world_model.config["hidden"], layers=2, min_std=head_min_std, device=device)
-        inference = TensorDictModule(
+        inference = GaussianActor(
             GaussianHead(world_model.feature_dim + embedding, latent_action_dim, sample=True, **head),
-            in_keys=[keys.belief, keys.state, keys.encoded_latents], out_keys=[keys.loc, keys.scale, keys.action],
+            in_keys=[keys.belief, keys.state, keys.encoded_latents], loc_key=keys.loc, scale_key=keys.scale,
+            sample_key=keys.action,
         )
         action_encoder = TensorDictModule(
             GaussianHead(action_dim, latent_action_dim, **head),

@@ -2,14 +2,15 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
-"""The TanhGaussian policy pi(a | s, h) of AIME, as a TorchRL probabilistic actor."""
+"""The TanhGaussian policy pi(a | s, h) of AIME, as a TorchRL probabilistic actor, and the actors that
+also act on plain tensors inside a world model's filter (:class:`TensorActor`)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from tensordict.nn import InteractionType, TensorDictModule
-from tensordict.utils import NestedKey
+from tensordict.utils import NestedKey, unravel_key
 from torch import nn
 from torch.nn import functional as F
 from torchrl.data import Bounded
@@ -62,6 +63,133 @@ class TanhGaussianPolicyNet(nn.Module):
         return self.mean(x), F.softplus(self.std(x)) + self.min_std
 
 
+class TensorActor:
+    """What a TensorDict actor implements to act on plain tensors inside a world model's filter
+    (:meth:`~aime_torchrl.modules.core.WorldModelCore.observe`, through
+    :func:`~aime_torchrl.modules.core.make_actor`): no TensorDict per step, and its noise an argument
+    (drawn for a whole window before the loop, so that the window's ELBO is a pure function).
+
+    Attributes:
+        feature_keys (list[NestedKey]): what it reads, in order.
+
+    ``act(inputs, noise)`` returns what the actor writes, by key, for the features ``inputs`` (by key)
+    and standard normal ``noise`` shaped like its sampled output (drawn at the call if ``None``); its
+    TensorDict ``forward`` gives the same sample. Any other actor is called through its keys.
+    """
+
+    feature_keys: list[NestedKey]
+
+    def act(self, inputs: Mapping[NestedKey, torch.Tensor], noise: torch.Tensor | None = None) -> dict:
+        raise NotImplementedError
+
+
+class GaussianActor(TensorActor, TensorDictModule):
+    """A TensorDictModule around a sampling :class:`~aime_torchrl.modules.GaussianHead`: reads
+    ``in_keys``, writes the Gaussian's mean, std and a reparameterised sample ``mean + std * eps``
+    (e.g. the latent-action world model's inference model q(u | h, s, e')).
+
+    Args:
+        head (GaussianHead): with ``sample=True``.
+
+    Keyword Args:
+        in_keys (Sequence[NestedKey]): its inputs, in order.
+        loc_key, scale_key, sample_key (NestedKey): what it writes.
+
+    Examples:
+        >>> import torch
+        >>> from aime_torchrl.modules import GaussianHead
+        >>> actor = GaussianActor(GaussianHead(5, 2, hidden=8, sample=True), in_keys=["x"], loc_key="loc",
+        ...                       scale_key="scale", sample_key="u")
+        >>> out = actor.act({"x": torch.zeros(3, 5)}, torch.zeros(3, 2))
+        >>> torch.equal(out["u"], out["loc"])
+        True
+    """
+
+    def __init__(
+        self, head: nn.Module, *, in_keys: Sequence[NestedKey], loc_key: NestedKey, scale_key: NestedKey,
+        sample_key: NestedKey,
+    ) -> None:
+        super().__init__(head, in_keys=list(in_keys), out_keys=[loc_key, scale_key, sample_key])
+        self.feature_keys = [unravel_key(k) for k in in_keys]
+        self.written = [unravel_key(k) for k in (sample_key, loc_key, scale_key)]
+
+    def act(self, inputs: Mapping[NestedKey, torch.Tensor], noise: torch.Tensor | None = None) -> dict:
+        mean, std = self.module.params(*(inputs[key] for key in self.feature_keys))
+        sample = mean + std * (torch.randn_like(std) if noise is None else noise)
+        return dict(zip(self.written, (sample, mean, std)))
+
+
+class TanhGaussianActor(TensorActor, ProbabilisticActor):
+    """A TorchRL actor ``a = tanh(loc + scale * eps)`` (scaled into ``[low, high]``) around a
+    :class:`TanhGaussianPolicyNet`, that also acts on plain tensors (:meth:`act`).
+
+    A :class:`TanhGaussianActor` (a :class:`~torchrl.modules.ProbabilisticActor`) writing ``loc_key``, ``scale_key`` and
+    ``action_key`` with a :class:`~torchrl.modules.TanhNormal`: what :func:`make_policy` and
+    :func:`~aime_torchrl.modules.make_idm` build. Inside a world model's filter
+    (:meth:`~aime_torchrl.modules.core.WorldModelCore.observe`) it acts through :meth:`act`, the same
+    reparameterised sample without a TensorDict or a distribution object per step.
+
+    Args:
+        net (TanhGaussianPolicyNet): ``(*features) -> (loc, scale)``.
+
+    Keyword Args:
+        in_keys (Sequence[NestedKey]): the features ``net`` reads, in order.
+        loc_key, scale_key, action_key (NestedKey): what it writes.
+        low, high (float or torch.Tensor): the action's bounds.
+        device (torch.device, optional): the spec's device.
+    """
+
+    def __init__(
+        self,
+        net: TanhGaussianPolicyNet,
+        *,
+        in_keys: Sequence[NestedKey],
+        loc_key: NestedKey,
+        scale_key: NestedKey,
+        action_key: NestedKey,
+        low: float | torch.Tensor = -1.0,
+        high: float | torch.Tensor = 1.0,
+        device: torch.device | str | None = None,
+    ) -> None:
+        action_dim = net.mean[-1].out_features
+        super().__init__(
+            TensorDictModule(net, in_keys=list(in_keys), out_keys=[loc_key, scale_key]),
+            in_keys={"loc": loc_key, "scale": scale_key},
+            out_keys=[action_key],
+            spec=Bounded(low, high, (action_dim,), device=device),
+            distribution_class=TanhNormal,
+            distribution_kwargs={"low": low, "high": high},
+            default_interaction_type=InteractionType.RANDOM,
+            return_log_prob=False,
+        )
+        self.feature_keys = [unravel_key(k) for k in in_keys]
+        self.written = [unravel_key(k) for k in (action_key, loc_key, scale_key)]
+        unit = all(not torch.is_tensor(v) and float(v) == b for v, b in ((low, -1.0), (high, 1.0)))
+        self.bounds = None if unit else (low, high)
+        self.feature_dim, self.action_dim = net.mean[0].in_features, action_dim
+
+    def act(self, inputs: Mapping[NestedKey, torch.Tensor], noise: torch.Tensor | None = None) -> dict:
+        """The action for the features ``inputs`` (by key) and standard normal ``noise`` (drawn now if
+        ``None``): the sample the actor draws under ``ExplorationType.RANDOM``, clamped inside the
+        bounds as TorchRL's safe tanh. Returns ``{action_key: ..., loc_key: ..., scale_key: ...}``.
+
+        Examples:
+            >>> import torch
+            >>> policy = make_policy(4, 8, 3, hidden=16)
+            >>> out = policy.act({"belief": torch.zeros(5, 8), "state": torch.zeros(5, 4)}, torch.randn(5, 3))
+            >>> out["action"].shape, bool(out["action"].abs().max() < 1)
+            (torch.Size([5, 3]), True)
+        """
+        loc, scale = self.module[0].module(*(inputs[key] for key in self.feature_keys))
+        pre = loc + scale * (torch.randn_like(loc) if noise is None else noise)
+        lim = 1.0 - torch.finfo(pre.dtype).resolution
+        action = pre.tanh().clamp(-lim, lim)
+        if self.bounds is not None:
+            low, high = (torch.as_tensor(b, dtype=action.dtype, device=action.device) for b in self.bounds)
+            action = (high + low) / 2 + (high - low) / 2 * action
+        return dict(zip(self.written, (action, loc, scale)))
+
+
 def make_policy(
     state_dim: int,
     belief_dim: int,
@@ -74,10 +202,10 @@ def make_policy(
     low: float | torch.Tensor = -1.0,
     high: float | torch.Tensor = 1.0,
     device: torch.device | str | None = None,
-) -> ProbabilisticActor:
+) -> TanhGaussianActor:
     """Builds the AIME policy: ``a = tanh(loc + scale * eps)`` on ``[belief, state]``, scaled into ``[low, high]``.
 
-    A :class:`~torchrl.modules.ProbabilisticActor` writing ``"loc"``, ``"scale"`` and ``"action"``
+    A :class:`TanhGaussianActor` (a :class:`~torchrl.modules.ProbabilisticActor`) writing ``"loc"``, ``"scale"`` and ``"action"``
     (the names of ``keys``)
     with a :class:`~torchrl.modules.TanhNormal` in [-1, 1]. Under
     ``set_exploration_type(ExplorationType.RANDOM)`` it samples with the reparameterisation trick;
@@ -108,16 +236,6 @@ def make_policy(
         (torch.Size([3, 6]), True)
     """
     keys = LatentKeys.of(keys)
-    net = TanhGaussianPolicyNet(
-        state_dim + belief_dim, action_dim, hidden=hidden, layers=layers, device=device
-    )
-    return ProbabilisticActor(
-        TensorDictModule(net, in_keys=list(in_keys or (keys.belief, keys.state)), out_keys=[keys.loc, keys.scale]),
-        in_keys={"loc": keys.loc, "scale": keys.scale},
-        out_keys=[keys.action],
-        spec=Bounded(low, high, (action_dim,), device=device),
-        distribution_class=TanhNormal,
-        distribution_kwargs={"low": low, "high": high},
-        default_interaction_type=InteractionType.RANDOM,
-        return_log_prob=False,
-    )
+    net = TanhGaussianPolicyNet(state_dim + belief_dim, action_dim, hidden=hidden, layers=layers, device=device)
+    return TanhGaussianActor(net, in_keys=list(in_keys or (keys.belief, keys.state)), loc_key=keys.loc,
+                             scale_key=keys.scale, action_key=keys.action, low=low, high=high, device=device)

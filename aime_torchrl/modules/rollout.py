@@ -2,19 +2,18 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
-"""The posterior rollout (filtering) loop, optionally with a policy choosing the actions."""
+"""The posterior rollout (filtering) over TensorDict frames, optionally with a policy choosing the actions."""
 from __future__ import annotations
 
 import torch
-from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import TensorDictModule, TensorDictModuleBase
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import unravel_key
 
-from aime_torchrl.modules.filter_step import (
-    feature_names, filter_sequence, plain_module, sequence_key, tanh_gaussian_actor, tanh_gaussian_net, window_noise,
-)
+from aime_torchrl.modules.core import KeyedCore, make_actor, WorldModelCore
 from aime_torchrl.modules.keys import LatentKeys
-from aime_torchrl.modules.rssm import GaussianHead, RSSMTransition
+from aime_torchrl.modules.latent import GaussianLatent
+from aime_torchrl.modules.policy import TensorActor
 
 
 class PosteriorRollout(TensorDictModuleBase):
@@ -46,6 +45,10 @@ class PosteriorRollout(TensorDictModuleBase):
     Keyword Args:
         keys (LatentKeys, optional): the names of the state, belief, action, embedding and
             posterior parameters (the defaults are the ones above). Defaults to ``None``.
+        core (WorldModelCore, optional): the step the loop runs
+            (:meth:`~aime_torchrl.modules.core.WorldModelCore.observe`): a world model passes its own.
+            Defaults to ``None``: the two modules through their keys
+            (:class:`~aime_torchrl.modules.core.KeyedCore`), Gaussian latents.
 
     Examples:
         >>> import torch
@@ -69,11 +72,15 @@ class PosteriorRollout(TensorDictModuleBase):
         posterior: TensorDictModuleBase,
         *,
         keys: LatentKeys | None = None,
+        core: WorldModelCore | None = None,
     ) -> None:
         super().__init__()
         self.transition = transition
         self.posterior = posterior
         self.keys = keys = LatentKeys.of(keys)
+        if core is None:  # the sizes are the frames': the loop starts from their latents
+            core = KeyedCore(transition, posterior, keys=keys, latent=GaussianLatent(), state_dim=0, belief_dim=0)
+        self.core = core
         produced = set(transition.out_keys) | set(posterior.out_keys)
         in_keys = [unravel_key(keys.state), unravel_key(keys.belief)]
         for key in (*transition.in_keys, *posterior.in_keys):
@@ -92,110 +99,55 @@ class PosteriorRollout(TensorDictModuleBase):
             policy (TensorDictModuleBase, optional): samples ``"action"`` from the latent state at
                 every step after the first (AIME phase 2). Defaults to ``None`` (the data's actions).
         """
-        nets = self.plain_nets()
-        if nets is None:
-            return self._forward_generic(tensordict, policy)
-        return self._forward_tensors(tensordict, *nets, policy)
+        return write_rows(tensordict, self.rows(tensordict, policy), self.keys, self.core)
 
-    def plain_nets(self) -> tuple[RSSMTransition, GaussianHead] | None:
-        """Our own transition and posterior wired as :meth:`RSSMWorldModel.from_config` wires them
-        (on :attr:`keys`): they run on the tensor path."""
-        keys = self.keys
-        transition = plain_module(self.transition, RSSMTransition, [keys.state, keys.belief, keys.action],
-                                  [keys.next("belief")])
-        posterior = plain_module(
-            self.posterior, GaussianHead, [keys.next("belief"), keys.encoded_latents],
-            [keys.posterior_mean, keys.posterior_std, keys.next("state")],
-        )
-        if transition is None or posterior is None:
-            return None
-        return transition, posterior
-
-    def _forward_tensors(
-        self,
-        tensordict: TensorDictBase,
-        transition: RSSMTransition,
-        posterior: GaussianHead,
-        policy: TensorDictModuleBase | None,
-    ) -> TensorDictBase:
-        """The filter on plain tensors with :func:`latent_step`, every noise sample drawn before the loop."""
-        keys = self.keys
+    def rows(self, tensordict: TensorDictBase, policy: TensorDictModuleBase | None = None) -> dict:
+        """What :meth:`forward` writes, as :meth:`~aime_torchrl.modules.core.WorldModelCore.observe`'s rows."""
+        keys, core = self.keys, self.core
         time_dim = tensordict.batch_dims - 1
         length = tensordict.batch_size[time_dim]
-        batch_size = tensordict.batch_size[:time_dim]
         state = tensordict.get(keys.state).select(time_dim, 0)
         belief = tensordict.get(keys.belief).select(time_dim, 0)
-        embeddings = tensordict.get(keys.encoded_latents).unbind(time_dim)
-        actions = tensordict.get(keys.action).unbind(time_dim)
-        act = None
-        policy_net = tanh_gaussian_net(policy, keys)
-        noise, policy_noise = window_noise(state, actions[0], length, policy=policy_net is not None)
-        if policy_net is not None:
-            act = tanh_gaussian_actor(policy_net, feature_names(policy, keys), policy_noise)
-        elif policy is not None:  # any other policy reads its keys from a TensorDict
-            latents = (unravel_key(keys.state), unravel_key(keys.belief))
-            names = {unravel_key(sequence_key(name, keys)): name for name in ("action", "loc", "scale")}
-            policy_inputs = {
-                unravel_key(k): tensordict.get(k).unbind(time_dim)
-                for k in policy.in_keys
-                if unravel_key(k) not in latents and k in tensordict.keys(True)
-            }
-
-            def act(t: int, state: torch.Tensor, belief: torch.Tensor) -> dict:
-                step = {key: seq[t] for key, seq in policy_inputs.items()}
-                out = _call(policy, {**step, latents[0]: state, latents[1]: belief}, batch_size)
-                return {names.get(key, key): value for key, value in out.items()}
-
-        outputs = filter_sequence(transition, posterior, state, belief, actions, embeddings, noise, act)
-        for key, seq in outputs.items():
-            tensordict.set(sequence_key(key, keys), torch.stack(seq, time_dim))
-        return tensordict
-
-    def _forward_generic(
-        self, tensordict: TensorDictBase, policy: TensorDictModuleBase | None = None
-    ) -> TensorDictBase:
-        """Any TensorDictModules: the loop calls them through their keys."""
-        keys = self.in_keys
+        actions = tensordict.get(keys.action)
+        noise = core.draw_noise(state, length)
+        actor = None
         if policy is not None:
-            keys = keys + [k for k in policy.in_keys if k not in keys]
-        time_dim = tensordict.batch_dims - 1
-        batch_size = tensordict.batch_size[:time_dim]
-        # The loop runs on plain tensors: a TensorDict per step costs more than the step's
-        # elementwise work at this size. Modules that are not plain TensorDictModules (the policy,
-        # any custom module) are called on a small TensorDict built from the step's tensors.
-        inputs = {unravel_key(k): tensordict.get(k).unbind(time_dim) for k in keys}
-        state, belief = unravel_key(self.keys.state), unravel_key(self.keys.belief)
-        next_state, next_belief = self.keys.next("state"), self.keys.next("belief")
-        modules = [self.transition, self.posterior]
-        out_keys = [state, belief, *(k for m in modules for k in m.out_keys)]
-        if policy is not None:
-            out_keys = out_keys + [k for k in policy.out_keys if k not in out_keys]
-        outputs: dict = {key: [] for key in out_keys}
-        for t in range(tensordict.batch_size[time_dim]):
-            step = {key: seq[t] for key, seq in inputs.items()}
-            if t:
-                step[state], step[belief] = outputs[next_state][-1], outputs[next_belief][-1]
-            if policy is not None:
-                # Row 0 keeps the data's (zero) action; the policy still writes its distribution
-                # parameters so that every row carries the same keys.
-                kept = {k: step[k] for k in policy.out_keys if k in step} if t == 0 else {}
-                step.update(_call(policy, step, batch_size))
-                step.update(kept)
-            for module in modules:
-                step.update(_call(module, step, batch_size))
-            for key, seq in outputs.items():
-                seq.append(step[key])
-        for key, seq in outputs.items():
-            tensordict.set(key, torch.stack(seq, time_dim))
-        return tensordict
+            latents = {unravel_key(k) for k in (keys.state, keys.belief, keys.encoded_latents)}
+            inputs = {unravel_key(k): tensordict.get(k).unbind(time_dim) for k in policy.in_keys
+                      if unravel_key(k) not in latents and k in tensordict.keys(True)}
+            actor = make_actor(policy, keys, noise=actor_noise(policy, core, actions, length), inputs=inputs)
+        return core.observe(tensordict.get(keys.encoded_latents), actions, state=state, belief=belief, noise=noise,
+                            actor=actor)
 
 
-def _call(module: TensorDictModuleBase, step: dict, batch_size: torch.Size) -> dict:
-    """Runs ``module`` on a dict of tensors and returns its outputs as a dict."""
-    if type(module) is TensorDictModule and module._kwargs is None and module.method is None:
-        out = module.module(*(step[unravel_key(k)] for k in module.in_keys))
-        if not isinstance(out, tuple):
-            out = (out,)
-        return dict(zip(module.out_keys, out))
-    td = module(TensorDict(step, batch_size=batch_size))
-    return {unravel_key(k): td.get(k) for k in module.out_keys}
+def actor_noise(
+    policy: TensorDictModuleBase | None, core: WorldModelCore, actions: torch.Tensor, length: int
+) -> list[torch.Tensor] | None:
+    """A :class:`~aime_torchrl.modules.policy.TensorActor`'s noise of a window, drawn after the
+    posterior's (:meth:`~aime_torchrl.modules.core.WorldModelCore.draw_noise`), one draw like an
+    action per row, where the core takes its noise as an argument (the window's ELBO is then a pure
+    function); ``None`` otherwise (the actor draws at each row, in the order of the modules' own
+    samples)."""
+    if not isinstance(policy, TensorActor) or not core.external_noise:
+        return None
+    action = actions.select(actions.ndim - 2, 0)
+    return [torch.randn_like(action) for _ in range(length)]
+
+
+def write_rows(frames: TensorDictBase, rows: dict, keys: LatentKeys, core: WorldModelCore) -> TensorDictBase:
+    """Writes the rows of :meth:`~aime_torchrl.modules.core.WorldModelCore.observe` into the frames
+    under ``keys``: the previous and next latents, the action, the posterior's parameters (and the
+    prior's when the transition computed them) and every other output by its key."""
+    frames.set(keys.state, rows["state"])
+    frames.set(keys.belief, rows["belief"])
+    frames.set(keys.action, rows["action"])
+    frames.set(keys.next("belief"), rows["next_belief"])
+    frames.set(keys.next("state"), rows["next_state"])
+    for key, value in zip(core.latent.posterior_keys(keys), rows["posterior"]):
+        frames.set(key, value)
+    if rows["prior"] is not None:
+        for key, value in zip(core.latent.prior_keys(keys), rows["prior"]):
+            frames.set(key, value)
+    for key, value in rows["outputs"].items():
+        frames.set(key, value)
+    return frames

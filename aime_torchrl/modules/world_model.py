@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -17,16 +16,16 @@ from tensordict.nn import (
     TensorDictModuleBase,
 )
 from torch import nn
-from torchrl.modules import IndependentNormal
 
+from aime_torchrl.modules.core import DreamerV3Core, KeyedCore, RSSMCore, WorldModelCore
 from aime_torchrl.modules.decoders import CNNDecoder, GaussianMLPDecoder, make_decoder
 from aime_torchrl.modules.encoders import ObservationEncoder
-from aime_torchrl.modules.filter_step import plain_module
 from aime_torchrl.modules.keys import LatentKeys
-from aime_torchrl.modules.rollout import PosteriorRollout
+from aime_torchrl.modules.latent import make_latent
+from aime_torchrl.modules.rollout import PosteriorRollout, write_rows
 from aime_torchrl.modules.rssm import GaussianHead, RSSMTransition
 
-#: Hyper-parameters of the two world models of the reference (spec section 3.1).
+#: Hyper-parameters of the two world models of the reference (argmax-ai/aime).
 WORLD_MODEL_PRESETS: dict[str, dict] = {
     # walker: Dreamer-v1 style RSSM, identity encoders, smlp decoders with learnt std.
     "rssm": dict(
@@ -48,19 +47,6 @@ WORLD_MODEL_PRESETS: dict[str, dict] = {
         activation=nn.SiLU, norm=True, vector_encoder=256, learn_std=False,
     ),
 }
-
-
-class RSSMNets(NamedTuple):
-    """The plain networks of an :class:`RSSMWorldModel` (see :meth:`RSSMWorldModel.plain_nets`);
-    each decoder with its fixed std (``None``: the net returns ``(loc, scale)``)."""
-
-    encoder: ObservationEncoder
-    transition: RSSMTransition
-    posterior: GaussianHead
-    prior: GaussianHead
-    decoders: dict[str, tuple[nn.Module, float | None]]
-    state_dim: int
-    belief_dim: int
 
 
 class RSSMWorldModel(TensorDictModuleBase):
@@ -112,6 +98,10 @@ class RSSMWorldModel(TensorDictModuleBase):
         unimix (float, optional): the uniform mixture of categorical latents (their KL uses it). Defaults to ``0.0``.
         keys (LatentKeys or dict, optional): the names of the latents, the action and the embedding
             in the frames (a dict gives the names to change). Defaults to ``None`` (TorchRL's Dreamer names).
+        core (WorldModelCore, optional): the step protocol on plain tensors that every computation of
+            the model runs on (:mod:`aime_torchrl.modules.core`); :meth:`from_config` passes the one of
+            its networks. Defaults to ``None``: the modules through their keys
+            (:class:`~aime_torchrl.modules.core.KeyedCore`, latents of ``latent``).
 
     Examples:
         >>> import torch
@@ -140,12 +130,17 @@ class RSSMWorldModel(TensorDictModuleBase):
         latent: str = "gaussian",
         unimix: float = 0.0,
         keys: LatentKeys | Mapping | None = None,
+        core: WorldModelCore | None = None,
     ) -> None:
         super().__init__()
-        self.latent, self.unimix = latent, unimix
         self.keys = LatentKeys.of(keys)
+        if core is None:
+            core = KeyedCore(transition, posterior, keys=self.keys, latent=make_latent(latent, unimix),
+                             state_dim=state_dim, belief_dim=belief_dim, encoder=encoder, prior=prior,
+                             decoders=decoders, observation_keys=observation_keys)
+        self.core = core  # a plain object holding (not owning) the modules' networks
         self.encoder = encoder
-        self.rollout = PosteriorRollout(transition, posterior, keys=self.keys)
+        self.rollout = PosteriorRollout(transition, posterior, keys=self.keys, core=core)
         self.prior = prior
         self.idm = idm
         self.decoders = nn.ModuleDict(decoders)
@@ -173,31 +168,10 @@ class RSSMWorldModel(TensorDictModuleBase):
     def posterior(self) -> TensorDictModuleBase:
         return self.rollout.posterior
 
-    def plain_nets(self) -> RSSMNets | None:
-        """The networks of a world model built of this package's modules wired on :attr:`keys` (what
-        :meth:`from_config` makes), for the tensor path of the losses; ``None`` if any part is
-        another module (it then runs through its keys)."""
-        keys = self.keys
-        nets = self.rollout.plain_nets()
-        prior = plain_module(self.prior, GaussianHead, [keys.next("belief")], [keys.prior_mean, keys.prior_std])
-        encoder = plain_module(self.encoder, ObservationEncoder, [("next", k) for k in self.observation_keys],
-                               [keys.encoded_latents])
-        if nets is None or prior is None or encoder is None:
-            return None
-        decoders = {}
-        for key, decoder in self.decoders.items():
-            if not isinstance(decoder, ProbabilisticTensorDictSequential) or len(decoder.module) != 2:
-                return None
-            net_module, dist_module = decoder.module
-            kwargs = dict(dist_module.distribution_kwargs)
-            learn_std = "scale" not in kwargs
-            out_keys = [("next", f"reco_{key}"), *([("next", f"reco_{key}_scale")] if learn_std else [])]
-            net = plain_module(net_module, (GaussianMLPDecoder, CNNDecoder), [keys.next("belief"), keys.next("state")],
-                               out_keys)
-            if net is None or dist_module.distribution_class is not IndependentNormal:
-                return None
-            decoders[key] = (net, None if learn_std else float(kwargs["scale"]))
-        return RSSMNets(encoder, *nets, prior, decoders, self.state_dim, self.belief_dim)
+    @property
+    def latent(self) -> str:
+        """``"gaussian"`` or ``"categorical"``: the state's distribution (``core.latent``)."""
+        return self.core.latent.name
 
     def to_frames(
         self, window: TensorDictBase, with_actions: bool = True, action_key: NestedKey | None = None
@@ -282,11 +256,11 @@ class RSSMWorldModel(TensorDictModuleBase):
         self, frames: TensorDictBase, policy: TensorDictModuleBase | None = None
     ) -> TensorDictBase:
         """Encodes, filters (with ``policy`` choosing actions after the first frame) and runs the prior."""
-        frames = self.encoder(frames)
-        frames = self.rollout(frames, policy=policy)
-        if self.prior is not None:
-            frames = self.prior(frames)
-        return frames
+        observations = {key: frames.get(("next", key)) for key in self.observation_keys}
+        frames.set(self.keys.encoded_latents, self.core.encode(observations, frames.batch_size))
+        rows = self.rollout.rows(frames, policy)
+        rows["prior"] = self.core.prior_params(rows)
+        return write_rows(frames, rows, self.keys, self.core)
 
     @classmethod
     def from_config(
@@ -359,7 +333,10 @@ class RSSMWorldModel(TensorDictModuleBase):
             in_keys=[keys.next("belief"), keys.encoded_latents],
             out_keys=[keys.posterior_mean, keys.posterior_std, keys.next("state")],
         )
-        decoders = _decoders(vector_dims, pixel_keys, state_dim + belief_dim, cfg, mlp, keys, device)
+        decoder_nets = _decoder_nets(vector_dims, pixel_keys, state_dim + belief_dim, cfg, mlp, device)
+        decoders = _decoders(decoder_nets, keys)
+        core = RSSMCore(enc, transition.module, posterior.module, prior.module, decoder_nets,
+                        observation_keys=observation_keys, keys=keys, state_dim=state_dim, belief_dim=belief_dim)
         idm_module = None
         if idm:
             from aime_torchrl.modules.idm import make_idm
@@ -369,25 +346,29 @@ class RSSMWorldModel(TensorDictModuleBase):
         model = cls(
             encoder, transition, posterior, decoders, prior, idm_module,
             observation_keys=observation_keys, state_dim=state_dim, belief_dim=belief_dim, action_dim=action_dim,
-            keys=keys,
+            keys=keys, core=core,
         )
         model.config = _plain_config(cfg, variant, vector_dims, pixel_keys, action_dim, idm, keys)
         return model
 
 
-def _decoders(vector_dims, pixel_keys, feature: int, cfg: dict, mlp: dict, keys: LatentKeys, device) -> dict:
-    """One decoder per sensor on ``[belief, state]`` (:func:`make_decoder`): MLPs for vectors, the
-    reference's conv net for images."""
-    in_keys = [keys.next("belief"), keys.next("state")]
-    decoders = {
-        key: make_decoder(GaussianMLPDecoder(feature, dim, layers=cfg["layers"], learn_std=cfg["learn_std"], **mlp),
-                          key, event_dim=1, learn_std=cfg["learn_std"], in_keys=in_keys)
-        for key, dim in vector_dims.items()
-    }
+def _decoder_nets(vector_dims, pixel_keys, feature: int, cfg: dict, mlp: dict, device) -> dict:
+    """Each sensor's decoder net on ``(belief, state)`` and its fixed std (``None``: learnt, the net
+    returns ``(loc, scale)``): MLPs for vectors, the reference's conv net (std 1) for images."""
+    nets = {key: (GaussianMLPDecoder(feature, dim, layers=cfg["layers"], learn_std=cfg["learn_std"], **mlp),
+                  None if cfg["learn_std"] else 1.0)
+            for key, dim in vector_dims.items()}
     for key in pixel_keys:
-        decoders[key] = make_decoder(CNNDecoder(feature, device=device), key, event_dim=3, learn_std=False,
-                                     in_keys=in_keys)
-    return decoders
+        nets[key] = (CNNDecoder(feature, device=device), 1.0)
+    return nets
+
+
+def _decoders(nets: Mapping[str, tuple[nn.Module, float | None]], keys: LatentKeys) -> dict:
+    """The decoder nets as probabilistic modules on the next latents (:func:`make_decoder`)."""
+    in_keys = [keys.next("belief"), keys.next("state")]
+    return {key: make_decoder(net, key, event_dim=1 if isinstance(net, GaussianMLPDecoder) else 3,
+                              learn_std=fixed_std is None, in_keys=in_keys)
+            for key, (net, fixed_std) in nets.items()}
 
 
 def _plain_config(cfg: dict, variant: str, vector_dims, pixel_keys, action_dim: int, idm: bool, keys: LatentKeys) -> dict:
@@ -396,17 +377,6 @@ def _plain_config(cfg: dict, variant: str, vector_dims, pixel_keys, action_dim: 
     plain = {k: v for k, v in cfg.items() if v is None or isinstance(v, (bool, int, float, str))}
     return dict(plain, variant=variant, vector_dims=dict(vector_dims), pixel_keys=list(pixel_keys),
                 action_dim=action_dim, idm=idm, keys=keys.as_dict())
-
-
-def categorical_mode(logits: torch.Tensor) -> torch.Tensor:
-    """The likeliest class of each categorical of ``[..., N, K]`` logits as a flat one-hot state
-    ``[..., N * K]`` (categorical latents' counterpart of a Gaussian's mean).
-
-    Examples:
-        >>> categorical_mode(torch.tensor([[0.1, 2.0], [3.0, 0.0]]))
-        tensor([0., 1., 1., 0.])
-    """
-    return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype).flatten(-2)
 
 
 def _dreamerv3_world_model(cls, vector_dims, action_dim, pixel_keys, idm, device, cfg, keys) -> RSSMWorldModel:
@@ -444,10 +414,12 @@ def _dreamerv3_world_model(cls, vector_dims, action_dim, pixel_keys, idm, device
         out_keys=[keys.posterior_logits, keys.next("state")],
     )
     mlp = dict(hidden=cfg["hidden"], activation=cfg["activation"], norm=cfg["norm"], device=device)
-    decoders = _decoders(vector_dims, pixel_keys, state_dim + belief_dim, cfg, mlp, keys, device)
-    return cls(encoder, transition, posterior, decoders, None, None, observation_keys=observation_keys,
-               state_dim=state_dim, belief_dim=belief_dim, action_dim=action_dim, latent="categorical",
-               unimix=cfg["unimix"], keys=keys)
+    decoder_nets = _decoder_nets(vector_dims, pixel_keys, state_dim + belief_dim, cfg, mlp, device)
+    core = DreamerV3Core(enc, transition.module, posterior.module, decoder_nets, observation_keys=observation_keys,
+                         keys=keys, state_dim=state_dim, belief_dim=belief_dim, unimix=cfg["unimix"])
+    return cls(encoder, transition, posterior, _decoders(decoder_nets, keys), None, None,
+               observation_keys=observation_keys, state_dim=state_dim, belief_dim=belief_dim, action_dim=action_dim,
+               latent="categorical", unimix=cfg["unimix"], keys=keys, core=core)
 
 
 def _fmt(keys) -> str:

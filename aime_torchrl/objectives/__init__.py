@@ -5,13 +5,12 @@
 from aime_torchrl.objectives.aime import AIMELoss
 from aime_torchrl.objectives.bc import BCLoss
 from aime_torchrl.objectives.dynamics_ensemble import DynamicsEnsembleLoss
-from aime_torchrl.objectives.elbo import (
-    balanced_kl, categorical_kl, elbo_terms, free_nats_kl, gaussian_kl, latent_kl, LATENTS,
-)
+from aime_torchrl.objectives.functional import balanced_kl, categorical_kl, free_nats_kl, gaussian_kl, latent_kl, LATENTS
 from aime_torchrl.objectives.iidm import ForwardModelLoss, IIDMLoss
 from aime_torchrl.objectives.latent_action import LatentActionLoss
 from aime_torchrl.objectives.offline_policy import OfflinePolicyLoss
 from aime_torchrl.objectives.reward import RewardLoss
+from aime_torchrl.objectives.window_elbo import elbo_terms, window_elbo
 from aime_torchrl.objectives.world_model import LOSS_PRESETS, WorldModelLoss
 
 __all__ = [
@@ -29,6 +28,7 @@ __all__ = [
     "balanced_kl",
     "categorical_kl",
     "elbo_terms",
+    "window_elbo",
     "free_nats_kl",
     "gaussian_kl",
     "latent_kl",

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import copy
 
-import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import dispatch, TensorDictModuleBase
 from tensordict.utils import unravel_key
 from torch import nn
 from torchrl.envs.utils import ExplorationType
 
-from aime_torchrl.modules.filter_step import tanh_gaussian_net
 from aime_torchrl.modules.keys import LatentKeys
+from aime_torchrl.modules.policy import TanhGaussianActor
 from aime_torchrl.modules.world_model import RSSMWorldModel
-from aime_torchrl.objectives.elbo import ELBOLossBase, gaussian_kl
+from aime_torchrl.modules.latent import gaussian_kl
+from aime_torchrl.objectives.elbo import ELBOLossBase
 
 
 class AIMELoss(ELBOLossBase):
@@ -59,9 +59,8 @@ class AIMELoss(ELBOLossBase):
         idm_trainable (bool, optional): with ``use_idm``, also train the IDM on the demonstrations'
             ELBO (its parameters join the loss's). The reference keeps it frozen; then only the
             action KL has a gradient and ``loss_recon``/``loss_kl`` are not returned. Defaults to ``False``.
-        compile (bool or str, optional): ``torch.compile`` the ELBO when the world model is built of this
-            package's modules and the policy by :func:`~aime_torchrl.modules.make_policy` (other
-            modules run eagerly through their keys); a string is the compile mode
+        compile (bool or str, optional): ``torch.compile`` the window's ELBO on the world model's core with
+            the policy inside (:func:`~aime_torchrl.objectives.window_elbo.window_elbo`); a string is the compile mode
             (``"reduce-overhead"``: CUDA graphs). Defaults to ``False``.
 
     Returns a TensorDict with ``loss_recon`` (unless ``kl_only``) and ``loss_kl``, and the detached
@@ -107,9 +106,8 @@ class AIMELoss(ELBOLossBase):
                 f"The policy must write {keys.action!r} (world_model.keys.action), which the world model's transition "
                 f"reads; it writes {policy.out_keys}: make_policy(..., keys=world_model.keys)."
             )
-        net = tanh_gaussian_net(policy, keys)
-        if net is not None:
-            sizes = (net.mean[0].in_features, net.mean[-1].out_features)
+        if isinstance(policy, TanhGaussianActor):
+            sizes = (policy.feature_dim, policy.action_dim)
             if sizes != (world_model.feature_dim, world_model.action_dim):
                 raise ValueError(
                     f"The policy maps {sizes[0]} features to {sizes[1]} actions, but the world model has "
@@ -166,28 +164,19 @@ class AIMELoss(ELBOLossBase):
         world_model = self._frozen()
         keys = world_model.keys
         actor = _IDMActor(world_model.idm, self.policy, keys) if self.use_idm else self.policy
-        nets = world_model.plain_nets()
-        if nets is not None and not self.use_idm and tanh_gaussian_net(self.policy, keys) is not None:
-            out, actions = self._tensor_elbo(world_model, nets, tensordict, False, self.policy, self.kl_only)
-            return self._action_mse(out, tensordict, actions)
-        frames = world_model.to_frames(tensordict, with_actions=False)
-        frames = world_model(frames, policy=actor)
-        out = self._elbo(world_model, frames, kl_only=self.kl_only)
+        out, rows = self._window_terms(world_model, tensordict, with_actions=False, policy=actor, kl_only=self.kl_only)
         if self.use_idm:
-            rows = frames[..., 1:]  # row 0 keeps the zero action of the initial state
-            kl = gaussian_kl(rows.get(keys.idm_loc), rows.get(keys.idm_scale), rows.get(keys.loc), rows.get(keys.scale))
-            kl = kl.sum(-1).sum(-1).mean()
+            # row 0 keeps the zero action of the initial state
+            params = [rows["outputs"][unravel_key(k)][..., 1:, :] for k in (keys.idm_loc, keys.idm_scale, keys.loc,
+                                                                            keys.scale)]
+            kl = gaussian_kl(*params).sum(-1).sum(-1).mean()
             if not self.idm_trainable:  # nothing else has a gradient
                 out = out.exclude("loss_recon", "loss_kl")
             out.set("loss_action_kl", self.kl_scale * kl)
             out.set("action_kl", kl.detach())
-        return self._action_mse(out, tensordict, frames.get(keys.action))
-
-    def _action_mse(self, out: TensorDict, tensordict: TensorDictBase, actions: torch.Tensor) -> TensorDict:
-        """Logs how far the inferred actions of the frames are from the window's true ones, if any."""
         true_action = tensordict.get(self.tensor_keys.action, None)
-        if true_action is not None:
-            out.set("action_mse", (actions[..., 1:, :].detach() - true_action).pow(2).mean())
+        if true_action is not None:  # how far the inferred actions are from the window's true ones
+            out.set("action_mse", (rows["action"][..., 1:, :].detach() - true_action).pow(2).mean())
         return out
 
 

@@ -22,7 +22,7 @@ def _prediction_error(model: TensorDictModuleBase, td: TensorDictBase, keys: Seq
 
 class ForwardModelLoss(LossModule):
     """MSE (summed over the predicted sensors, mean over the batch) of a deterministic forward
-    model ``[enc(o_{t-k+1..t}), a_t] -> o_{t+1}`` on the embodiment data (spec section 5, IIDM).
+    model ``[enc(o_{t-k+1..t}), a_t] -> o_{t+1}`` on the embodiment data (the paper's IIDM baseline).
 
     Args:
         model (TensorDictModuleBase): reads ``("stack", key)`` and ``"action"``, writes the

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import dispatch
-from tensordict.utils import NestedKey
+from tensordict.utils import NestedKey, unravel_key
 
 from aime_torchrl.modules.latent_action import LatentActionWorldModel
 from aime_torchrl.modules.world_model import RSSMWorldModel
-from aime_torchrl.objectives.elbo import ELBOLossBase, free_nats_kl, gaussian_kl
+from aime_torchrl.modules.latent import gaussian_kl
+from aime_torchrl.objectives.elbo import ELBOLossBase
+from aime_torchrl.objectives.functional import free_nats_kl
 
 
 class LatentActionLoss(ELBOLossBase):
@@ -171,36 +173,42 @@ class LatentActionLoss(ELBOLossBase):
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         self._check_finite_once(tensordict)
         actions, labelled = self.labels(tensordict)
-        frames = self.model(self.model.to_frames(tensordict))
-        rows = frames[..., 1:]  # row t + 1 holds u_t, inferred from o_{t+1}; row 0 is the initial state's
-        keys = self.world_model.keys  # the frames' names (this loss's ``action`` is the window's)
-        q_loc, q_scale, sample = rows.get(keys.loc), rows.get(keys.scale), rows.get(keys.action)
         g_loc, g_scale = self.model.encode_actions(actions)
-        aligned = gaussian_kl(q_loc, q_scale, g_loc, g_scale)  # [B, T, U]
-        free = gaussian_kl(q_loc, q_scale, torch.zeros_like(q_loc), torch.ones_like(q_scale))
-        if self.alignment == "kl":
-            kl_u = torch.where(labelled.unsqueeze(-1), aligned, free)  # the ELBO's KL of u
-            weight = torch.where(labelled, self.alignment_scale, self.bottleneck_scale).unsqueeze(-1).to(kl_u.dtype)
-        else:  # every step's u has the bottleneck prior; g only reads the latent space q defines
-            kl_u, weight = free, self.bottleneck_scale
-            regression = (g_loc - q_loc.detach()).pow(2).sum(-1)
-        kl_opt = (weight * free_nats_kl(kl_u, self.latent_free_nats)).sum(-1)
-        # One ELBO: u's KL is optimised with the state's (the same dim-wise weight and kl_scale), row 0 has none.
-        out = self._elbo(self.world_model, frames, extra_kl=torch.cat([torch.zeros_like(kl_opt[..., :1]), kl_opt], -1))
-        kl_u, aligned = kl_u.sum(-1), aligned.sum(-1)
-        a_loc, a_scale = self.model.decode_params(sample)
+        keys = self.world_model.keys  # the frames' names (this loss's ``action`` is the window's)
+        terms = {}
+
+        def latent_action_kl(rows: dict) -> torch.Tensor:
+            """u's KL of every row, optimised with the state's; row t + 1 holds u_t, inferred from o_{t+1}
+            (row 0, the initial state's, has none)."""
+            q_loc, q_scale = (rows["outputs"][unravel_key(k)][..., 1:, :] for k in (keys.loc, keys.scale))
+            aligned = gaussian_kl(q_loc, q_scale, g_loc, g_scale)  # [B, T, U]
+            free = gaussian_kl(q_loc, q_scale, torch.zeros_like(q_loc), torch.ones_like(q_scale))
+            if self.alignment == "kl":
+                kl_u = torch.where(labelled.unsqueeze(-1), aligned, free)  # the ELBO's KL of u
+                weight = torch.where(labelled, self.alignment_scale, self.bottleneck_scale).unsqueeze(-1).to(kl_u.dtype)
+            else:  # every step's u has the bottleneck prior; g only reads the latent space q defines
+                kl_u, weight = free, self.bottleneck_scale
+                terms["regression"] = (g_loc - q_loc.detach()).pow(2).sum(-1)
+            terms.update(q_loc=q_loc, kl_u=kl_u.sum(-1), aligned=aligned.sum(-1))
+            kl_opt = (weight * free_nats_kl(kl_u, self.latent_free_nats)).sum(-1)
+            return torch.cat([torch.zeros_like(kl_opt[..., :1]), kl_opt], -1)
+
+        out, rows = self._window_terms(self.world_model, tensordict, with_actions=False, policy=self.model.inference,
+                                       extra_kl=latent_action_kl)
+        q_loc = terms["q_loc"]
+        a_loc, a_scale = self.model.decode_params(rows["action"][..., 1:, :])
         target = actions.clamp(-1, 1)
         nll = (((target - a_loc) / a_scale).pow(2) / 2 + a_scale.log() + math.log(2 * math.pi) / 2).sum(-1)
         mask = labelled.to(q_loc.dtype)
         count = mask.sum().clamp_min(1)
         loss_action = self.decoder_scale * (nll * mask).sum(-1).mean()
         if self.alignment == "regression":
-            loss_action = loss_action + self.alignment_scale * (regression * mask).sum(-1).mean()
+            loss_action = loss_action + self.alignment_scale * (terms["regression"] * mask).sum(-1).mean()
         out.set("loss_action", loss_action)
-        kl_u = kl_u.detach()
+        kl_u = terms["kl_u"].detach()
         out.set("elbo", out.get("elbo") - kl_u.sum(-1).mean())
         out.set("kl_latent_action", kl_u.sum(-1).mean())
-        out.set("alignment", (aligned.detach() * mask).sum() / count)
+        out.set("alignment", (terms["aligned"].detach() * mask).sum() / count)
         out.set("action_nll", (nll.detach() * mask).sum() / count)
         with torch.no_grad():
             decoded = self.model.decode(q_loc)

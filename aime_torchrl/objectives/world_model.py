@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import dispatch
+from tensordict.nn import dispatch, TensorDictModuleBase
 
 from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.world_model import RSSMWorldModel
 from aime_torchrl.objectives.elbo import ELBOLossBase
 
-#: The reference's phase-1 loss options for each world model preset (spec 3.1): pass them with
+#: The reference's phase-1 loss options for each world model preset (argmax-ai/aime): pass them with
 #: ``WorldModelLoss(wm, **LOSS_PRESETS["rssmo"])``. Phase 2 uses the true ELBO (no free nats).
 LOSS_PRESETS: dict[str, dict] = {
     "rssm": dict(nll_reweight="dim_wise", free_nats=0.0, kl_balance=None),
@@ -26,7 +26,7 @@ class WorldModelLoss(ELBOLossBase):
 
     For a window ``[B, T]`` (TorchRL layout: root o_t and ``action`` a_t, ``("next", o)``
     o_{t+1}) the model filters the T + 1 observations with the posterior from the zero state,
-    and every frame gets a reconstruction term and a KL term (spec section 3.3):
+    and every frame gets a reconstruction term and a KL term (as the reference):
 
         ELBO = mean_b sum_t [ sum_sensors log p(o_t | s_t, h_t) - KL(q(s_t | h_t, o_t) || p(s_t | h_t)) ]
 
@@ -41,9 +41,8 @@ class WorldModelLoss(ELBOLossBase):
         nll_reweight (str, optional): ``"dim_wise"`` (beta-NLL, the KL re-weighted by the mean
             decoder std, as the reference walker config) or ``"none"``. Defaults to ``"dim_wise"``.
 
-        compile (bool or str, optional): ``torch.compile`` the ELBO of world models built of this
-            package's modules (:meth:`~aime_torchrl.modules.RSSMWorldModel.plain_nets`; others run
-            eagerly through their keys), forward and backward; a string is the compile mode
+        compile (bool or str, optional): ``torch.compile`` the window's ELBO on the world model's core
+            (:func:`~aime_torchrl.objectives.window_elbo.window_elbo`), forward and backward; a string is the compile mode
             (``"reduce-overhead"``: CUDA graphs). The first steps pay the compilation. Defaults to ``False``.
 
     The defaults are the walker (RSSM) settings; :data:`LOSS_PRESETS` holds the cheetah (RSSMO) ones.
@@ -99,24 +98,19 @@ class WorldModelLoss(ELBOLossBase):
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         self._check_finite_once(tensordict)
-        nets = self.world_model.plain_nets()
-        if nets is not None and self.world_model.idm is None:
-            return self._tensor_elbo(self.world_model, nets, tensordict, True)[0]
-        frames = self.world_model.to_frames(tensordict, action_key=self.tensor_keys.action)
-        frames = self.world_model(frames)
-        out = self._elbo(self.world_model, frames)
+        out, rows = self._window_terms(self.world_model, tensordict, with_actions=True)
         if self.world_model.idm is not None:
-            out.set("loss_idm", idm_nll(self.world_model.idm, frames, self.world_model.keys))
+            out.set("loss_idm", idm_nll(self.world_model.idm, rows, self.world_model.keys))
         return out
 
 
-def idm_nll(idm, frames: TensorDictBase, keys: LatentKeys) -> torch.Tensor:
-    """The IDM's negative log-likelihood of the actions a_1..a_T of the frames (row 0's action is the
-    zero action of the initial state, not data), from detached inputs; sum over the batch, mean
-    over time. Actions are clamped to +-0.999 as in the reference."""
-    rows = frames[..., 1:]
-    inputs = TensorDict(
-        {key: rows.get(key).detach() for key in (keys.belief, keys.state, keys.encoded_latents)}, rows.batch_size
-    )
-    action = rows.get(keys.action).clamp(-0.999, 0.999)
+def idm_nll(idm: TensorDictModuleBase, rows: dict, keys: LatentKeys) -> torch.Tensor:
+    """The IDM's negative log-likelihood of the actions a_1..a_T of the filter's rows
+    (:meth:`~aime_torchrl.modules.core.WorldModelCore.observe`; row 0's action is the zero action of
+    the initial state, not data), from detached inputs; sum over the batch, mean over time. Actions
+    are clamped to +-0.999 as in the reference."""
+    inputs = {keys.belief: rows["belief"], keys.state: rows["state"], keys.encoded_latents: rows["embedding"]}
+    batch = rows["action"][..., 1:, 0].shape
+    inputs = TensorDict({key: value[..., 1:, :].detach() for key, value in inputs.items()}, batch)
+    action = rows["action"][..., 1:, :].clamp(-0.999, 0.999)
     return -idm.get_dist(inputs).log_prob(action).mean(-1).sum()

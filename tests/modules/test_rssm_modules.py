@@ -88,7 +88,7 @@ def test_policy_modes(device):
 
 
 def test_rssmo_structure_and_std_mappings():
-    """Spec 3.1/3.2: RSSMO layers (Linear -> LayerNorm -> SiLU), one-hidden-layer heads, std = 2 sigmoid(x/2) + 0.1."""
+    """The reference's RSSMO layers (Linear -> LayerNorm -> SiLU), one-hidden-layer heads, std = 2 sigmoid(x/2) + 0.1."""
     wm = RSSMWorldModel.from_config({"position": 8, "velocity": 9}, 6, variant="rssmo")
     assert (wm.belief_dim, wm.state_dim) == (512, 30)
     names = lambda m: [type(x).__name__ for x in m]  # noqa: E731

@@ -12,6 +12,7 @@ from torch.distributions import Categorical, kl_divergence
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from aime_torchrl import AIMELoss, make_policy, RSSMWorldModel, WorldModelLoss
+from aime_torchrl.modules import DreamerV3Core
 from aime_torchrl.objectives import categorical_kl, latent_kl
 from aime_torchrl.trainers import total_loss
 from conftest import make_window
@@ -52,7 +53,7 @@ def test_categorical_kl_is_torch_s_and_balancing_and_free_nats_shape_only_the_gr
 
 def test_both_losses_train_their_own_parameters_only():
     wm = v3_world_model()
-    assert wm.latent == "categorical" and wm.state_dim == 20 and wm.plain_nets() is None
+    assert wm.latent == "categorical" and wm.state_dim == 20 and isinstance(wm.core, DreamerV3Core)
     window = make_window(dims=DIMS, time=6)
     out = WorldModelLoss(wm, free_nats=1.0, kl_balance=0.8)(window)
     assert out["kl"] > 0 and torch.isfinite(out["elbo"])

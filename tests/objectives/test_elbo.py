@@ -135,7 +135,7 @@ class _Varying(nn.Module):
 
 
 def test_elbo_against_a_reference_computation():
-    """Several latent dims, stds that vary with (b, t, d): the formulas of spec 3.3, written out."""
+    """Several latent dims, stds that vary with (b, t, d): the reference's ELBO formulas, written out."""
     b, t, d = 2, 4, 3
     gen = torch.Generator().manual_seed(0)
     frames = TensorDict(

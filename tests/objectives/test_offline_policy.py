@@ -155,8 +155,17 @@ def test_the_reward_model_fits_rewards_of_the_next_latents():
     assert loss(batch)["loss_reward"].item() < 0.05 * first
 
 
-def test_imagination_needs_our_gaussian_rssm():
+def test_imagination_runs_on_any_core_and_needs_dreamer_env_names():
+    """TorchRL's DreamerV3 world model imagines through its own core (categorical states, one-hot samples);
+    latents renamed away from DreamerEnv's "state"/"belief" are refused naming them."""
     wm = RSSMWorldModel.from_config({"observation": 3}, 2, variant="dreamerv3", belief_dim=16, hidden=16, categoricals=2,
                                     classes=4, blocks=2, vector_encoder=16)
-    with pytest.raises(ValueError, match="needs a Gaussian RSSM of this package"):
-        make_imagination_env(wm, make_reward_model(wm, hidden=16))
+    env = make_imagination_env(wm, make_reward_model(wm, hidden=16))
+    start = TensorDict({"state": torch.zeros(5, wm.state_dim), "belief": torch.zeros(5, 16)}, [5])
+    with torch.no_grad():
+        imagined = env.rollout(3, auto_reset=False, tensordict=env.reset(start))
+    states = imagined["next", "state"].reshape(5, 3, 2, 4)
+    assert imagined["next", "reward"].shape == (5, 3, 1) and bool((states.sum(-1) == 1).all())
+    renamed = RSSMWorldModel.from_config({"observation": 3}, 2, keys=LatentKeys(state="z"), **SIZES)
+    with pytest.raises(ValueError, match="latents are named 'state' and 'belief'.*'z'"):
+        make_imagination_env(renamed, make_reward_model(renamed, hidden=16))

@@ -12,8 +12,7 @@ import torch
 from tensordict.utils import unravel_key
 
 from aime_torchrl import AIMELoss, make_policy, RSSMWorldModel, WorldModelLoss
-from aime_torchrl.modules import FilteringActor, LatentKeys
-from aime_torchrl.modules.filter_step import tanh_gaussian_net
+from aime_torchrl.modules import FilteringActor, LatentKeys, RSSMCore, TanhGaussianActor
 from aime_torchrl.trainers import total_loss
 from conftest import make_window
 
@@ -81,7 +80,7 @@ def test_renamed_keys_keep_the_fast_path_and_its_values():
     default = RSSMWorldModel.from_config(DIMS, 2, belief_dim=16, state_dim=6, hidden=16)
     default.load_state_dict(wm.state_dict())
     policy = make_policy(6, 16, 2, hidden=16, keys=wm.keys)
-    assert wm.plain_nets() is not None and tanh_gaussian_net(policy, wm.keys) is not None
+    assert isinstance(wm.core, RSSMCore) and isinstance(policy, TanhGaussianActor)
     default_policy = make_policy(6, 16, 2, hidden=16)
     default_policy.load_state_dict(policy.state_dict())
     window = make_window(dims=DIMS)

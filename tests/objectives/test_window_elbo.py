@@ -2,7 +2,7 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
-"""The tensor path of the losses: the same ELBO as the generic path, eager or compiled."""
+"""The window ELBO on a world model's core: the same on every core and on filtered frames, eager or compiled."""
 from __future__ import annotations
 
 import pytest
@@ -11,7 +11,8 @@ from tensordict import TensorDict
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from aime_torchrl import AIMELoss, make_policy, WorldModelLoss
-from aime_torchrl.modules.filter_step import policy_step, tanh_gaussian_net
+from aime_torchrl.modules import KeyedCore, RSSMCore, RSSMWorldModel
+from aime_torchrl.objectives import elbo_terms
 from aime_torchrl.trainers import total_loss
 
 from conftest import make_window, small_world_model
@@ -19,29 +20,42 @@ from conftest import make_window, small_world_model
 KEYS = ("elbo", "kl", "recon_observation", "loss_recon", "loss_kl")
 
 
+def _keyed_twin(wm: RSSMWorldModel) -> RSSMWorldModel:
+    """The same modules assembled without a core: they run through their keys (KeyedCore)."""
+    twin = RSSMWorldModel(wm.encoder, wm.transition, wm.posterior, dict(wm.decoders), wm.prior, None,
+                          observation_keys=wm.observation_keys, state_dim=wm.state_dim, belief_dim=wm.belief_dim,
+                          action_dim=wm.action_dim)
+    assert isinstance(twin.core, KeyedCore) and isinstance(wm.core, RSSMCore)
+    return twin
+
+
 def test_tensor_path_equals_the_keyed_path():
-    """Same seed, same noise: the fast ELBO equals the rollout through the TensorDict modules."""
+    """Same seed, same noise: the ELBO on our RSSM's core equals the one through the TensorDict modules'
+    keys (phase 1) and, on both cores, the one of the filtered frames (elbo_terms), both phases."""
     wm = small_world_model()
+    twin = _keyed_twin(wm)
     window = make_window(batch=4, time=6)
-    loss = WorldModelLoss(wm)
-    assert wm.plain_nets() is not None
     torch.manual_seed(1)
-    fast = loss(window)
+    fast = WorldModelLoss(wm)(window)
     torch.manual_seed(1)
-    keyed = loss._elbo(wm, wm(wm.to_frames(window)))
+    keyed = WorldModelLoss(twin)(window)
+    torch.manual_seed(1)
+    framed = elbo_terms(wm.decoders, wm(wm.to_frames(window)), nll_reweight="dim_wise")
     for key in KEYS:
         torch.testing.assert_close(fast[key], keyed[key], msg=key)
+        torch.testing.assert_close(fast[key], framed[key], msg=key)
 
     policy = make_policy(wm.state_dim, wm.belief_dim, 2, hidden=16)
-    torch.manual_seed(2)
-    fast = AIMELoss(wm, policy)(window)
-    torch.manual_seed(2)
-    with set_exploration_type(ExplorationType.RANDOM):
-        frames = wm(wm.to_frames(window, with_actions=False), policy=policy)
-    keyed = loss._elbo(wm, frames)
-    for key in KEYS:
-        torch.testing.assert_close(fast[key], keyed[key], msg=key)
-    torch.testing.assert_close(fast["action_mse"], (frames["action"][:, 1:] - window["action"]).pow(2).mean())
+    for model in (wm, twin):  # the keyed core samples inside its modules, in another order: each against its frames
+        torch.manual_seed(2)
+        fast = AIMELoss(model, policy)(window)
+        torch.manual_seed(2)
+        with set_exploration_type(ExplorationType.RANDOM):
+            frames = model(model.to_frames(window, with_actions=False), policy=policy)
+        framed = elbo_terms(model.decoders, frames, nll_reweight="dim_wise")
+        for key in KEYS:
+            torch.testing.assert_close(fast[key], framed[key], msg=key)
+        torch.testing.assert_close(fast["action_mse"], (frames["action"][:, 1:] - window["action"]).pow(2).mean())
 
 
 def test_policy_step_is_the_tanh_normal_sample():
@@ -51,11 +65,9 @@ def test_policy_step_is_the_tanh_normal_sample():
     with set_exploration_type(ExplorationType.RANDOM):
         sampled = policy(td.clone())["action"]
     torch.manual_seed(3)
-    action, _, _ = policy_step(tanh_gaussian_net(policy), (td["belief"], td["state"]), torch.randn(5, 3))
-    torch.testing.assert_close(action, sampled)
+    torch.testing.assert_close(policy.act(td.to_dict(), torch.randn(5, 3))["action"], sampled)
     with set_exploration_type(ExplorationType.DETERMINISTIC):
-        torch.testing.assert_close(policy_step(tanh_gaussian_net(policy), (td["belief"], td["state"]), None)[0],
-                                   policy(td.clone())["action"])
+        torch.testing.assert_close(policy.act(td.to_dict(), torch.zeros(5, 3))["action"], policy(td.clone())["action"])
 
 
 def _losses_and_grads(loss_module, params, window, seed):
