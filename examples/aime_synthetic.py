@@ -16,6 +16,7 @@
 
 The DeepMind Control walker pipeline (examples/aime_walker.py) follows the same steps.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,18 +28,24 @@ from aime_torchrl import AIMELoss, make_policy, RSSMWorldModel, WorldModelLoss
 from aime_torchrl.data import LinearControlSystem, make_window_buffer
 from aime_torchrl.trainers import resolve_device, train_offline
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+)
 parser.add_argument("--phase1-steps", type=int, default=600)
 parser.add_argument("--phase2-steps", type=int, default=600)
 parser.add_argument("--horizon", type=int, default=16)
 parser.add_argument("--batch-size", type=int, default=32)
 parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda, cuda:1, ...")
+parser.add_argument(
+    "--device", default="auto", help="auto (CUDA if there is one), cpu, cuda, cuda:1, ..."
+)
 parser.add_argument("--out", type=Path, default=Path("runs/aime_synthetic"))
 args = parser.parse_args()
 try:
-    device = resolve_device(args.device, key="--device")  # refused before anything runs when this machine lacks it
+    device = resolve_device(
+        args.device, key="--device"
+    )  # refused before anything runs when this machine lacks it
 except ValueError as error:
     parser.error(str(error))
 torch.manual_seed(args.seed)
@@ -52,7 +59,12 @@ demo_rb = make_window_buffer(demos, horizon=args.horizon, batch_size=args.batch_
 
 # --- phase 1: world model ---------------------------------------------------------------------
 world_model = RSSMWorldModel.from_config(
-    {"observation": system.obs_dim}, system.action_dim, belief_dim=64, state_dim=16, hidden=64, device=device
+    {"observation": system.obs_dim},
+    system.action_dim,
+    belief_dim=64,
+    state_dim=16,
+    hidden=64,
+    device=device,
 )
 train_offline(
     WorldModelLoss(world_model),
@@ -63,7 +75,9 @@ train_offline(
 )
 
 # --- phase 2: AIME, from observations only ------------------------------------------------------
-policy = make_policy(world_model.state_dim, world_model.belief_dim, system.action_dim, hidden=64, device=device)
+policy = make_policy(
+    world_model.state_dim, world_model.belief_dim, system.action_dim, hidden=64, device=device
+)
 aime_loss = AIMELoss(world_model, policy)
 held_out = [demo_rb.sample() for _ in range(8)]  # actions kept only to score the inference
 
@@ -87,8 +101,13 @@ mse_after, elbo_after = score()
 
 print("\n| metric | fresh policy | AIME policy |")
 print("|---|---|---|")
-print(f"| held-out demo windows: action MSE vs the hidden expert actions | {mse_before:.4f} | {mse_after:.4f} |")
+print(
+    f"| held-out demo windows: action MSE vs the hidden expert actions | {mse_before:.4f} | {mse_after:.4f} |"
+)
 print(f"| held-out demo windows: ELBO (nats per window) | {elbo_before:.1f} | {elbo_after:.1f} |")
 args.out.mkdir(parents=True, exist_ok=True)
-torch.save({"world_model": world_model.state_dict(), "policy": policy.state_dict()}, args.out / "checkpoint.pt")
+torch.save(
+    {"world_model": world_model.state_dict(), "policy": policy.state_dict()},
+    args.out / "checkpoint.pt",
+)
 print(f"saved {args.out / 'checkpoint.pt'}")

@@ -26,15 +26,14 @@ Writes ``scores.csv`` (one row per evaluation episode), ``table.md`` (next to th
 and ``figure.png`` (a panel per dataset -> task pair, averages in the last row and column);
 ``report_only=true`` writes them for the cells done so far, running nothing (the table says how many).
 """
+
 from __future__ import annotations
 
 import csv
 import json
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from pathlib import Path
@@ -45,6 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 from aime_torchrl.data import resolve_datasets
 from aime_torchrl.evaluation import plot_grid
 from aime_torchrl.trainers import check_config, RunLock
+from aime_torchrl.trainers.grid import GridStore, run_job
 
 EXAMPLES = Path(__file__).parent
 #: method -> (script, overrides, label in results.json)
@@ -58,15 +58,34 @@ METHODS = {
     "iidm": ("baselines.py", ["method=iidm"], "IIDM"),
 }
 #: The grid's options that change a cell's result: a store holds the cells of one setting of them.
-STORE_SETTINGS = ("embodiment", "embodiment_episodes", "num_demos", "eval_episodes", "aime_overrides", "baseline_overrides")
-LABELS = {"aime": "AIME", "aime_kl_only": "AIME (KL only)", "aime_recon_only": "AIME (recon only)", "aime_idm": "AIME + IDM",
-          "bco": "BCO(0)", "bc": "BC", "iidm": "IIDM"}
-#: The paper's walker MDP scores (% of the expert; the paper's Table 1): (dataset, task) -> (AIME, BCO(0)).
+STORE_SETTINGS = (
+    "embodiment",
+    "embodiment_episodes",
+    "num_demos",
+    "eval_episodes",
+    "aime_overrides",
+    "baseline_overrides",
+)
+LABELS = {
+    "aime": "AIME",
+    "aime_kl_only": "AIME (KL only)",
+    "aime_recon_only": "AIME (recon only)",
+    "aime_idm": "AIME + IDM",
+    "bco": "BCO(0)",
+    "bc": "BC",
+    "iidm": "IIDM",
+}
+#: The paper's walker MDP scores (% of the expert; the paper's Table 1): (dataset, task) -> (AIME,
+#: BCO(0)).
 PAPER_MDP = {
-    ("random", "stand"): (40.1, 57.1), ("random", "walk"): (17.6, 13.5),
-    ("stand", "stand"): (91.6, 94.1), ("stand", "walk"): (86.9, 89.6),
-    ("walk", "stand"): (92.3, 80.7), ("walk", "walk"): (81.8, 88.0),
-    ("mix", "stand"): (87.8, 87.8), ("mix", "walk"): (78.5, 89.2),
+    ("random", "stand"): (40.1, 57.1),
+    ("random", "walk"): (17.6, 13.5),
+    ("stand", "stand"): (91.6, 94.1),
+    ("stand", "walk"): (86.9, 89.6),
+    ("walk", "stand"): (92.3, 80.7),
+    ("walk", "walk"): (81.8, 88.0),
+    ("mix", "stand"): (87.8, 87.8),
+    ("mix", "walk"): (78.5, 89.2),
 }
 
 
@@ -76,79 +95,14 @@ def short(dataset: str) -> str:
     return parts[1] if len(parts) > 1 else dataset
 
 
-class Store:
-    """Copies of finished cells outside the run folder ``out``: a cell ``out/<path>`` is kept as
-    ``root/<path>/results.json`` and its wall time as ``root/<path>/wall.json``, each written whole
-    and then renamed (several grids may share a store: a cell's files are its own). A world model
-    keeps its wall time only (its weights are large, and a world model whose cells are all stored is
-    not needed again).
-
-    ``settings`` (the grid's options that change a cell's result) are kept in ``root/grid.json``;
-    a grid with other settings is refused, naming them, so that no cell of another grid counts as done.
-    """
-
-    def __init__(self, root: Path, out: Path, settings: dict) -> None:
-        self.root, self.out = root, out
-        kept = root / "grid.json"
-        if kept.exists():
-            before = json.loads(kept.read_text())
-            differ = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
-            if differ:
-                raise ValueError(f"store={root} holds the cells of a grid with other settings "
-                                 f"({', '.join(f'{k}: {a} there, {b} here' for k, (a, b) in differ.items())}): "
-                                 "pass another store, or the same settings.")
-        else:
-            root.mkdir(parents=True, exist_ok=True)
-            kept.write_text(json.dumps(settings, indent=1))
-
-    def restore(self, folder: Path) -> bool:
-        """Whether the cell is in the store; if so, its results are copied back into ``folder``."""
-        stored = self.root / folder.relative_to(self.out) / "results.json"
-        if not stored.exists():
-            return False
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(stored, folder / "results.json")
-        return True
-
-    def keep(self, folder: Path, wall: float | None, results: bool = True) -> None:
-        """Stores a finished job's results (a cell's; ``results=False`` for a world model) and wall time
-        (``None``: unknown, not stored)."""
-        target = self.root / folder.relative_to(self.out)
-        files = {"results.json": (folder / "results.json").read_text()} if results else {}
-        if wall is not None:
-            files["wall.json"] = json.dumps(wall)
-        for name, text in files.items():
-            target.mkdir(parents=True, exist_ok=True)
-            partial = target / f"{name}.tmp"
-            partial.write_text(text)
-            partial.replace(target / name)
-
-    def walls(self) -> dict[str, float]:
-        """The stored jobs' wall times (in seconds), by their path in the grid."""
-        return {f.parent.relative_to(self.root).as_posix(): json.loads(f.read_text()) for f in self.root.rglob("wall.json")}
-
-
-def run(command: list[str], folder: Path, done_file: str, store: Store | None = None) -> float | None:
-    """Runs one job (resuming it from its checkpoint if it has one); returns its wall time, or ``None``
-    when it resumed (the time of its earlier runs is unknown)."""
-    resumed = (folder / "checkpoint.pt").exists()
-    if resumed:
-        command = command + ["resume=true"]
-    folder.mkdir(parents=True, exist_ok=True)
-    tic = time.time()
-    with open(folder / "stdout.log", "w") as log:
-        finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
-    if finished.returncode:
-        raise RuntimeError(f"cell {folder} failed (exit {finished.returncode}); see {folder / 'stdout.log'}")
-    wall = None if resumed else time.time() - tic
-    if store is not None:
-        store.keep(folder, wall, results=done_file == "results.json")
-    return wall
-
-
-def check(cfg: DictConfig) -> None:  # the config, before anything runs (errors name the key and what is allowed)
-    check_config(cfg, positive=["parallel", "threads", "embodiment_episodes", "num_demos", "eval_episodes"],
-                 non_empty=["embodiments", "tasks", "methods", "setups", "seeds"])
+def check(
+    cfg: DictConfig,
+) -> None:  # the config, before anything runs (errors name the key and what is allowed)
+    check_config(
+        cfg,
+        positive=["parallel", "threads", "embodiment_episodes", "num_demos", "eval_episodes"],
+        non_empty=["embodiments", "tasks", "methods", "setups", "seeds"],
+    )
     unknown = set(cfg.methods) - set(METHODS)
     if unknown:
         raise ValueError(f"Unknown methods {sorted(unknown)}; choose from {sorted(METHODS)}.")
@@ -158,7 +112,9 @@ def check(cfg: DictConfig) -> None:  # the config, before anything runs (errors 
 def main(cfg: DictConfig) -> None:
     check(cfg)
     out = Path(hydra.utils.to_absolute_path(cfg.out_dir))
-    with nullcontext() if cfg.report_only else RunLock(out):  # one grid at a time in out (report_only runs nothing)
+    with (
+        nullcontext() if cfg.report_only else RunLock(out)
+    ):  # one grid at a time in out (report_only runs nothing)
         grid(cfg, out)
 
 
@@ -168,17 +124,30 @@ def grid(cfg: DictConfig, out: Path) -> None:
     # Build every dataset once here, so that no two cells build the same one.
     for images in sorted({setup == "visual" for setup in cfg.setups}):
         for dataset in cfg.embodiments:
-            resolve_datasets(dataset, root=cfg.data_root, num_episodes=cfg.embodiment_episodes, images=images)
+            resolve_datasets(
+                dataset, root=cfg.data_root, num_episodes=cfg.embodiment_episodes, images=images
+            )
         for task in cfg.tasks:
-            resolve_datasets(f"{cfg.embodiment}-{task}-expert", root=cfg.data_root, num_episodes=cfg.num_demos,
-                             images=images)
+            resolve_datasets(
+                f"{cfg.embodiment}-{task}-expert",
+                root=cfg.data_root,
+                num_episodes=cfg.num_demos,
+                images=images,
+            )
 
     episodes = "null" if cfg.embodiment_episodes is None else cfg.embodiment_episodes
-    common = [f"embodiment={cfg.embodiment}", f"data.num_demos={cfg.num_demos}", f"threads={cfg.threads}",
-              "progress=false", f"data.embodiment_episodes={episodes}"]
+    common = [
+        f"embodiment={cfg.embodiment}",
+        f"data.num_demos={cfg.num_demos}",
+        f"threads={cfg.threads}",
+        "progress=false",
+        f"data.embodiment_episodes={episodes}",
+    ]
     if cfg.data_root:
         common.append(f"data.root={cfg.data_root}")
-    aime_common = ["phase1.idm=true"] if "aime_idm" in cfg.methods else []  # one world model, with its IDM
+    aime_common = (
+        ["phase1.idm=true"] if "aime_idm" in cfg.methods else []
+    )  # one world model, with its IDM
     python = [sys.executable]
     jobs: dict[str, tuple[list[str], Path, str, str | None]] = {}
     cells = []  # (dataset, task, method, setup, seed, folder)
@@ -187,9 +156,19 @@ def grid(cfg: DictConfig, out: Path) -> None:
             for dataset in cfg.embodiments:
                 wm = out / "world_models" / f"{short(dataset)}-{setup}-seed{seed}"
                 if any(m.startswith("aime") for m in cfg.methods):
-                    args = [str(EXAMPLES / "aime_walker.py"), *common, f"data.embodiment={dataset}", f"task={cfg.tasks[0]}",
-                            f"setup={setup}", f"seed={seed}", "phase2.steps=0", "eval.episodes=0", f"out_dir={wm}",
-                            *aime_common, *cfg.aime_overrides]
+                    args = [
+                        str(EXAMPLES / "aime_walker.py"),
+                        *common,
+                        f"data.embodiment={dataset}",
+                        f"task={cfg.tasks[0]}",
+                        f"setup={setup}",
+                        f"seed={seed}",
+                        "phase2.steps=0",
+                        "eval.episodes=0",
+                        f"out_dir={wm}",
+                        *aime_common,
+                        *cfg.aime_overrides,
+                    ]
                     jobs[str(wm)] = (python + args, wm, "world_model.pt", None)
                 for task in cfg.tasks:
                     for method in cfg.methods:
@@ -197,24 +176,48 @@ def grid(cfg: DictConfig, out: Path) -> None:
                         if method == "bc":  # the oracle does not use the embodiment data
                             folder = out / "cells" / "bc" / f"{task}-{setup}-seed{seed}"
                         else:
-                            folder = out / "cells" / short(dataset) / task / f"{method}-{setup}-seed{seed}"
+                            folder = (
+                                out
+                                / "cells"
+                                / short(dataset)
+                                / task
+                                / f"{method}-{setup}-seed{seed}"
+                            )
                         cells.append((dataset, task, method, setup, seed, folder))
-                        args = [str(EXAMPLES / script), *common, *extra, f"data.embodiment={dataset}", f"task={task}",
-                                f"setup={setup}", f"seed={seed}", f"eval.episodes={cfg.eval_episodes}", f"out_dir={folder}"]
+                        args = [
+                            str(EXAMPLES / script),
+                            *common,
+                            *extra,
+                            f"data.embodiment={dataset}",
+                            f"task={task}",
+                            f"setup={setup}",
+                            f"seed={seed}",
+                            f"eval.episodes={cfg.eval_episodes}",
+                            f"out_dir={folder}",
+                        ]
                         if script == "aime_walker.py":
-                            args += [f"phase1.world_model={wm / 'world_model.pt'}", "eval.video=false", *aime_common,
-                                     *cfg.aime_overrides]
+                            args += [
+                                f"phase1.world_model={wm / 'world_model.pt'}",
+                                "eval.video=false",
+                                *aime_common,
+                                *cfg.aime_overrides,
+                            ]
                         else:
                             args += [*cfg.baseline_overrides]
                         needs = str(wm) if script == "aime_walker.py" else None
                         jobs.setdefault(str(folder), (python + args, folder, "results.json", needs))
 
-    walls_file = out / "walls.json"  # cells skipped now keep the wall time of the run that made them
+    walls_file = (
+        out / "walls.json"
+    )  # cells skipped now keep the wall time of the run that made them
     known = json.loads(walls_file.read_text()) if walls_file.exists() else {}
     store = None
     if cfg.store:
-        settings = {k: OmegaConf.to_container(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k] for k in STORE_SETTINGS}
-        store = Store(Path(hydra.utils.to_absolute_path(cfg.store)), out, settings)
+        settings = {
+            k: OmegaConf.to_container(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k]
+            for k in STORE_SETTINGS
+        }
+        store = GridStore(Path(hydra.utils.to_absolute_path(cfg.store)), out, settings)
     finished = set()
     stored_walls = store.walls() if store is not None else {}
     for name, (_, folder, done_file, _) in jobs.items():
@@ -231,22 +234,34 @@ def grid(cfg: DictConfig, out: Path) -> None:
             finished.add(name)
     needed = {needs for name, (_, _, _, needs) in jobs.items() if needs and name not in finished}
     # In the grid's order: each world model before its cells (jobs are listed so).
-    todo = [name for name in jobs if name not in finished and (name in needed or jobs[name][2] == "results.json")]
-    print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} done or not needed; "
-          + ("reporting the cells done (report_only=true)" if cfg.report_only else
-             f"running {len(todo)} ({cfg.parallel} at a time) in {out}"))
+    todo = [
+        name
+        for name in jobs
+        if name not in finished and (name in needed or jobs[name][2] == "results.json")
+    ]
+    print(
+        f"{len(jobs)} jobs, {len(jobs) - len(todo)} done or not needed; "
+        + (
+            "reporting the cells done (report_only=true)"
+            if cfg.report_only
+            else f"running {len(todo)} ({cfg.parallel} at a time) in {out}"
+        )
+    )
     walls, errors = {}, []
     pending = [] if cfg.report_only else todo
     running: dict[Future, str] = {}
     with ThreadPoolExecutor(cfg.parallel) as pool:
-        # The first jobs of ``pending`` that are ready: a cell starts once its world model is trained, so
+        # The first jobs of ``pending`` that are ready: a cell starts once its world model is
+        # trained, so
         # that world models of later datasets and cells without one fill the other lanes meanwhile.
         while pending or running:
             blocked = set(pending) | set(running.values())
-            for name in [n for n in pending if jobs[n][3] not in blocked][:cfg.parallel - len(running)]:
+            for name in [n for n in pending if jobs[n][3] not in blocked][
+                : cfg.parallel - len(running)
+            ]:
                 pending.remove(name)
                 command, folder, done_file, _ = jobs[name]
-                running[pool.submit(run, command, folder, done_file, store)] = name
+                running[pool.submit(run_job, command, folder, done_file, store)] = name
             for future in wait(running, return_when=FIRST_COMPLETED).done:
                 name = running.pop(future)
                 try:
@@ -259,9 +274,11 @@ def grid(cfg: DictConfig, out: Path) -> None:
     if errors:
         raise RuntimeError("\n".join(errors))
 
-    # --- collect -------------------------------------------------------------------------------------
+    # --- collect ----------------------------------------------------------------------------------
     rows, per_seed, per_episode = [], {}, {}
-    missing = {folder for *_, folder in cells if not (folder / "results.json").exists()}  # report_only: cells to do
+    missing = {
+        folder for *_, folder in cells if not (folder / "results.json").exists()
+    }  # report_only: cells to do
     pairs = {}  # the table's rows, in the grid's order, done or not
     for dataset, task, method, setup, seed, folder in cells:
         row = short(dataset) if len(cfg.setups) == 1 else f"{short(dataset)} ({setup})"
@@ -269,12 +286,24 @@ def grid(cfg: DictConfig, out: Path) -> None:
         if folder in missing:
             continue
         results = json.loads((folder / "results.json").read_text())
-        scores = [100 * r / results["expert_return"] for r in results[METHODS[method][2]]["returns"]]
+        scores = [
+            100 * r / results["expert_return"] for r in results[METHODS[method][2]]["returns"]
+        ]
         key = (row, task, LABELS[method])
         per_seed.setdefault(key, []).append(statistics.mean(scores))
         per_episode.setdefault(key, []).extend(scores)
-        rows += [dict(embodiment=dataset, task=task, method=LABELS[method], setup=setup, seed=seed, episode=i,
-                      score=s) for i, s in enumerate(scores)]
+        rows += [
+            dict(
+                embodiment=dataset,
+                task=task,
+                method=LABELS[method],
+                setup=setup,
+                seed=seed,
+                episode=i,
+                score=s,
+            )
+            for i, s in enumerate(scores)
+        ]
     if not rows:
         print("No cell is done yet: nothing to report.")
         return
@@ -288,8 +317,17 @@ def grid(cfg: DictConfig, out: Path) -> None:
     known.update({Path(k).relative_to(out).as_posix(): v for k, v in walls.items() if v})
     walls_file.write_text(json.dumps(known, indent=1))
     methods = [LABELS[m] for m in cfg.methods]
-    paper = "aime" in cfg.methods and "bco" in cfg.methods and cfg.embodiment == "walker" and list(cfg.setups) == ["mdp"]
-    header = "| embodiment -> demos | " + " | ".join(methods) + (" | paper AIME-MDP | paper BCO-MDP |" if paper else " |")
+    paper = (
+        "aime" in cfg.methods
+        and "bco" in cfg.methods
+        and cfg.embodiment == "walker"
+        and list(cfg.setups) == ["mdp"]
+    )
+    header = (
+        "| embodiment -> demos | "
+        + " | ".join(methods)
+        + (" | paper AIME-MDP | paper BCO-MDP |" if paper else " |")
+    )
     lines = [header, "|---" * (len(methods) + 1 + 2 * paper) + "|"]
     for dataset, task in pairs:
         cells_text = []
@@ -300,24 +338,40 @@ def grid(cfg: DictConfig, out: Path) -> None:
             elif len(values) == 1:
                 cells_text.append(f"{values[0]:.1f}")
             else:
-                cells_text.append(f"{statistics.mean(values):.1f} +- {statistics.pstdev(values):.1f}")
+                cells_text.append(
+                    f"{statistics.mean(values):.1f} +- {statistics.pstdev(values):.1f}"
+                )
         extra = []
         if paper:
-            extra = [f"{v:.1f}" for v in PAPER_MDP[(dataset, task)]] if (dataset, task) in PAPER_MDP else ["-", "-"]
+            extra = (
+                [f"{v:.1f}" for v in PAPER_MDP[(dataset, task)]]
+                if (dataset, task) in PAPER_MDP
+                else ["-", "-"]
+            )
         lines.append(f"| {dataset} -> {task} | " + " | ".join(cells_text + extra) + " |")
     means = [[statistics.mean(v) for k, v in per_seed.items() if k[2] == m] for m in methods]
-    lines.append("| **mean** | " + " | ".join(f"**{statistics.mean(v):.1f}**" if v else "-" for v in means)
-                 + (" | | |" if paper else " |"))
+    lines.append(
+        "| **mean** | "
+        + " | ".join(f"**{statistics.mean(v):.1f}**" if v else "-" for v in means)
+        + (" | | |" if paper else " |")
+    )
     seeds = f"{len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}"
-    note = (f"Mean score (% of the demonstrations' return) over {cfg.eval_episodes} evaluation episodes"
-            f"{', then mean +- std over ' + seeds if len(cfg.seeds) > 1 else ' (1 seed)'}.")
+    note = (
+        f"Mean score (% of the demonstrations' return) over {cfg.eval_episodes} evaluation episodes"
+        f"{', then mean +- std over ' + seeds if len(cfg.seeds) > 1 else ' (1 seed)'}."
+    )
     if missing:
-        note += (f" **Partial grid: {len(cells) - len(missing)} of {len(cells)} cells done** (- : none done; a cell's"
-                 " +- is over the seeds done; the means are over the cells done).")
+        note += (
+            f" **Partial grid: {len(cells) - len(missing)} of {len(cells)} cells done** (- : none done; a cell's"
+            " +- is over the seeds done; the means are over the cells done)."
+        )
     (out / "table.md").write_text("\n".join([note, "", *lines]) + "\n")
     # Error bars: over seeds, or over the evaluation episodes of the one seed.
-    plot_grid(per_seed if len(cfg.seeds) > 1 else per_episode, out / "figure.png",
-              title=f"{cfg.embodiment}, {', '.join(cfg.setups)}; {seeds}")
+    plot_grid(
+        per_seed if len(cfg.seeds) > 1 else per_episode,
+        out / "figure.png",
+        title=f"{cfg.embodiment}, {', '.join(cfg.setups)}; {seeds}",
+    )
     print("\n".join(lines))
     if cfg.publish:
         target = Path(hydra.utils.to_absolute_path(cfg.publish))

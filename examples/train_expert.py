@@ -18,6 +18,7 @@ Saves under ``out_dir``:
   atomic, never non-finite; written every ``checkpoint_every`` frames and on Ctrl-C or SIGTERM,
   at the end of the current episode; ``resume=true`` continues it).
 """
+
 from __future__ import annotations
 
 import csv
@@ -54,11 +55,27 @@ def make_expert_env(cfg: DictConfig, seed: int):
 
 @hydra.main(config_path="../configs", config_name="train_expert", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    check_config(cfg, positive=["total_frames", "batch_size", "hidden", "lr", "gamma", "tau", "eval_every", "eval_episodes",
-                                "checkpoint_every", "threads"], non_negative=["*"])  # before anything runs
+    check_config(
+        cfg,
+        positive=[
+            "total_frames",
+            "batch_size",
+            "hidden",
+            "lr",
+            "gamma",
+            "tau",
+            "eval_every",
+            "eval_episodes",
+            "checkpoint_every",
+            "threads",
+        ],
+        non_negative=["*"],
+    )  # before anything runs
     out = Path(hydra.utils.to_absolute_path(cfg.out_dir))
     buffer_dir = Path(hydra.utils.to_absolute_path(cfg.buffer_dir))
-    with RunLock(out), RunLock(buffer_dir, key="buffer_dir"):  # one process at a time in each (refused at once)
+    with RunLock(out), RunLock(
+        buffer_dir, key="buffer_dir"
+    ):  # one process at a time in each (refused at once)
         train(cfg, out, buffer_dir)
 
 
@@ -81,11 +98,15 @@ def train(cfg: DictConfig, out: Path, buffer_dir: Path) -> None:
         ),
         in_keys=["observation", "action"],
     )
-    loss = SACLoss(actor, qvalue, num_qvalue_nets=2, loss_function="l2", action_spec=train_env.action_spec)
+    loss = SACLoss(
+        actor, qvalue, num_qvalue_nets=2, loss_function="l2", action_spec=train_env.action_spec
+    )
     loss.make_value_estimator(gamma=cfg.gamma)
     target_update = SoftUpdate(loss, tau=cfg.tau)
     optimizer = torch.optim.Adam(loss.parameters(), lr=cfg.lr, fused=True)
-    replay = TensorDictReplayBuffer(storage=LazyTensorStorage(cfg.total_frames), batch_size=cfg.batch_size)
+    replay = TensorDictReplayBuffer(
+        storage=LazyTensorStorage(cfg.total_frames), batch_size=cfg.batch_size
+    )
 
     started, state_wall = time.time(), 0.0
     frames, episodes, curve = 0, 0, []
@@ -94,7 +115,12 @@ def train(cfg: DictConfig, out: Path, buffer_dir: Path) -> None:
         state = run.load()
         run.restore(state, modules={"loss": loss}, optimizers={"optimizer": optimizer})
         replay.extend(state["replay"])
-        frames, episodes, curve, state_wall = state["frames"], state["episodes"], state["curve"], state["wall_s"]
+        frames, episodes, curve, state_wall = (
+            state["frames"],
+            state["episodes"],
+            state["curve"],
+            state["wall_s"],
+        )
         print(f"resumed from {run.path} at {frames} frames")
     # Episodes beyond the checkpoint were collected after it: they will be collected again.
     for stale in buffer_dir.glob("*.npz"):
@@ -105,8 +131,18 @@ def train(cfg: DictConfig, out: Path, buffer_dir: Path) -> None:
         return
 
     def checkpoint() -> None:
-        run.save(OmegaConf.to_container(cfg), "sac", frames, modules={"loss": loss}, optimizers={"optimizer": optimizer},
-                 replay=replay[:], frames=frames, episodes=episodes, curve=curve, wall_s=time.time() - started + state_wall)
+        run.save(
+            OmegaConf.to_container(cfg),
+            "sac",
+            frames,
+            modules={"loss": loss},
+            optimizers={"optimizer": optimizer},
+            replay=replay[:],
+            frames=frames,
+            episodes=episodes,
+            curve=curve,
+            wall_s=time.time() - started + state_wall,
+        )
         torch.save(actor.state_dict(), out / "actor.pt")
         with open(out / "eval.csv", "w", newline="") as f:
             csv.writer(f).writerows([("frames", "mean_return", "std_return"), *curve])
@@ -120,13 +156,23 @@ def train(cfg: DictConfig, out: Path, buffer_dir: Path) -> None:
         init_random_frames=max(0, cfg.init_random_frames - frames),
         exploration_type=ExplorationType.RANDOM,
     )
-    logger = CSVLogger(exp_name="sac", log_dir=str(out / "logs"))  # scalars/<name>.csv, appended on resume
-    bar = tqdm(total=cfg.total_frames, initial=frames, desc=f"SAC {cfg.embodiment}-{cfg.task}", unit="frame")
+    logger = CSVLogger(
+        exp_name="sac", log_dir=str(out / "logs")
+    )  # scalars/<name>.csv, appended on resume
+    bar = tqdm(
+        total=cfg.total_frames,
+        initial=frames,
+        desc=f"SAC {cfg.embodiment}-{cfg.task}",
+        unit="frame",
+    )
     update_time, updates = 0.0, 0
     with deferred_interrupt() as interrupted:  # Ctrl-C or SIGTERM: the episode ends, a checkpoint, then stop
         for batch in collector:
             batch = batch.exclude("collector")
-            save_episode(buffer_dir / f"{episodes}.npz", td_to_episode(batch.exclude("observation", ("next", "observation"))))
+            save_episode(
+                buffer_dir / f"{episodes}.npz",
+                td_to_episode(batch.exclude("observation", ("next", "observation"))),
+            )
             replay.extend(batch)
             frames += batch.numel()
             episodes += 1
@@ -146,7 +192,10 @@ def train(cfg: DictConfig, out: Path, buffer_dir: Path) -> None:
             collector.update_policy_weights_()
             logger.log_scalar("train_return", batch["next", "reward"].sum().item(), step=frames)
             bar.update(batch.numel())
-            bar.set_postfix(ret=f"{batch['next', 'reward'].sum().item():.0f}", ups=f"{updates / max(update_time, 1e-9):.0f}")
+            bar.set_postfix(
+                ret=f"{batch['next', 'reward'].sum().item():.0f}",
+                ups=f"{updates / max(update_time, 1e-9):.0f}",
+            )
             if frames % cfg.eval_every < episode_len or frames >= cfg.total_frames:
                 returns = torch.tensor(episode_returns(actor, eval_env, cfg.eval_episodes))
                 mean, std = returns.mean().item(), returns.std().item()
@@ -158,14 +207,20 @@ def train(cfg: DictConfig, out: Path, buffer_dir: Path) -> None:
                 checkpoint()
             if stop:
                 collector.shutdown()
-                raise KeyboardInterrupt(f"interrupted at {frames} frames; resume=true continues from {run.path}")
+                raise KeyboardInterrupt(
+                    f"interrupted at {frames} frames; resume=true continues from {run.path}"
+                )
     collector.shutdown()
     bar.close()
     rate = updates / max(update_time, 1e-9)
     summary = {
-        "command": "python examples/train_expert.py " + " ".join(sys.argv[1:]), "seed": cfg.seed,
-        "frames": frames, "init_random_frames": cfg.init_random_frames, "updates_per_s": rate,
-        "wall_s": time.time() - started + state_wall, "final_eval": curve[-1],
+        "command": "python examples/train_expert.py " + " ".join(sys.argv[1:]),
+        "seed": cfg.seed,
+        "frames": frames,
+        "init_random_frames": cfg.init_random_frames,
+        "updates_per_s": rate,
+        "wall_s": time.time() - started + state_wall,
+        "final_eval": curve[-1],
     }
     (out / "run.json").write_text(json.dumps(summary, indent=1))
     print(f"updates/s {rate:.1f}; saved {out}")

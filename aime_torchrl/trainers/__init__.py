@@ -3,18 +3,20 @@
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
 from aime_torchrl.trainers.checkpoint import (
+    flat,
     load_checkpoint,
     load_module,
     rng_state,
     save_checkpoint,
     save_module,
+    RunCheckpoint,
     set_rng_state,
+    unflat,
 )
 from aime_torchrl.trainers.device import resolve_device
-from aime_torchrl.trainers.hydra_run import Run, start_run
+from aime_torchrl.trainers.hydra_run import check_config, Run, start_run
 from aime_torchrl.trainers.lock import RunLock, RunLockedError
 from aime_torchrl.trainers.offline import deferred_interrupt, OfflineLoop, total_loss, train_offline
-from aime_torchrl.trainers.run import check_config, RunCheckpoint
 from aime_torchrl.trainers.supervised import train_with_validation, validation_loss
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "RunLockedError",
     "check_config",
     "deferred_interrupt",
+    "flat",
     "load_checkpoint",
     "load_module",
     "resolve_device",
@@ -36,5 +39,6 @@ __all__ = [
     "total_loss",
     "train_offline",
     "train_with_validation",
+    "unflat",
     "validation_loss",
 ]

@@ -2,12 +2,14 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
-"""The run folder of a Hydra app: config, resumption, device, logger, checkpoints and lock in one place.
+"""The run folder of a Hydra app: config (checked: :func:`check_config`), resumption, device, logger,
+checkpoints and lock in one place.
 
 Hydra is an optional dependency (the ``examples`` extra): it is imported when a run starts.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -19,10 +21,10 @@ import torch
 from torch import nn
 from torchrl.record.loggers import get_logger, Logger
 
+from aime_torchrl.trainers.checkpoint import flat, RunCheckpoint
 from aime_torchrl.trainers.device import resolve_device
 from aime_torchrl.trainers.lock import RunLock
 from aime_torchrl.trainers.offline import OfflineLoop
-from aime_torchrl.trainers.run import RunCheckpoint
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -203,3 +205,56 @@ def start_run(
         logger.log_hparams(OmegaConf.to_container(cfg, resolve=True))
     print(f"run folder: {folder}")
     return Run(cfg, folder, checkpoint, device, logger, resumed, lock=lock)
+
+
+def check_config(
+    config: Mapping[str, Any],
+    *,
+    positive: Sequence[str] = (),
+    non_negative: Sequence[str] = (),
+    choices: Mapping[str, Sequence[Any]] | None = None,
+    non_empty: Sequence[str] = (),
+) -> None:
+    """Refuses a config before anything runs: every key of ``positive`` must be a number > 0, of
+    ``non_negative`` >= 0 (``None`` passes both: "not set"), of ``choices`` one of its values, and
+    of ``non_empty`` a list (or string) of at least one item; the error names the key, the value and
+    what is allowed (keys are dotted: ``"phase1.steps"``). Keys of ``positive`` and ``non_negative``
+    may be glob patterns (``"*.lr"``, ``"*"``): a pattern checks the numbers it matches and leaves
+    other values (strings, booleans, lists) alone; the first key or pattern that matches decides.
+
+    Examples:
+        >>> check_config({"phase1": {"steps": -3}}, non_negative=["phase1.steps"])
+        Traceback (most recent call last):
+        ...
+        ValueError: phase1.steps=-3: must be a number >= 0 (e.g. phase1.steps=0 skips it).
+        >>> check_config({"phase1": {"lr": 0.0, "name": "x"}}, positive=["*.lr"], non_negative=["*"])
+        Traceback (most recent call last):
+        ...
+        ValueError: phase1.lr=0.0: must be a number > 0.
+        >>> check_config({"setup": "foo"}, choices={"setup": ["mdp", "lpomdp", "visual"]})
+        Traceback (most recent call last):
+        ...
+        ValueError: setup='foo' is not one of 'mdp', 'lpomdp', 'visual'.
+        >>> check_config({"seeds": []}, non_empty=["seeds"])
+        Traceback (most recent call last):
+        ...
+        ValueError: seeds=[]: must list at least one value.
+    """
+    values = flat(config)
+    for key, allowed in (choices or {}).items():
+        if values.get(key) not in allowed:
+            raise ValueError(f"{key}={values.get(key)!r} is not one of {', '.join(repr(a) for a in allowed)}.")
+    for key in non_empty:
+        value = values.get(key)
+        if not isinstance(value, Sequence) or len(value) == 0:
+            raise ValueError(f"{key}={value!r}: must list at least one value.")
+    rules = [(pattern, "> 0") for pattern in positive] + [(pattern, ">= 0") for pattern in non_negative]
+    for key, value in values.items():
+        rule = next(((pattern, low) for pattern, low in rules if fnmatch.fnmatchcase(key, pattern)), None)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if rule is None or value is None or (not number and rule[0] != key):
+            continue
+        low = rule[1]
+        if not number or not (value > 0 if low == "> 0" else value >= 0):
+            hint = f" (e.g. {key}=0 skips it)" if low == ">= 0" and key.endswith("steps") else ""
+            raise ValueError(f"{key}={value!r}: must be a number {low}{hint}.")

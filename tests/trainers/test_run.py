@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from aime_torchrl.trainers import check_config, RunCheckpoint
-from aime_torchrl.trainers.checkpoint import flat
-from aime_torchrl.trainers.run import unflat
+from aime_torchrl.trainers import flat, unflat
 
 
 def test_a_non_finite_state_is_refused_and_the_last_finite_checkpoint_kept(tmp_path):
