@@ -102,7 +102,8 @@ mse_after, elbo_after = score()
 print("\n| metric | fresh policy | AIME policy |")
 print("|---|---|---|")
 print(
-    f"| held-out demo windows: action MSE vs the hidden expert actions | {mse_before:.4f} | {mse_after:.4f} |"
+    "| held-out demo windows: action MSE vs the hidden expert actions | "
+    f"{mse_before:.4f} | {mse_after:.4f} |"
 )
 print(f"| held-out demo windows: ELBO (nats per window) | {elbo_before:.1f} | {elbo_after:.1f} |")
 args.out.mkdir(parents=True, exist_ok=True)

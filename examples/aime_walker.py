@@ -4,9 +4,9 @@
 # LICENSE file in the root directory of this source tree.
 """AIME end to end on DeepMind Control: zero-shot imitation from observations with a world model.
 
-    python examples/aime_walker.py                                   # quick profile, CPU, ~13 min on 2 cores
+    python examples/aime_walker.py              # quick profile, CPU, ~13 min on 2 cores
     python examples/aime_walker.py profile=paper data.embodiment=<folder> data.demos=<folder>
-    python examples/aime_walker.py resume=true out_dir=<a run folder>  # continue a run (after Ctrl-C, SIGTERM)
+    python examples/aime_walker.py resume=true out_dir=<a run folder>  # continue (Ctrl-C, SIGTERM)
 
 Data -> phase 1: the world model maximises the ELBO of the embodiment data -> phase 2: frozen model,
 a policy in the posterior rollout maximises the ELBO of the demonstrations' observations ->
@@ -177,7 +177,7 @@ def main(cfg: DictConfig) -> dict:
     else:
         run.restore("phase2", {"world_model": world_model})
 
-    # --- diagnostics (measured on fixed windows, never trained on): does the model explain the demos?
+    # --- diagnostics (on fixed windows, never trained on): does the model explain the demos?
     diagnostics, measure = {}, ImitationDiagnostics(
         demos,
         embodiment_data,
@@ -273,7 +273,8 @@ def main(cfg: DictConfig) -> dict:
             **common,
         )
         for step in loop:
-            with loop.autocast():  # the demonstrations' observations only: AIME never sees their actions
+            # the demonstrations' observations only: AIME never sees their actions
+            with loop.autocast():
                 losses = aime_loss(demos.sample().exclude("action").to(device))
             loop.backward(losses)  # through the frozen model into the policy
             optimizer.step()

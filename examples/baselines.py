@@ -90,7 +90,8 @@ def main(cfg: DictConfig) -> dict:
     frames = cfg.frames or (1 if cfg.setup == "mdp" else 5)
 
     def split(spec, episodes: int | None, purpose: str) -> tuple[AIMEDataset, list, AIMEDataset]:
-        """Training windows and fixed validation batches from disjoint episodes, and the whole dataset."""
+        """Training windows and fixed validation batches from disjoint episodes, and the whole
+        dataset."""
         spec = (
             list(spec) if OmegaConf.is_list(spec) else spec
         )  # names, or folders relative to the launch dir
@@ -115,7 +116,8 @@ def main(cfg: DictConfig) -> dict:
         total = whole.num_episodes
         if total < 2:
             raise ValueError(
-                f"{purpose}: {total} episode(s); a split into training and validation needs 2 or more."
+                f"{purpose}: {total} episode(s); a split into training and validation needs 2 "
+                "or more."
             )
         order = torch.randperm(total, generator=torch.Generator().manual_seed(cfg.seed)).tolist()
         held_out = min(total - 1, max(1, round(cfg.data.validation * total)))

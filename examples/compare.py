@@ -4,7 +4,7 @@
 # LICENSE file in the root directory of this source tree.
 """The paper's comparison (Figure 2): AIME against BCO(0) and BC over a grid of datasets.
 
-    python examples/compare.py                                  # walker, mdp, 4 x 2 x 3, seed 0 (CPU, ~1 h)
+    python examples/compare.py             # walker, mdp, 4 x 2 x 3, seed 0 (CPU, ~1 h)
     python examples/compare.py seeds=[0,1,2] publish=docs/compare
     python examples/compare.py methods=[aime,aime_kl_only,aime_recon_only] embodiments=[walker-mix]
 
@@ -24,7 +24,8 @@ after its run folder is lost; grids of other seeds may run at the same time into
 
 Writes ``scores.csv`` (one row per evaluation episode), ``table.md`` (next to the paper's numbers)
 and ``figure.png`` (a panel per dataset -> task pair, averages in the last row and column);
-``report_only=true`` writes them for the cells done so far, running nothing (the table says how many).
+``report_only=true`` writes them for the cells done so far, running nothing (the table says how
+many).
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ def main(cfg: DictConfig) -> None:
 
 
 def grid(cfg: DictConfig, out: Path) -> None:
-    """Runs the jobs of the grid not done yet, then writes its report (see the module's docstring)."""
+    """Runs the jobs of the grid not done yet, then writes its report (see the module's
+    docstring)."""
     out.mkdir(parents=True, exist_ok=True)
     # Build every dataset once here, so that no two cells build the same one.
     for images in sorted({setup == "visual" for setup in cfg.setups}):
@@ -362,7 +364,8 @@ def grid(cfg: DictConfig, out: Path) -> None:
     )
     if missing:
         note += (
-            f" **Partial grid: {len(cells) - len(missing)} of {len(cells)} cells done** (- : none done; a cell's"
+            f" **Partial grid: {len(cells) - len(missing)} of {len(cells)} cells done** "
+            "(- : none done; a cell's"
             " +- is over the seeds done; the means are over the cells done)."
         )
     (out / "table.md").write_text("\n".join([note, "", *lines]) + "\n")

@@ -4,15 +4,17 @@
 # LICENSE file in the root directory of this source tree.
 """What budget buys what in cross-task imitation: AIME over a grid of budgets, with its diagnostics.
 
-    python examples/imitation_study.py                                   # quick + phase1_10k, 2 cells, 3 seeds
+    python examples/imitation_study.py          # quick + phase1_10k, 2 cells, 3 seeds
     python examples/imitation_study.py run=[phase2_10k,demos_50] seeds=[0]
     python examples/imitation_study.py "demos='/data/walker-{task}-expert'" \\
-        'cells=[[/data/walker-stand-buffer,walk],[/data/walker-walk-buffer,stand]]' publish=docs/imitation_study
+        'cells=[[/data/walker-stand-buffer,walk],[/data/walker-walk-buffer,stand]]' \\
+        publish=docs/imitation_study
 
 Every cell (variant x embodiment dataset -> task x seed) is one run of examples/aime_walker.py (its
-quick profile plus the variant's overrides) in ``out_dir/cells/<variant>/<dataset>-<task>-seed<seed>``;
-done cells are skipped and interrupted ones resume (compare.py's runner). The report covers every
-cell found under ``out_dir``, so variants run on different days share one table:
+quick profile plus the variant's overrides) in
+``out_dir/cells/<variant>/<dataset>-<task>-seed<seed>``; done cells are skipped and interrupted
+ones resume (the library's grid runner). The report covers every cell found under ``out_dir``, so
+variants run on different days share one table:
 
 * ``table.md``: per variant and cell, the AIME score (% of the demonstrations' return; mean +- std
   over seeds), the diagnostics aime_walker.py saves (how well the world model explains the
@@ -91,7 +93,8 @@ def check(
     unknown = set(cfg.run) - set(cfg.variants)
     if unknown:
         raise ValueError(
-            f"run lists unknown variants {sorted(unknown)}; the config's variants are {sorted(cfg.variants)}."
+            f"run lists unknown variants {sorted(unknown)}; the config's variants are "
+            f"{sorted(cfg.variants)}."
         )
 
 
@@ -104,7 +107,8 @@ def main(cfg: DictConfig) -> None:
 
 
 def study(cfg: DictConfig, out: Path) -> None:
-    """Runs the cells not done yet, then reports every run found under ``out`` (see the module's docstring)."""
+    """Runs the cells not done yet, then reports every run found under ``out`` (see the module's
+    docstring)."""
     common = [
         f"threads={cfg.threads}",
         "progress=false",
@@ -136,7 +140,8 @@ def study(cfg: DictConfig, out: Path) -> None:
                 jobs.append((command, folder))
     todo = [folder for _, folder in jobs if not (folder / "results.json").exists()]
     print(
-        f"{len(jobs)} runs, {len(jobs) - len(todo)} already done; running {len(todo)} ({cfg.parallel} at a time) in {out}"
+        f"{len(jobs)} runs, {len(jobs) - len(todo)} already done; running {len(todo)} "
+        f"({cfg.parallel} at a time) in {out}"
     )
     walls_file = out / "walls.json"  # runs skipped now keep the wall time of the run that made them
     walls = json.loads(walls_file.read_text()) if walls_file.exists() else {}
@@ -153,9 +158,9 @@ def study(cfg: DictConfig, out: Path) -> None:
                 print(f"done in {wall / 60:.1f} min: {folder.relative_to(out)}", flush=True)
 
     # --- report: every run found under out_dir ----------------------------------------------------
-    coverage = (
-        {}
-    )  # (embodiment folders, demonstration folders) -> how far the demonstrations' states are from the data's
+    # (embodiment folders, demonstration folders) -> how far the demonstrations' states are from the
+    # data's
+    coverage = {}
 
     def state_distance(results: dict) -> float:
         key = (tuple(results["embodiment_dataset"]), tuple(results["demos"]))
@@ -200,8 +205,9 @@ def study(cfg: DictConfig, out: Path) -> None:
         writer.writerows(runs)
     order = list(cfg.variants) + sorted({r["variant"] for r in runs} - set(cfg.variants))
     lines = [
-        "| variant | embodiment -> demos | seeds | AIME score | demos' distance to the data | inferred-action MSE | "
-        "ELBO: demos / own data | open-loop MSE: demos / own data | wall (min) |",
+        "| variant | embodiment -> demos | seeds | AIME score | demos' distance to the data | "
+        "inferred-action MSE | ELBO: demos / own data | open-loop MSE: demos / own data | "
+        "wall (min) |",
         "|---" * 9 + "|",
     ]
     per_seed = {}
@@ -215,20 +221,25 @@ def study(cfg: DictConfig, out: Path) -> None:
             def col(key: str, digits: int = 1) -> str:
                 return mean_std([r[key] for r in mine], digits)
 
+            seeds = ",".join(str(r["seed"]) for r in mine)
             lines.append(
-                f"| {variant} | {cell} | {','.join(str(r['seed']) for r in mine)} | {col('score')} | "
+                f"| {variant} | {cell} | {seeds} | {col('score')} | "
                 f"{col('state_distance', 2)} | {col('action_mse', 3)} | "
                 f"{col('demos_elbo', 0)} / {col('embodiment_elbo', 0)} | "
-                f"{col('demos_open_loop_mse', 3)} / {col('embodiment_open_loop_mse', 3)} | {col('wall_min')} |"
+                f"{col('demos_open_loop_mse', 3)} / {col('embodiment_open_loop_mse', 3)} | "
+                f"{col('wall_min')} |"
             )
     note = (
-        f"AIME score: % of the demonstrations' return over {cfg.eval_episodes} evaluation episodes, mean +- std over "
-        "the seeds listed. Diagnostics (examples/aime_walker.py, diagnostics.batches windows of the demonstrations, "
-        "with their true actions for measuring only): the world model's ELBO per window and open-loop MSE (5 "
-        "context frames) on the demonstrations next to its own embodiment data, before phase 2; the MSE of the "
-        "policy's actions in the posterior rollout of the demonstrations against their true actions, after phase 2. "
-        "Demos' distance to the data: median over demonstration frames of the distance to the nearest embodiment-data "
-        f"frame ({', '.join(cfg.coverage_sensors)}, standardised by the data; evaluation.state_coverage)."
+        f"AIME score: % of the demonstrations' return over {cfg.eval_episodes} evaluation "
+        "episodes, mean +- std over the seeds listed. Diagnostics (examples/aime_walker.py, "
+        "diagnostics.batches windows of the demonstrations, with their true actions for measuring "
+        "only): the world model's ELBO per window and open-loop MSE (5 context frames) on the "
+        "demonstrations next to its own embodiment data, before phase 2; the MSE of the policy's "
+        "actions in the posterior rollout of the demonstrations against their true actions, after "
+        "phase 2. Demos' distance to the data: median over demonstration frames of the distance to "
+        f"the nearest embodiment-data frame ({', '.join(cfg.coverage_sensors)}, standardised by "
+        "the "
+        "data; evaluation.state_coverage)."
     )
     (out / "table.md").write_text("\n".join([note, "", *lines]) + "\n")
     plot_grid(per_seed, out / "figure.png", title="AIME score by budget (bars: mean over seeds)")

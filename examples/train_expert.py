@@ -9,8 +9,8 @@
 Saves under ``out_dir``:
 - ``actor.pt``: the actor's weights (load with ``aime_torchrl.experts``);
 - ``buffer_dir`` (default ``$AIME_TORCHRL_DATA/<embodiment>-<task>-buffer``, where the dataset
-  builder finds it; ``AIME_TORCHRL_DATA`` defaults to ``~/.cache/aime_torchrl``): every episode the agent
-  collected, in the official AIME npz format with physics states (the paper's "task buffer"
+  builder finds it; ``AIME_TORCHRL_DATA`` defaults to ``~/.cache/aime_torchrl``): every episode the
+  agent collected, in the official AIME npz format with physics states (the paper's "task buffer"
   embodiment datasets), written as they come;
 - ``eval.csv``: the evaluation curve (frames, mean and std of the deterministic return), and
   ``logs/``: TorchRL CSVLogger scalars (losses, alpha, entropy, train and eval returns);
@@ -80,7 +80,8 @@ def main(cfg: DictConfig) -> None:
 
 
 def train(cfg: DictConfig, out: Path, buffer_dir: Path) -> None:
-    """SAC into ``out`` and ``buffer_dir`` (resuming from ``out``'s checkpoint with ``resume=true``)."""
+    """SAC into ``out`` and ``buffer_dir`` (resuming from ``out``'s checkpoint with
+    ``resume=true``)."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     buffer_dir.mkdir(parents=True, exist_ok=True)
@@ -166,7 +167,8 @@ def train(cfg: DictConfig, out: Path, buffer_dir: Path) -> None:
         unit="frame",
     )
     update_time, updates = 0.0, 0
-    with deferred_interrupt() as interrupted:  # Ctrl-C or SIGTERM: the episode ends, a checkpoint, then stop
+    # Ctrl-C or SIGTERM: the episode ends, a checkpoint, then stop
+    with deferred_interrupt() as interrupted:
         for batch in collector:
             batch = batch.exclude("collector")
             save_episode(
