@@ -19,6 +19,23 @@ from aime_torchrl.modules import RSSMWorldModel  # noqa: E402
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
+#: What ``-m "not slow"`` leaves out (CI runs everything): the examples' and the README's command-line runs,
+#: the end-to-end runs, what builds datasets, runs DeepMind Control or kills processes, and compilation.
+SLOW = ("tests/examples/", "tests/test_end_to_end.py", "tests/test_latent_action_end_to_end.py", "tests/test_readme.py",
+        "tests/envs/", "tests/experts/", "tests/data/test_builder.py", "tests/evaluation/test_evaluation.py",
+        "tests/trainers/test_checkpoint.py", "tests/trainers/test_lock.py",
+        "tests/objectives/test_window_elbo.py::test_compiled_equals_eager", "aime_torchrl/envs/",
+        "aime_torchrl/experts/", "aime_torchrl/evaluation/rollouts.py", "aime_torchrl/evaluation/video.py",
+        "aime_torchrl/data/collect.py", "aime_torchrl/data/builder.py", "aime_torchrl/modules/filter_actor.py",
+        "aime_torchrl/modules/latent_action_actor.py", "aime_torchrl/modules/frame_stack.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
+
+
 DEVICES = [
     "cpu",
     pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")),

@@ -26,8 +26,8 @@ def posterior_latents(
     ``"state"``: the world model's key names), those after o_{t+1} and the reward r_t under
     ``"next"``, and the behaviour's action from o_t under ``"behaviour_action"``: the episode's
     action a_t for an action-conditioned world model (which reads the episodes' ``"action"``), the
-    mean of the inferred latent action q(u_t | h_t, s_t, e_{t+1}) for a
-    :class:`~aime_torchrl.modules.LatentActionWorldModel` (which never reads actions). Every
+    mean action of the inverse model q(a_t | h_t, s_t, e_{t+1}) for a
+    :class:`~aime_torchrl.modules.LatentActionWorldModel` (which never reads actions here). Every
     posterior state is a sample, drawn from a generator seeded with ``seed`` (the same latents for
     the same model and data); ``chunk`` episodes are filtered at a time.
 
@@ -54,7 +54,7 @@ def posterior_latents(
             window = episodes[start:start + chunk].to(device)
             frames = world_model(world_model.to_frames(window))  # row k: the latents after o_k; row k + 1: a_k / u_k
             after = frames.get(keys.next("belief")), frames.get(keys.next("state"))
-            behaviour = frames.get(keys.loc)[:, 1:] if latent else window.get("action")
+            behaviour = frames.get(keys.loc)[:, 1:].tanh() if latent else window.get("action")  # q's mean action
             out.append(TensorDict({
                 keys.belief: after[0][:, :-1], keys.state: after[1][:, :-1],
                 keys.next("belief"): after[0][:, 1:], keys.next("state"): after[1][:, 1:],

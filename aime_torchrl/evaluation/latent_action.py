@@ -25,13 +25,13 @@ def latent_action_diagnostics(
     are only compared with, never trained on), averaged over ``windows``:
 
     * ``open_loop_mse``: the open-loop prediction error (:func:`~aime_torchrl.evaluation.open_loop_errors`)
-      of the model driven by the windows' real actions through the action encoder (g's mean), the
-      number to set against an action-conditioned world model's;
-    * ``open_loop_mse_inferred``: the same, driven by the latent actions the inference model infers
-      from the windows' observations (q's mean): the dynamics without the alignment, and an
-      optimistic bound, since each u_t is inferred from the very frame o_{t+1} it then predicts;
-    * ``decoded_action_r2`` and ``decoded_action_mse``: the action decoder's mean for the inferred
-      latent actions against the real actions (R^2 over all steps and dimensions).
+      of the model driven by the windows' real actions through the action encoder g, the number to set
+      against an action-conditioned world model's;
+    * ``open_loop_mse_inferred``: the same, driven by g of the actions the inverse model infers from the
+      windows' observations (q's mean action): an optimistic bound, since each a_t is inferred from the
+      very frame o_{t+1} it then predicts;
+    * ``inferred_action_r2`` and ``inferred_action_mse``: q's mean actions, inferred from the
+      observations alone, against the real actions (R^2 over all steps and dimensions).
 
     The real actions are read from ``action_key``.
 
@@ -42,7 +42,7 @@ def latent_action_diagnostics(
         >>> window = TensorDict({"observation": torch.randn(3, 10, 4), "action": torch.rand(3, 10, 2),
         ...     ("next", "observation"): torch.randn(3, 10, 4)}, [3, 10])
         >>> sorted(latent_action_diagnostics(model, [window]))
-        ['decoded_action_mse', 'decoded_action_r2', 'open_loop_mse', 'open_loop_mse_inferred']
+        ['inferred_action_mse', 'inferred_action_r2', 'open_loop_mse', 'open_loop_mse_inferred']
     """
     if not windows:
         raise ValueError("latent_action_diagnostics needs at least one window.")
@@ -53,12 +53,12 @@ def latent_action_diagnostics(
         for window in windows:
             driven += open_loop_errors(model.world_model, model.with_encoded_actions(window, action_key),
                                        context=context)["open_loop_mse"].item()
-            rows = model(model.to_frames(window))[..., 1:]
-            q_mean = rows.get(keys.loc)
-            with_inferred = window.clone(False).set(keys.action, q_mean)
-            inferred += open_loop_errors(model.world_model, with_inferred, context=context)["open_loop_mse"].item()
+            inferred_actions = model(model.to_frames(window))[..., 1:].get(keys.loc).tanh()  # q's mean action
+            with_inferred = window.clone(False).set(action_key, inferred_actions)
+            inferred += open_loop_errors(model.world_model, model.with_encoded_actions(with_inferred, action_key),
+                                         context=context)["open_loop_mse"].item()
             true = window.get(action_key).clamp(-1, 1)
-            squared += (model.decode(q_mean) - true).pow(2).sum().item()
+            squared += (inferred_actions - true).pow(2).sum().item()
             count += true.numel()
             actions.append(true.reshape(-1, true.shape[-1]))
     actions = torch.cat(actions)
@@ -66,8 +66,8 @@ def latent_action_diagnostics(
     return {
         "open_loop_mse": driven / len(windows),
         "open_loop_mse_inferred": inferred / len(windows),
-        "decoded_action_r2": 1 - squared / total,
-        "decoded_action_mse": squared / count,
+        "inferred_action_r2": 1 - squared / total,
+        "inferred_action_mse": squared / count,
     }
 
 
@@ -81,7 +81,7 @@ def label_efficiency_report(runs: Sequence[Mapping[str, Mapping]], folder: str |
 
     Args:
         runs: one mapping per seed, ``"<model>@<fraction>" -> {"model", "fraction", "labelled_episodes",
-            "open_loop_mse", ...}`` (``decoded_action_r2`` for the latent model), as
+            "open_loop_mse", ...}`` (``inferred_action_r2`` for the latent model), as
             ``examples/lawm_walker.py`` writes to ``models.json``. The action-conditioned model on every
             label (``labelled_only`` at fraction 1) is the reference of the ratios.
 
@@ -114,13 +114,13 @@ def label_efficiency_report(runs: Sequence[Mapping[str, Mapping]], folder: str |
         return [a["open_loop_mse"] / b["open_loop_mse"] for a, b in pairs if a and b]
 
     lines = [f"Held-out open-loop MSE driven by the true actions (mean +- std over {len(runs)} seed(s)); the latent "
-             "model's decoded inferred latent actions against the true actions (R^2).", "",
+             "model's inferred actions (from the observations alone) against the true actions (R^2).", "",
              "| labelled (episodes) | latent-action model | RSSM, labelled only | RSSM, IDM pseudo-labels | latent / labelled "
-             "only | latent / all labels | decoded R^2 |", "|---|---|---|---|---|---|---|"]
+             "only | latent / all labels | inferred-action R^2 |", "|---|---|---|---|---|---|---|"]
     for f in fractions:
         lines.append(f"| {100 * f:.0f} % ({episodes[f]}) | {cell(values('latent', f))} | {cell(values('labelled_only', f))} | "
                      f"{cell(values('idm_labels', f))} | {cell(ratios(f, 'labelled_only'), 2)} | "
-                     f"{cell(ratios(f, 'labelled_only', 1.0), 2)} | {cell(values('latent', f, 'decoded_action_r2'), 3)} |")
+                     f"{cell(ratios(f, 'labelled_only', 1.0), 2)} | {cell(values('latent', f, 'inferred_action_r2'), 3)} |")
     table = "\n".join(lines) + "\n"
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -137,12 +137,12 @@ def label_efficiency_report(runs: Sequence[Mapping[str, Mapping]], folder: str |
         axes[0].axhline(statistics.mean(full), color="grey", ls="--", lw=0.8, label="RSSM, every label")
     axes[0].set(xscale="log", yscale="log", xlabel="labelled episodes", ylabel="held-out open-loop MSE")
     axes[0].legend(fontsize=7)
-    r2 = [(episodes[f], numbers) for f in fractions if (numbers := values("latent", f, "decoded_action_r2"))]
+    r2 = [(episodes[f], numbers) for f in fractions if (numbers := values("latent", f, "inferred_action_r2"))]
     if r2:
         axes[1].errorbar([p[0] for p in r2], [statistics.mean(p[1]) for p in r2], marker="o", capsize=3, color="C0",
                          yerr=[statistics.pstdev(p[1]) for p in r2])
     lowest = min((min(p[1]) for p in r2), default=0.0)  # R^2 may be negative
-    axes[1].set(xscale="log", xlabel="labelled episodes", ylabel="decoded latent actions R^2", ylim=(min(0.0, lowest), 1.0))
+    axes[1].set(xscale="log", xlabel="labelled episodes", ylabel="inferred actions R^2", ylim=(min(0.0, lowest), 1.0))
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(folder / "figure.png", dpi=120)

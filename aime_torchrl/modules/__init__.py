@@ -11,7 +11,7 @@ from aime_torchrl.modules.imagination import make_imagination_env, make_reward_m
 from aime_torchrl.modules.frame_stack import frame_stack_transform, FrameStackMLP, make_stack_module, stack_window
 from aime_torchrl.modules.mlp import make_mlp
 from aime_torchrl.modules.latent import CategoricalLatent, categorical_mode, GaussianLatent
-from aime_torchrl.modules.policy import make_policy, TanhGaussianActor, TanhGaussianPolicyNet
+from aime_torchrl.modules.policy import make_policy, TanhGaussianActor, TanhGaussianPolicyNet, TensorActor
 from aime_torchrl.modules.rollout import PosteriorRollout
 from aime_torchrl.modules.rssm import GaussianHead, RSSMTransition
 from aime_torchrl.modules.keys import LatentKeys
@@ -27,6 +27,7 @@ __all__ = [
     "KeyedCore",
     "RSSMCore",
     "TanhGaussianActor",
+    "TensorActor",
     "WorldModelCore",
     "make_actor",
     "CNNEncoder",

@@ -9,6 +9,7 @@ import torch
 from tensordict.nn import TensorDictModule
 from torch import nn
 
+from aime_torchrl.modules.latent_action import LatentActionWorldModel
 from aime_torchrl.modules.mlp import make_mlp
 from aime_torchrl.modules.world_model import RSSMWorldModel
 
@@ -59,10 +60,11 @@ class DynamicsEnsemble(nn.Module):
         return self.data_disagreement.item()
 
 
-def make_dynamics_ensemble(world_model: RSSMWorldModel, *, members: int = 5, hidden: int = 128,
+def make_dynamics_ensemble(world_model: RSSMWorldModel | LatentActionWorldModel, *, members: int = 5, hidden: int = 128,
                            layers: int = 2) -> TensorDictModule:
-    """A :class:`DynamicsEnsemble` on a world model's latents and action (its key names), writing
-    ``"disagreement"``: what :func:`~aime_torchrl.modules.make_imagination_env` penalises.
+    """A :class:`DynamicsEnsemble` on a world model's latents and action (its key names; a latent-action
+    model's real ``"action"``), writing ``"disagreement"``: what
+    :func:`~aime_torchrl.modules.make_imagination_env` penalises.
 
     Examples:
         >>> import torch
@@ -73,11 +75,15 @@ def make_dynamics_ensemble(world_model: RSSMWorldModel, *, members: int = 5, hid
         >>> ensemble(td)["disagreement"].shape
         torch.Size([5, 1])
     """
-    if not isinstance(world_model, RSSMWorldModel):
-        raise TypeError(f"make_dynamics_ensemble needs an RSSMWorldModel, got {type(world_model).__name__} (for a "
-                        "LatentActionWorldModel pass its .world_model, whose action is the latent action).")
+    if isinstance(world_model, LatentActionWorldModel):  # on the real action, as its imagination env
+        action_key, action_dim, world_model = "action", world_model.action_dim, world_model.world_model
+    elif isinstance(world_model, RSSMWorldModel):
+        action_key, action_dim = world_model.keys.action, world_model.action_dim
+    else:
+        raise TypeError(f"make_dynamics_ensemble needs an RSSMWorldModel or a LatentActionWorldModel, got "
+                        f"{type(world_model).__name__}.")
     keys = world_model.keys
     device = next(world_model.parameters()).device
-    net = DynamicsEnsemble(world_model.feature_dim, world_model.action_dim, world_model.state_dim, members=members,
+    net = DynamicsEnsemble(world_model.feature_dim, action_dim, world_model.state_dim, members=members,
                            hidden=hidden, layers=layers, device=device)
-    return TensorDictModule(net, in_keys=[keys.belief, keys.state, keys.action], out_keys=["disagreement"])
+    return TensorDictModule(net, in_keys=[keys.belief, keys.state, action_key], out_keys=["disagreement"])

@@ -34,7 +34,8 @@ class FilteringActor(TensorDictModuleBase):
     3. ``action = policy(belief', state')``: ``tanh(loc)`` under
        ``set_exploration_type(ExplorationType.DETERMINISTIC)``, a sample otherwise.
 
-    It writes ``"action"`` and the next recurrent state under ``"next"``, like TorchRL's
+    It writes what the policy writes (``"action"``, its ``"loc"``/``"scale"``) and the next recurrent
+    state under ``"next"``, like TorchRL's
     :class:`~torchrl.modules.LSTMModule`: append :meth:`make_tensordict_primer` to the env so
     that ``reset()`` zeroes the state and ``step_mdp`` carries it, and it runs under
     ``env.rollout`` and TorchRL collectors. Where ``"is_init"`` is present (TorchRL's
@@ -80,7 +81,8 @@ class FilteringActor(TensorDictModuleBase):
         keys = world_model.keys
         self.recurrent_keys = [unravel_key(keys.belief), unravel_key(keys.state), "prev_action"]
         self.in_keys = [*world_model.observation_keys, *self.recurrent_keys]
-        self.out_keys = [unravel_key(keys.action), *(unravel_key(("next", key)) for key in self.recurrent_keys)]
+        self.out_keys = list(dict.fromkeys([unravel_key(keys.action), *(unravel_key(k) for k in policy.out_keys),
+                                            *(unravel_key(("next", key)) for key in self.recurrent_keys)]))
 
     def make_tensordict_primer(self) -> TensorDictPrimer:
         """A transform that adds the zero recurrent state to the env's ``reset()`` and specs."""
@@ -117,8 +119,9 @@ class FilteringActor(TensorDictModuleBase):
                             noise=None if noise is None else [noise], sample=self.sample_posterior)
         next_belief, next_state = rows["next_belief"].squeeze(-2), rows["next_state"].squeeze(-2)
         acting = self.policy(TensorDict({keys.belief: next_belief, keys.state: next_state}, batch_size=tensordict.batch_size))
+        for key in self.policy.out_keys:  # the action the world model reads, and whatever else the policy writes
+            tensordict.set(key, acting.get(key))
         action = acting.get(keys.action)
-        tensordict.set(keys.action, action)
         tensordict.set(keys.next("belief"), next_belief)
         tensordict.set(keys.next("state"), next_state)
         tensordict.set(("next", "prev_action"), action)

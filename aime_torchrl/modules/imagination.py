@@ -14,6 +14,7 @@ from torchrl.envs.model_based.dreamer import DreamerEnv
 from torchrl.modules import WorldModelWrapper
 
 from aime_torchrl.modules.core import WorldModelCore
+from aime_torchrl.modules.latent_action import LatentActionWorldModel
 from aime_torchrl.modules.mlp import make_mlp
 from aime_torchrl.modules.world_model import RSSMWorldModel
 
@@ -67,13 +68,15 @@ def make_reward_model(world_model: RSSMWorldModel, *, hidden: int = 128, layers:
                             in_keys=[keys.belief, keys.state], out_keys=["reward"])
 
 
-def make_imagination_env(world_model: RSSMWorldModel, reward_model: TensorDictModuleBase, *,
+def make_imagination_env(world_model: RSSMWorldModel | LatentActionWorldModel, reward_model: TensorDictModuleBase, *,
                          uncertainty: TensorDictModuleBase | None = None, uncertainty_scale: float = 1.0) -> DreamerEnv:
     """TorchRL's :class:`~torchrl.envs.model_based.dreamer.DreamerEnv` on the world model's prior:
     ``reset(td)`` starts from the ``"state"`` and ``"belief"`` of ``td`` (e.g. posterior latents of a
     dataset, :func:`~aime_torchrl.data.posterior_latents`), each ``step`` reads the action under
-    the world model's action key (``"latent_action"`` for a latent-action model's world model),
-    samples the next latents from the prior and writes the reward model's ``("next", "reward")``.
+    the world model's action key, samples the next latents from the prior and writes the reward
+    model's ``("next", "reward")``. On a :class:`~aime_torchrl.modules.LatentActionWorldModel` the
+    action is the real one (``"action"``, ``model.action_dim``): the step embeds it with the model's
+    action encoder, u = g(a), and its world model imagines from u.
 
     With ``uncertainty`` (e.g. :func:`~aime_torchrl.modules.make_dynamics_ensemble`, reading the
     latents and the action before the step and writing ``"disagreement"``) the reward is
@@ -97,6 +100,9 @@ def make_imagination_env(world_model: RSSMWorldModel, reward_model: TensorDictMo
         >>> imagined["next", "reward"].shape
         torch.Size([5, 3, 1])
     """
+    owner, action_encoder = world_model, None
+    if isinstance(world_model, LatentActionWorldModel):
+        world_model, action_encoder = world_model.world_model, world_model.action_encoder
     keys = world_model.keys
     if keys.state != "state" or keys.belief != "belief":
         raise ValueError(f"make_imagination_env needs a world model whose latents are named 'state' and 'belief' "
@@ -104,6 +110,8 @@ def make_imagination_env(world_model: RSSMWorldModel, reward_model: TensorDictMo
                          "default LatentKeys.")
     step = TensorDictModule(PriorStep(world_model.core, world_model), in_keys=[keys.state, keys.belief,
                             keys.action], out_keys=[keys.state, keys.belief])
+    if action_encoder is not None:
+        step = TensorDictSequential(action_encoder, step)
     if uncertainty is not None:  # the disagreement of the transition (latents and action before it), then the step
         if uncertainty_scale < 0:
             raise ValueError(f"uncertainty_scale must be non-negative, got {uncertainty_scale}.")
@@ -113,7 +121,7 @@ def make_imagination_env(world_model: RSSMWorldModel, reward_model: TensorDictMo
         penalty = TensorDictModule(UncertaintyPenalty(uncertainty_scale), in_keys=["reward", uncertainty.out_keys[0]],
                                    out_keys=["reward"])
         reward_model = TensorDictSequential(reward_model, penalty)
-    modules = {"world_model": world_model, "reward_model": reward_model, "uncertainty": uncertainty}
+    modules = {"world_model": owner, "reward_model": reward_model, "uncertainty": uncertainty}
     trainable = {name: any(p.requires_grad for p in m.parameters()) for name, m in modules.items()
                  if m is not None and any(True for _ in m.parameters())}
     if len(set(trainable.values())) > 1:  # TorchRL's hold_out_net freezes the env by its first parameter's flag
@@ -128,6 +136,9 @@ def make_imagination_env(world_model: RSSMWorldModel, reward_model: TensorDictMo
                         belief=Unbounded((world_model.belief_dim,), device=device))
     env.full_observation_spec = latents.clone()
     env.full_state_spec = latents.clone()
-    env.full_action_spec = Composite({keys.action: Unbounded((world_model.action_dim,), device=device)})
+    action_key, action_dim = keys.action, world_model.action_dim
+    if action_encoder is not None:  # the policy acts in the real action space
+        action_key, action_dim = "action", owner.action_dim
+    env.full_action_spec = Composite({action_key: Unbounded((action_dim,), device=device)})
     env.full_reward_spec = Composite(reward=Unbounded((1,), device=device))
     return env

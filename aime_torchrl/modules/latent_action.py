@@ -2,42 +2,61 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
-"""A latent-action world model: one RSSM driven by latent actions, inferred from observations
-wherever real actions are missing, and tied to the real actions where they are known."""
+"""A latent-action world model: one RSSM driven by the latent actions u = g(a) of real actions, given
+where a step is labelled and inferred from the observations where it is not."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase
-from tensordict.utils import NestedKey
+from tensordict.utils import NestedKey, unravel_key
 
+from aime_torchrl.modules.core import Actor
 from aime_torchrl.modules.keys import LatentKeys
-from aime_torchrl.modules.policy import GaussianActor
-from aime_torchrl.modules.rssm import GaussianHead
+from aime_torchrl.modules.mlp import make_mlp
+from aime_torchrl.modules.policy import TanhGaussianActor, TanhGaussianPolicyNet
+from aime_torchrl.modules.rollout import write_rows
 from aime_torchrl.modules.world_model import RSSMWorldModel
 
-#: How the frames of a latent-action world model name its latent action and the inference model's
-#: Gaussian (the "policy" of its rollout); the real actions stay under ``"action"`` in the data.
-LATENT_ACTION_KEYS = dict(action="latent_action", loc="latent_action_loc", scale="latent_action_scale")
+#: How the frames of a latent-action world model name its latent action u and the inverse model's
+#: Gaussian (before the tanh); the real actions stay under ``"action"``, the inferred ones under
+#: :data:`INFERRED_ACTION`.
+LATENT_ACTION_KEYS = dict(action="latent_action", loc="inferred_action_loc", scale="inferred_action_scale")
+#: Where the frames hold the action the inverse model samples (a real action, in [-1, 1]).
+INFERRED_ACTION = "inferred_action"
+#: What the action prior p(a | h, s) writes: its Gaussian (before the tanh) and a sample.
+ACTION_PRIOR_KEYS = ("action_prior_loc", "action_prior_scale", "action")
 
 
 class LatentActionWorldModel(TensorDictModuleBase):
-    """An RSSM whose transition reads a latent action u_t, with the three maps that tie u to real actions.
+    """An RSSM whose transition reads a latent action u_t = g(a_t), with a semi-supervised inverse model
+    that infers a_t where the data have none.
 
     Our design of the model of "Latent Action World Models for Control with Unlabeled Trajectories"
-    (Alles et al., 2025; only the abstract is public): the variational RSSM of AIME, whose
-    transition ``h_{t+1} = f(h_t, s_t, u_t)`` reads a latent action instead of the action, and
+    (Alles et al., 2025; only the abstract is public): the variational RSSM of AIME, whose transition
+    ``h_{t+1} = f(h_t, s_t, u_t)`` reads a latent action, and
 
-    * ``inference`` q(u_t | h_t, s_t, e_{t+1}): a latent inverse model (AIME's IDM head, LAPO's
-      latent IDM) that infers u_t from the latent state and the embedding of the next observation;
-      it samples every u_t of the rollout (reparameterised), on labelled and action-free windows alike;
-    * ``action_encoder`` g(u | a): a Gaussian over the latent space from a real action. On labelled
-      steps it is the prior of u (the ELBO's KL(q || g) aligns the inferred latent actions with the
-      real ones); on action-free steps the prior is N(0, I);
-    * ``action_decoder`` p(a | u): maps any latent action back to a real action (trained on the
-      labelled steps' inferred u, as CLAM trains its decoder jointly), so a latent-action policy can act.
+    * ``action_encoder`` g: a real action -> its latent action (an MLP; AdaWorld's and Garrido et al.'s
+      controller from real actions into the latent space). On labelled steps the transition is driven
+      by g of the real action, in the same filter pass as the rest (so the dynamics is trained on what
+      drives it at evaluation and deployment);
+    * ``inference`` q(a_t | h_t, s_t, e_{t+1}): an inverse model in the *real* action space (AIME's IDM
+      head, a TanhGaussian), whose reparameterised sample drives the transition through g on action-free
+      steps. Its latent actions so stay on g's image of real actions, where a policy can reach them
+      (the remedy for future leakage: u cannot be an arbitrary code of the next frame), and it is
+      trained by the ELBO of the action-free steps and, on labelled steps, by the likelihood of the
+      real actions (LAOM's and CLAM's supervision while the latents are learnt; SS-ORL's IDM);
+    * ``action_prior`` p(a_t | h_t, s_t): the prior of the inferred actions (a behaviour policy). An
+      action-free step's action is a latent variable of the ELBO, KL(q || p) its price (the
+      semi-supervised VAE of Kingma et al. 2014, "M2"): what q writes into a beyond what the state
+      predicts costs nats, against future leakage. Labelled steps train it by their likelihood.
+
+    With every step labelled the model is an RSSM with a learned action embedding g (and an inverse
+    model beside it). A policy acts in the real action space; the world model imagines through g
+    (:func:`~aime_torchrl.modules.make_imagination_env` with ``action_encoder``,
+    :class:`~aime_torchrl.modules.LatentActionFilteringActor`).
 
     The world model underneath is a plain :class:`RSSMWorldModel` of action size ``latent_action_dim``
     whose frames hold u under ``"latent_action"`` (:data:`LATENT_ACTION_KEYS`); its own tools
@@ -45,10 +64,10 @@ class LatentActionWorldModel(TensorDictModuleBase):
 
     Args:
         world_model (RSSMWorldModel): the RSSM, its action being the latent action.
-        inference (TensorDictModuleBase): ``(belief, state, encoded_latents) -> latent_action_loc,
-            latent_action_scale, latent_action`` (the names of ``world_model.keys``).
-        action_encoder (TensorDictModuleBase): ``action -> action_latent_loc, action_latent_scale``.
-        action_decoder (TensorDictModuleBase): ``latent_action -> action_loc, action_scale``.
+        inference (TanhGaussianActor): ``(belief, state, encoded_latents) -> inferred_action_loc,
+            inferred_action_scale, inferred_action``.
+        action_encoder (TensorDictModule): ``action -> latent_action``.
+        action_prior (TanhGaussianActor): ``(belief, state) -> action_prior_loc, action_prior_scale, action``.
 
     Keyword Args:
         action_dim (int): size of the real action.
@@ -60,19 +79,17 @@ class LatentActionWorldModel(TensorDictModuleBase):
         ...     belief_dim=16, state_dim=4, hidden=16)
         >>> window = TensorDict({"observation": torch.randn(5, 8, 4),
         ...     ("next", "observation"): torch.randn(5, 8, 4)}, [5, 8])
-        >>> frames = model(model.to_frames(window))    # latent actions inferred from observations alone
-        >>> frames["latent_action"].shape
-        torch.Size([5, 9, 3])
-        >>> model.decode(frames["latent_action"]).shape
-        torch.Size([5, 9, 2])
+        >>> frames = model(model.to_frames(window))    # actions inferred from observations alone
+        >>> frames["latent_action"].shape, frames["inferred_action"].shape
+        (torch.Size([5, 9, 3]), torch.Size([5, 9, 2]))
     """
 
     def __init__(
         self,
         world_model: RSSMWorldModel,
-        inference: TensorDictModuleBase,
-        action_encoder: TensorDictModuleBase,
-        action_decoder: TensorDictModuleBase,
+        inference: TanhGaussianActor,
+        action_encoder: TensorDictModule,
+        action_prior: TanhGaussianActor,
         *,
         action_dim: int,
     ) -> None:
@@ -80,7 +97,7 @@ class LatentActionWorldModel(TensorDictModuleBase):
         self.world_model = world_model
         self.inference = inference
         self.action_encoder = action_encoder
-        self.action_decoder = action_decoder
+        self.action_prior = action_prior
         self.action_dim = action_dim
         self.in_keys = [("next", key) for key in world_model.observation_keys]
         self.out_keys = list(dict.fromkeys([*world_model.out_keys, *inference.out_keys]))
@@ -95,35 +112,72 @@ class LatentActionWorldModel(TensorDictModuleBase):
 
     def to_frames(self, window: TensorDictBase) -> TensorDictBase:
         """The window's frames (:meth:`RSSMWorldModel.to_frames`) with zero latent actions, which
-        :meth:`forward` infers; the window's real actions, if any, are not read."""
+        :meth:`forward` fills; the window's real actions, if any, are not read."""
         return self.world_model.to_frames(window, with_actions=False)
 
-    def forward(self, frames: TensorDictBase) -> TensorDictBase:
-        """Encodes and filters the frames, the inference model sampling each latent action u_{t-1}
-        from the previous latents and the frame's embedding (row 0, from the initial state, keeps
-        its zero latent action); writes u and q's parameters into every frame."""
-        return self.world_model(frames, policy=self.inference)
+    def encode_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """The latent actions g(a) of real ``actions`` ``[..., action_dim]``."""
+        return self.action_encoder.module(actions)
 
-    def encode_actions(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The mean and std of g(u | a) for real ``actions`` ``[..., action_dim]``."""
-        encoded = self.action_encoder(TensorDict({self.action_encoder.in_keys[0]: actions}, actions.shape[:-1]))
-        return tuple(encoded.get(k) for k in self.action_encoder.out_keys)
+    def actor(
+        self,
+        actions: torch.Tensor | None = None,
+        labelled: torch.Tensor | None = None,
+        noise: Sequence[torch.Tensor] | None = None,
+    ) -> Actor:
+        """What acts inside the filter (:meth:`~aime_torchrl.modules.core.WorldModelCore.observe`): at
+        row t the inverse model samples a_{t-1} ~ q(. | h, s, e_t) (with ``noise[t]``, or drawn at the
+        row); where ``labelled[..., t]`` the row's real action ``actions[..., t, :]`` replaces it; the
+        transition reads u = g(a). Also records the inferred action and q's parameters.
 
-    def decode(self, latent_actions: torch.Tensor) -> torch.Tensor:
-        """The decoder's mean action for ``latent_actions`` ``[..., latent_action_dim]``, in [-1, 1]."""
-        return self.decode_params(latent_actions)[0].clamp(-1, 1)
+        Args:
+            actions (torch.Tensor, optional): the frames' real actions ``[*B, T + 1, action_dim]``.
+            labelled (torch.Tensor, optional): ``[*B, T + 1]`` booleans, which rows' actions are real.
+                Both absent: every action is inferred.
+            noise (Sequence[torch.Tensor], optional): standard normal noise ``[*B, action_dim]`` per row.
+        """
+        keys = [unravel_key(k) for k in (self.keys.state, self.keys.belief, self.keys.encoded_latents)]
+        time_dim = None if actions is None else actions.ndim - 2
 
-    def decode_params(self, latent_actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The mean and std of p(a | u)."""
-        decoded = self.action_decoder(TensorDict({self.keys.action: latent_actions}, latent_actions.shape[:-1]))
-        return tuple(decoded.get(k) for k in self.action_decoder.out_keys)
+        def act(t: int, state: torch.Tensor, belief: torch.Tensor, embedding: torch.Tensor) -> dict:
+            out = self.inference.act(dict(zip(keys, (state, belief, embedding))), None if noise is None else noise[t])
+            action = out[INFERRED_ACTION]
+            if actions is not None:
+                given = actions.select(time_dim, t)
+                action = torch.where(labelled.select(time_dim, t).unsqueeze(-1), given, action)
+            out["action"] = self.encode_actions(action)
+            return out
+
+        return act
+
+    def forward(
+        self, frames: TensorDictBase, actions: torch.Tensor | None = None, labelled: torch.Tensor | None = None
+    ) -> TensorDictBase:
+        """Encodes and filters the frames (see :meth:`actor`: the real ``actions`` where ``labelled``,
+        ``[*B, T + 1]`` frame rows, else inferred; row 0, from the initial state, keeps its zero latent
+        action) and runs the prior; writes u, the inferred actions and q's parameters into every frame."""
+        world_model, core = self.world_model, self.world_model.core
+        observations = {key: frames.get(("next", key)) for key in world_model.observation_keys}
+        embeddings = core.encode(observations, frames.batch_size)
+        frames.set(self.keys.encoded_latents, embeddings)
+        noise = core.draw_noise(embeddings.select(embeddings.ndim - 2, 0), frames.batch_size[-1])
+        rows = core.observe(embeddings, frames.get(self.keys.action), noise=noise, actor=self.actor(actions, labelled))
+        rows["prior"] = core.prior_params(rows)
+        return write_rows(frames, rows, self.keys, core)
+
+    def action_prior_params(self, belief: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Gaussian (before the tanh) of the action prior p(a | h, s), e.g. over the filter's rows."""
+        loc_key, scale_key, _ = ACTION_PRIOR_KEYS
+        out = self.action_prior.act({unravel_key(self.keys.belief): belief, unravel_key(self.keys.state): state},
+                                    torch.zeros_like(belief[..., :1]).expand(*belief.shape[:-1], self.action_dim))
+        return out[loc_key], out[scale_key]
 
     def with_encoded_actions(self, window: TensorDictBase, action_key: NestedKey = "action") -> TensorDictBase:
-        """A copy of a labelled ``window`` whose latent actions are g's means for its real actions
+        """A copy of a labelled ``window`` whose latent actions are g of its real actions
         (``action_key``): the world model driven by real actions (e.g.
         ``open_loop_prediction(model.world_model, ...)``)."""
         out = window.clone(False)
-        out.set(self.keys.action, self.encode_actions(window.get(action_key))[0])
+        out.set(self.keys.action, self.encode_actions(window.get(action_key)))
         return out
 
     @classmethod
@@ -135,14 +189,13 @@ class LatentActionWorldModel(TensorDictModuleBase):
         latent_action_dim: int | None = None,
         pixel_keys: Sequence[str] = (),
         variant: str = "rssm",
-        head_min_std: float = 0.01,
         device: torch.device | str | None = None,
         **overrides,
     ) -> LatentActionWorldModel:
         """The world model of ``variant`` (:meth:`RSSMWorldModel.from_config` and its ``overrides``)
-        on latent actions of size ``latent_action_dim`` (default: ``action_dim``), with Gaussian MLP
-        heads (``hidden`` wide, 2 layers, std at least ``head_min_std``) for the inference model, the
-        action encoder and the action decoder.
+        on latent actions of size ``latent_action_dim`` (default: ``action_dim``), with MLPs (``hidden``
+        wide, 2 layers) for the inverse model and the action prior (TanhGaussian heads) and the action
+        encoder.
 
         Examples:
             >>> model = LatentActionWorldModel.from_config({"observation": 4}, 2, belief_dim=16, state_dim=4, hidden=16)
@@ -160,21 +213,24 @@ class LatentActionWorldModel(TensorDictModuleBase):
                                                  keys=LATENT_ACTION_KEYS, device=device, **overrides)
         keys = world_model.keys
         embedding = world_model.encoder.module.embedding_dim
-        head = dict(hidden=world_model.config["hidden"], layers=2, min_std=head_min_std, device=device)
-        inference = GaussianActor(
-            GaussianHead(world_model.feature_dim + embedding, latent_action_dim, sample=True, **head),
-            in_keys=[keys.belief, keys.state, keys.encoded_latents], loc_key=keys.loc, scale_key=keys.scale,
-            sample_key=keys.action,
-        )
-        action_encoder = TensorDictModule(
-            GaussianHead(action_dim, latent_action_dim, **head),
-            in_keys=["action"], out_keys=["action_latent_loc", "action_latent_scale"],
-        )
-        action_decoder = TensorDictModule(
-            GaussianHead(latent_action_dim, action_dim, **head),
-            in_keys=[keys.action], out_keys=["action_loc", "action_scale"],
-        )
-        model = cls(world_model, inference, action_encoder, action_decoder, action_dim=action_dim)
+        hidden = world_model.config["hidden"]
+        net = TanhGaussianPolicyNet(world_model.feature_dim + embedding, action_dim, hidden=hidden, layers=2, device=device)
+        inference = TanhGaussianActor(net, in_keys=[keys.belief, keys.state, keys.encoded_latents], loc_key=keys.loc,
+                                      scale_key=keys.scale, action_key=INFERRED_ACTION, device=device)
+        action_encoder = TensorDictModule(make_mlp(action_dim, latent_action_dim, hidden, 2, device=device),
+                                          in_keys=["action"], out_keys=[keys.action])
+        prior_net = TanhGaussianPolicyNet(world_model.feature_dim, action_dim, hidden=hidden, layers=2, device=device)
+        loc, scale, action = ACTION_PRIOR_KEYS
+        action_prior = TanhGaussianActor(prior_net, in_keys=[keys.belief, keys.state], loc_key=loc, scale_key=scale,
+                                         action_key=action, device=device)
+        model = cls(world_model, inference, action_encoder, action_prior, action_dim=action_dim)
         rssm = {k: v for k, v in world_model.config.items() if k not in ("action_dim", "idm", "keys")}
-        model.config = dict(rssm, action_dim=action_dim, latent_action_dim=latent_action_dim, head_min_std=head_min_std)
+        model.config = dict(rssm, action_dim=action_dim, latent_action_dim=latent_action_dim)
         return model
+
+
+def frame_labels(actions: torch.Tensor, labelled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A window's real actions ``[*B, T, A]`` and labelled steps ``[*B, T]`` laid out on its frames
+    ``[*B, T + 1]`` (frame t + 1 holds a_t; frame 0, the initial state's, is never labelled)."""
+    return (torch.cat([torch.zeros_like(actions[..., :1, :]), actions], -2),
+            torch.cat([torch.zeros_like(labelled[..., :1]), labelled], -1))

@@ -2,34 +2,30 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
-"""The test-time actor of a latent-action policy: filter, choose a latent action, decode it."""
+"""The test-time actor of a policy on a latent-action world model: filter, act, embed the action."""
 from __future__ import annotations
 
-from tensordict import TensorDictBase
-from tensordict.nn import dispatch, TensorDictModuleBase
+from tensordict.nn import TensorDictModuleBase, TensorDictSequential
 
 from aime_torchrl.modules.filter_actor import FilteringActor
 from aime_torchrl.modules.latent_action import LatentActionWorldModel
 
 
 class LatentActionFilteringActor(FilteringActor):
-    """A :class:`FilteringActor` on a latent-action world model whose policy chooses latent actions.
+    """A :class:`FilteringActor` on a latent-action world model whose policy chooses real actions.
 
     Each step filters the observation through ``model.world_model`` with the previous latent action,
-    the policy ``pi(u | h, s)`` writes ``u`` under the model's latent-action key, and the action
-    decoder's mean ``a = decode(u)`` (in [-1, 1]) is written under ``action_key``, the env's action.
-    The latent action carried to the next filter step (``"prev_action"``) is the policy's ``u``:
-    the decoder is trained to map the model's latent actions to the actions that caused them, so
-    ``u`` stands for what was executed.
+    the policy ``pi(a | h, s)`` writes the env's ``"action"``, and the action encoder writes its latent
+    action u = g(a) (``model.keys.action``), which the next filter step reads (``"prev_action"``): the
+    model is driven by what was executed, as in its training on labelled steps.
 
     Args:
         model (LatentActionWorldModel): the trained model.
-        policy (TensorDictModuleBase): reads ``"belief"`` and ``"state"``, writes the latent action
-            (``model.keys.action``), e.g. ``make_policy(..., keys=model.keys)``.
+        policy (TensorDictModuleBase): reads ``"belief"`` and ``"state"``, writes ``"action"`` (the real
+            action, ``model.action_dim``), e.g. ``make_policy(state_dim, belief_dim, model.action_dim)``.
 
     Keyword Args:
         sample_posterior (bool, optional): as :class:`FilteringActor`. Defaults to ``True``.
-        action_key (str, optional): the env's action. Defaults to ``"action"``.
 
     Examples:
         >>> import torch
@@ -37,7 +33,7 @@ class LatentActionFilteringActor(FilteringActor):
         >>> from aime_torchrl.modules import make_policy
         >>> model = LatentActionWorldModel.from_config({"orientations": 14, "height": 1, "velocity": 9}, 6,
         ...     latent_action_dim=3, belief_dim=32, state_dim=8, hidden=32)
-        >>> actor = LatentActionFilteringActor(model, make_policy(8, 32, 3, hidden=32, keys=model.keys))
+        >>> actor = LatentActionFilteringActor(model, make_policy(8, 32, 6, hidden=32))
         >>> env = make_env("walker", "walk", "mdp", seed=0).append_transform(actor.make_env_transform(0))
         >>> with torch.no_grad():
         ...     rollout = env.rollout(5, actor)
@@ -51,15 +47,7 @@ class LatentActionFilteringActor(FilteringActor):
         policy: TensorDictModuleBase,
         *,
         sample_posterior: bool = True,
-        action_key: str = "action",
     ) -> None:
-        super().__init__(model.world_model, policy, sample_posterior=sample_posterior)
+        super().__init__(model.world_model, TensorDictSequential(policy, model.action_encoder),
+                         sample_posterior=sample_posterior)
         self.model = model
-        self.action_key = action_key
-        self.out_keys = [*self.out_keys, action_key]
-
-    @dispatch(auto_batch_size=False)
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        tensordict = super().forward(tensordict)
-        tensordict.set(self.action_key, self.model.decode(tensordict.get(self.world_model.keys.action)))
-        return tensordict

@@ -83,42 +83,6 @@ class TensorActor:
         raise NotImplementedError
 
 
-class GaussianActor(TensorActor, TensorDictModule):
-    """A TensorDictModule around a sampling :class:`~aime_torchrl.modules.GaussianHead`: reads
-    ``in_keys``, writes the Gaussian's mean, std and a reparameterised sample ``mean + std * eps``
-    (e.g. the latent-action world model's inference model q(u | h, s, e')).
-
-    Args:
-        head (GaussianHead): with ``sample=True``.
-
-    Keyword Args:
-        in_keys (Sequence[NestedKey]): its inputs, in order.
-        loc_key, scale_key, sample_key (NestedKey): what it writes.
-
-    Examples:
-        >>> import torch
-        >>> from aime_torchrl.modules import GaussianHead
-        >>> actor = GaussianActor(GaussianHead(5, 2, hidden=8, sample=True), in_keys=["x"], loc_key="loc",
-        ...                       scale_key="scale", sample_key="u")
-        >>> out = actor.act({"x": torch.zeros(3, 5)}, torch.zeros(3, 2))
-        >>> torch.equal(out["u"], out["loc"])
-        True
-    """
-
-    def __init__(
-        self, head: nn.Module, *, in_keys: Sequence[NestedKey], loc_key: NestedKey, scale_key: NestedKey,
-        sample_key: NestedKey,
-    ) -> None:
-        super().__init__(head, in_keys=list(in_keys), out_keys=[loc_key, scale_key, sample_key])
-        self.feature_keys = [unravel_key(k) for k in in_keys]
-        self.written = [unravel_key(k) for k in (sample_key, loc_key, scale_key)]
-
-    def act(self, inputs: Mapping[NestedKey, torch.Tensor], noise: torch.Tensor | None = None) -> dict:
-        mean, std = self.module.params(*(inputs[key] for key in self.feature_keys))
-        sample = mean + std * (torch.randn_like(std) if noise is None else noise)
-        return dict(zip(self.written, (sample, mean, std)))
-
-
 class TanhGaussianActor(TensorActor, ProbabilisticActor):
     """A TorchRL actor ``a = tanh(loc + scale * eps)`` (scaled into ``[low, high]``) around a
     :class:`TanhGaussianPolicyNet`, that also acts on plain tensors (:meth:`act`).

@@ -20,6 +20,7 @@ from tensordict.utils import unravel_key
 from torchrl.objectives import LossModule
 
 from aime_torchrl.modules.keys import LatentKeys
+from aime_torchrl.modules.core import Actor, make_actor
 from aime_torchrl.modules.rollout import actor_noise
 from aime_torchrl.modules.world_model import RSSMWorldModel
 from aime_torchrl.objectives.functional import NLL_REWEIGHTS
@@ -121,21 +122,24 @@ class ELBOLossBase(LossModule):
         *,
         with_actions: bool,
         policy: TensorDictModuleBase | None = None,
+        actor: Actor | None = None,
         kl_only: bool = False,
         extra_kl: Callable[[dict], torch.Tensor] | None = None,
     ) -> tuple[TensorDict, dict]:
         """The window's ELBO terms on the world model's core (:func:`window_elbo`, compiled with
-        ``compile=True``) and the filter's rows. The noise is drawn here, before the loop (the
-        posterior's, then the policy's: :func:`~aime_torchrl.modules.rollout.actor_noise`)."""
+        ``compile=True``) and the filter's rows. The noise is drawn here, before the loop: the
+        posterior's, then the acting ``policy``'s (:func:`~aime_torchrl.modules.rollout.actor_noise`); an
+        ``actor`` (:data:`~aime_torchrl.modules.core.Actor`) comes with its own."""
         frames = world_model.to_frames(tensordict, with_actions, self.tensor_keys.action)
         core = world_model.core
         observations = {key: frames.get(("next", key)) for key in world_model.observation_keys}
         actions = frames.get(world_model.keys.action)
         length = frames.batch_size[-1]
         noise = core.draw_noise(actions[..., 0, :], length)
+        if policy is not None:
+            actor = make_actor(policy, world_model.keys, noise=actor_noise(policy, core, actions, length))
         terms, rows = self._window_elbo(
-            core, observations, actions, noise, policy=policy, policy_noise=actor_noise(policy, core, actions, length),
-            extra_kl=extra_kl, kl_scale=self.kl_scale, free_nats=self.free_nats, kl_balance=self.kl_balance,
-            nll_reweight=self.nll_reweight, kl_only=kl_only,
+            core, observations, actions, noise, actor=actor, extra_kl=extra_kl, kl_scale=self.kl_scale,
+            free_nats=self.free_nats, kl_balance=self.kl_balance, nll_reweight=self.nll_reweight, kl_only=kl_only,
         )
         return TensorDict(terms), rows

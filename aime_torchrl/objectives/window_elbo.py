@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import ProbabilisticTensorDictSequential, TensorDictModuleBase
+from tensordict.nn import ProbabilisticTensorDictSequential
 
-from aime_torchrl.modules.core import make_actor, WorldModelCore
+from aime_torchrl.modules.core import Actor, WorldModelCore
 from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.latent import make_latent
 from aime_torchrl.objectives.functional import elbo
@@ -31,8 +31,7 @@ def window_elbo(
     actions: torch.Tensor,
     noise: Sequence[torch.Tensor] | None,
     *,
-    policy: TensorDictModuleBase | None = None,
-    policy_noise: Sequence[torch.Tensor] | None = None,
+    actor: Actor | None = None,
     extra_kl: Callable[[dict], torch.Tensor] | None = None,
     **elbo_options,
 ) -> tuple[dict[str, torch.Tensor], dict]:
@@ -47,9 +46,8 @@ def window_elbo(
             samples inside its modules).
 
     Keyword Args:
-        policy (TensorDictModuleBase, optional): acts from row 1 on in place of ``actions`` (AIME),
-            through :func:`~aime_torchrl.modules.core.make_actor`.
-        policy_noise (Sequence[torch.Tensor], optional): its noise of every row (drawn at each row if ``None``).
+        actor (Actor, optional): acts from row 1 on in place of ``actions`` (AIME's policy through
+            :func:`~aime_torchrl.modules.core.make_actor`, a latent-action model's inverse model).
         extra_kl (Callable, optional): ``rows -> [*B, T]``: the KL of further latents from the filter's
             rows (a latent action's), optimised with the state's (:func:`~aime_torchrl.objectives.functional.elbo`).
         **elbo_options: :func:`~aime_torchrl.objectives.functional.elbo`'s options but ``batch_dims``
@@ -70,7 +68,6 @@ def window_elbo(
     """
     time_dim = actions.ndim - 2
     embeddings = core.encode(observations, actions.shape[:-1])
-    actor = None if policy is None else make_actor(policy, core.keys, noise=policy_noise)
     rows = core.observe(embeddings, actions, noise=noise, actor=actor)
     rows["embedding"] = embeddings
     rows["prior"] = core.prior_params(rows)
@@ -103,12 +100,7 @@ def elbo_terms(
     """The ELBO of filtered frames ``[B, T]`` (:func:`~aime_torchrl.objectives.functional.elbo` on
     the parameters the frames hold) and the losses that optimise it.
 
-    Returns a TensorDict with the losses ``loss_recon`` (absent when ``kl_only``) and ``loss_kl``
-    (already multiplied by ``kl_scale``), and the detached diagnostics ``elbo``, ``kl`` and
-    ``recon_<sensor>`` (the log-likelihood term of each sensor). With ``nll_reweight="dim_wise"``
-    (beta-NLL with beta=1/2, Seitzer et al. 2022) each log-likelihood dim is weighted by the
-    detached decoder std, and the KL of every step by the mean decoder std over all output dims of
-    all sensors, as in the reference; decoders with a fixed std of 1 are left unchanged.
+    Returns :func:`~aime_torchrl.objectives.functional.elbo`'s terms as a TensorDict.
 
     Args:
         decoders (Mapping[str, ProbabilisticTensorDictSequential]): sensor -> decoder; the target
@@ -118,15 +110,9 @@ def elbo_terms(
     Keyword Args:
         prior_mean, prior_std, posterior_mean, posterior_std (NestedKey): where to read Gaussian latents.
         prior_logits, posterior_logits (NestedKey): where to read categorical latents ``[..., N, K]``.
-        latent (str): ``"gaussian"`` or ``"categorical"`` (:func:`latent_kl`), with ``unimix`` for the latter.
-        kl_scale (float): weight of the KL term in the loss.
-        free_nats (float): free nats (straight-through, per step); 0 disables.
-        kl_balance (float, optional): KL balancing factor alpha; ``None`` disables.
-        nll_reweight (str): ``"none"`` or ``"dim_wise"``.
-        kl_only (bool): optimise only the KL term (the paper's KL-only ablation).
-        extra_kl (torch.Tensor, optional): the KL per step ``[B, T]`` of further latents (a latent
-            action's), optimised with the state's (the dim-wise weight and ``kl_scale`` apply; free
-            nats and balancing do not) but left out of the logged ``kl`` and ``elbo``.
+        latent (str): ``"gaussian"`` or ``"categorical"``, with ``unimix`` for the latter.
+        kl_scale, free_nats, kl_balance, nll_reweight, kl_only, extra_kl: as
+            :func:`~aime_torchrl.objectives.functional.elbo`'s.
     """
     likelihoods = {}
     for key, decoder in decoders.items():

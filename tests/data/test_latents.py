@@ -30,7 +30,7 @@ def test_transitions_chain_within_each_episode(latent):
     assert latents.batch_size == torch.Size([21])
     per_episode = latents.reshape(3, 7)
     # causality: o_4 changes the latents from the root of transition 4 (after o_4) and the next latents and
-    # inferred latent action of transition 3 on; a_3 (read by the action-conditioned model only) the same latents
+    # inferred action of transition 3 on; a_3 (read by the action-conditioned model only) the same latents
     changed = data.clone()
     if latent:
         changed["observation"][0, 4] += 1.0
@@ -45,10 +45,10 @@ def test_transitions_chain_within_each_episode(latent):
         differs = (moved[key][0] - per_episode[key][0]).abs().amax(-1) > 0
         assert differs.tolist() == rows_changed.tolist(), key
     torch.testing.assert_close(moved[1:], per_episode[1:])  # the other episodes are untouched
-    if latent:  # the inferred latent action's mean: q(u_t | h_t, s_t, e_{t+1}) of frame t + 1, from the same samples
+    if latent:  # the inferred action's mean: tanh of q(a_t | h_t, s_t, e_{t+1})'s loc at frame t + 1, same samples
         torch.manual_seed(0)
         frames = model(model.to_frames(data))
-        torch.testing.assert_close(per_episode["behaviour_action"], frames["latent_action_loc"][:, 1:])
+        torch.testing.assert_close(per_episode["behaviour_action"], frames["inferred_action_loc"][:, 1:].tanh())
         torch.testing.assert_close(per_episode["state"], frames["next", "state"][:, :-1])
     else:
         torch.testing.assert_close(per_episode["behaviour_action"], data["action"])

@@ -20,7 +20,7 @@ def test_lawm_synthetic_compares_the_four_models(tmp_path):
     runs = json.loads((tmp_path / "results.json").read_text())["runs"]
     assert [r["seed"] for r in runs] == [0, 1] and all(r["labelled_episodes"] == 2 for r in runs)
     for run in runs:
-        assert set(run["latent"]) >= {"open_loop_mse", "decoded_action_r2", "wall_s"}
+        assert set(run["latent"]) >= {"open_loop_mse", "inferred_action_r2", "wall_s"}
         assert all(run[m]["open_loop_mse"] > 0 for m in ("latent", "all_labels", "labelled_only", "idm_labels"))
     table = (tmp_path / "table.md").read_text()
     assert "| idm_labels |" in table and "R^2" in table

@@ -24,7 +24,7 @@ def run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def test_lawm_walker_trains_every_model_and_resumes(tmp_path):
-    done = run(tmp_path, "loss.alignment_warmup=0.5")  # the latent models' first steps align by regression
+    done = run(tmp_path, "loss.action_scale=2.0")
     assert done.returncode == 0, done.stderr[-3000:]
     folder = tmp_path / "run"
     results = json.loads((folder / "results.json").read_text())
@@ -33,7 +33,7 @@ def test_lawm_walker_trains_every_model_and_resumes(tmp_path):
     assert sorted(models) == ["idm_labels@0.25", "labelled_only@0.25", "labelled_only@1.0", "latent@0.25", "latent@1.0"]
     assert [models[f"latent@{f}"]["labelled_episodes"] for f in (0.25, 1.0)] == [1, 4]
     assert all(m["open_loop_mse"] > 0 for m in models.values())
-    assert {"decoded_action_r2", "open_loop_mse_inferred"} <= set(models["latent@0.25"])
+    assert {"inferred_action_r2", "open_loop_mse_inferred"} <= set(models["latent@0.25"])
     assert all((folder / f"{name}.pt").is_file() for name in models)
     table = (folder / "table.md").read_text()
     assert "| 25 % (1) |" in table and "| 100 % (4) |" in table and (folder / "figure.png").stat().st_size > 0
@@ -59,8 +59,8 @@ def test_lawm_walker_refuses_a_bad_config(tmp_path):
     assert done.returncode != 0 and "every fraction of labelled episodes must be in (0, 1]" in done.stderr
     done = run(tmp_path, "models=[latent,bc]")
     assert done.returncode != 0 and "choose from ['latent', 'labelled_only', 'idm_labels']" in done.stderr
-    done = run(tmp_path, "loss.alignment_warmup=1.0")
-    assert done.returncode != 0 and "loss.alignment_warmup=1.0: the share of train.steps" in done.stderr
+    done = run(tmp_path, "loss.action_scale=-1.0")
+    assert done.returncode != 0 and "loss.action_scale=-1.0: must be a number >= 0" in done.stderr
     done = run(tmp_path, "checkpoint_every=0")
     assert done.returncode != 0 and "checkpoint_every=0: must be a number > 0." in done.stderr
     assert not (tmp_path / "run").exists()  # refused before anything is written (Hydra's files removed)

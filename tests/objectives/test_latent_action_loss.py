@@ -2,13 +2,16 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
-"""The latent-action world model and its ELBO on labelled and action-free windows."""
+"""The latent-action world model and its loss on labelled and action-free windows: the real actions drive
+the transition through g where they are known, the inverse model's actions elsewhere."""
 from __future__ import annotations
 
 import pytest
 import torch
 
+from aime_torchrl import WorldModelLoss
 from aime_torchrl.modules import LatentActionWorldModel
+from aime_torchrl.modules.latent_action import frame_labels
 from aime_torchrl.objectives import LatentActionLoss
 from aime_torchrl.trainers import total_loss
 from conftest import make_window
@@ -36,11 +39,41 @@ def test_every_part_trains_on_a_mixed_batch_and_out_keys_match():
     out = loss(mixed_window())
     assert set(out.keys()) == set(loss.out_keys)
     total_loss(out).backward()
-    for part in (model.world_model, model.inference, model.action_encoder, model.action_decoder):
+    for part in (model.world_model, model.inference, model.action_encoder, model.action_prior):
         assert all(grads(part)), type(part)
     assert out["labelled_fraction"].item() == pytest.approx(0.4)
-    # the ELBO counts the latent actions' KL: the state ELBO minus it
-    assert out["elbo"] < out["recon_observation"] - out["kl"]
+    assert out["loss_action"] > 0 and out["action_mse"] > 0
+
+
+def test_labelled_steps_drive_the_transition_through_g_of_the_real_action():
+    model = small_model()
+    window = mixed_window()
+    actions, labelled = frame_labels(window["action"], window["labelled"])
+    with torch.no_grad():
+        frames = model(model.to_frames(window), actions, labelled)
+    u = frames["latent_action"]
+    assert (u[:, 0] == 0).all()  # the initial state's row keeps a zero latent action
+    torch.testing.assert_close(u[:2, 1:], model.encode_actions(window["action"][:2]))  # labelled: g(a)
+    torch.testing.assert_close(u[2:, 1:], model.encode_actions(frames["inferred_action"][2:, 1:]))  # else g(q's a)
+    assert not torch.allclose(u[2:, 1:], model.encode_actions(window["action"][2:]))
+    assert frames["inferred_action"].abs().max() < 1  # on the real actions' box: g's image of real actions
+
+
+def test_with_every_label_it_is_the_rssm_driven_by_g():
+    """At 100 % labels the ELBO is WorldModelLoss's on the world model driven by g(a), sample for sample, and
+    the inverse model learns from the actions' likelihood alone."""
+    model = small_model()
+    window = make_window(batch=4, time=6)
+    torch.manual_seed(3)
+    latent = LatentActionLoss(model, action_scale=0.0)(window)
+    embedded = model.with_encoded_actions(window).exclude("action")  # the RSSM reads g(a) as its "latent_action"
+    torch.manual_seed(3)
+    rssm = WorldModelLoss(model.world_model)(embedded)
+    for key in ("elbo", "kl", "loss_recon", "loss_kl", "recon_observation"):
+        torch.testing.assert_close(latent[key], rssm[key], msg=key)
+    total_loss(latent).backward()
+    assert not any(grads(model.inference))  # no action-free step: q has nothing but its likelihood
+    assert all(grads(model.action_encoder))
 
 
 def test_action_free_windows_never_read_their_actions():
@@ -57,95 +90,49 @@ def test_action_free_windows_never_read_their_actions():
         torch.testing.assert_close(outs[0][key], outs[1][key])
     free = window.exclude("action")  # a window without actions at all is action-free
     model.zero_grad()
-    total_loss(loss(free)).backward()
-    assert not any(grads(model.action_encoder)) and not any(grads(model.action_decoder))
-    assert all(grads(model.inference))
+    out = loss(free)
+    assert out["loss_action"] == 0 and out["labelled_fraction"] == 0
+    total_loss(out).backward()
+    assert all(grads(model.inference)) and all(grads(model.action_encoder))  # through the ELBO of the inferred a
 
 
-def test_frames_and_helpers():
+def run_loss(window, model, **options):
+    torch.manual_seed(1)  # the same samples for every call
+    return LatentActionLoss(model, **options)(window)
+
+
+def test_the_weights_scale_their_own_terms():
+    """action_scale weighs q's likelihood of the labelled actions (the prior's beside it), action_kl_scale the
+    action-free steps' KL(q || p) inside loss_kl; neither changes the ELBO."""
     model = small_model()
-    frames = model(model.to_frames(make_window(batch=2, time=4)))
-    assert frames["latent_action"].shape == (2, 5, 3)
-    assert (frames["latent_action"][:, 0] == 0).all()  # the initial state's row keeps a zero latent action
+    window = mixed_window()
+    zero, one, three = (run_loss(window, model, action_scale=w) for w in (0.0, 1.0, 3.0))
+    torch.testing.assert_close(three["loss_action"] - zero["loss_action"], 3 * (one["loss_action"] - zero["loss_action"]))
+    assert one["loss_action"] > zero["loss_action"] > 0  # the prior's likelihood of the labelled actions
+    free = run_loss(window, model, action_kl_scale=0.0)
+    doubled = run_loss(window, model, action_kl_scale=2.0)
+    assert one["action_kl"] > 0
+    torch.testing.assert_close(doubled["loss_kl"] - free["loss_kl"], 2 * (one["loss_kl"] - free["loss_kl"]))
+    for out in (zero, three, free, doubled):
+        torch.testing.assert_close(out["elbo"], one["elbo"])
+    labelled = window.clone()
+    labelled["labelled"][:] = True  # no action-free step: no action KL
+    assert run_loss(labelled, model)["action_kl"] == 0
+    with pytest.raises(ValueError, match="weights must be >= 0"):
+        LatentActionLoss(model, action_scale=-1.0)
+
+
+def test_frames_keys_and_refusals():
+    model = small_model()
     window = model.with_encoded_actions(make_window(batch=2, time=4))
-    torch.testing.assert_close(window["latent_action"], model.encode_actions(window["action"])[0])
-    assert model.decode(torch.randn(7, 3) * 100).abs().max() <= 1
+    torch.testing.assert_close(window["latent_action"], model.encode_actions(window["action"]))
     loss = LatentActionLoss(model)
     loss.set_keys(labelled="has_actions")
     window = mixed_window().rename_key_("labelled", "has_actions")
     assert loss(window)["labelled_fraction"].item() == pytest.approx(0.4)
-    with pytest.raises(ValueError, match="decodes 2-dim actions"):
+    with pytest.raises(ValueError, match="reads 2-dim actions"):
         loss(make_window(action_dim=3))
     with pytest.raises(ValueError, match="Gaussian RSSMs"):
         small_model(variant="dreamerv3")
     with pytest.raises(ValueError, match="latent_action_dim must be a positive size"):
         LatentActionWorldModel.from_config({"observation": 4}, 2, latent_action_dim=0)
-
-
-def run_loss(window, model, **options):
-    torch.manual_seed(1)  # the same latent samples for every call
-    return LatentActionLoss(model, **options)(window)
-
-
-def test_bottleneck_and_alignment_weights_scale_their_own_kl():
-    model = small_model()
-    window = mixed_window()
-    state_kl = run_loss(window, model, bottleneck_scale=0.0, alignment_scale=0.0)["loss_kl"]
-    aligned = run_loss(window, model, bottleneck_scale=0.0)["loss_kl"] - state_kl
-    free = run_loss(window, model, alignment_scale=0.0)["loss_kl"] - state_kl
-    assert aligned > 0 and free > 0
-    weighted = run_loss(window, model, bottleneck_scale=0.1, alignment_scale=3.0)
-    torch.testing.assert_close(weighted["loss_kl"], state_kl + 3 * aligned + 0.1 * free)
-    torch.testing.assert_close(run_loss(window, model)["loss_kl"], state_kl + aligned + free)
-    # the logged ELBO and KL are the model's, whatever the weights
-    for key in ("elbo", "kl_latent_action", "alignment"):
-        torch.testing.assert_close(weighted[key], run_loss(window, model)[key])
-    with pytest.raises(ValueError, match="bottleneck_scale"):
-        LatentActionLoss(model, bottleneck_scale=-1.0)
-
-
-def inference_grads(window, model, **options) -> list[torch.Tensor]:
-    model.zero_grad()
-    total_loss(run_loss(window, model, **options)).backward()
-    return [p.grad.clone() for p in model.inference.parameters()]
-
-
-def test_alignment_by_regression_trains_g_on_q_and_leaves_q_alone():
-    model = small_model()
-    window = mixed_window()
-    state_kl = run_loss(window, model, bottleneck_scale=0.0, alignment_scale=0.0)["loss_kl"]
-    free_action_free = run_loss(window, model, alignment_scale=0.0)["loss_kl"] - state_kl
-    regression = run_loss(window, model, alignment="regression")
-    # every step's u has the bottleneck's prior N(0, I): the labelled steps' KL adds to the action-free ones'
-    torch.testing.assert_close(run_loss(window, model, alignment="regression", bottleneck_scale=0.0)["loss_kl"], state_kl)
-    assert regression["loss_kl"] - state_kl > free_action_free
-    # g's mean regresses onto q's: the term only trains g (q's gradients are those without it) and scales linearly
-    heavy = run_loss(window, model, alignment="regression", alignment_scale=3.0)
-    unweighted = run_loss(window, model, alignment="regression", alignment_scale=0.0)["loss_action"]
-    torch.testing.assert_close(heavy["loss_action"] - unweighted, 3 * (regression["loss_action"] - unweighted))
-    assert heavy["loss_action"] > unweighted
-    for with_term, without in zip(inference_grads(window, model, alignment="regression", alignment_scale=3.0),
-                                  inference_grads(window, model, alignment="regression", alignment_scale=0.0)):
-        torch.testing.assert_close(with_term, without)
-    model.zero_grad()
-    total_loss(heavy).backward()
-    assert all(grads(model.action_encoder.module.mean)) and not any(grads(model.action_encoder.module.std))
-    # with the KL, the alignment pulls q too
-    kl_grads = zip(inference_grads(window, model, alignment_scale=3.0), inference_grads(window, model, alignment_scale=0.0))
-    assert any(not torch.allclose(a, b) for a, b in kl_grads)
-    loss = LatentActionLoss(model)
-    loss.alignment = "regression"  # switched between steps, as the examples' warm-up does
-    torch.manual_seed(1)
-    torch.testing.assert_close(loss(window)["loss_kl"], regression["loss_kl"])
-    with pytest.raises(ValueError, match="alignment must be 'kl' or 'regression'"):
-        LatentActionLoss(model, alignment="mse")
-    with pytest.raises(ValueError, match="alignment must be 'kl' or 'regression'"):
-        loss.alignment = "mse"
-
-
-def test_alignment_by_regression_reads_labelled_steps_only():
-    model = small_model()
-    window = mixed_window(labelled_windows=0)  # actions present, none labelled
-    for scale in (0.0, 3.0):
-        torch.testing.assert_close(run_loss(window, model, alignment="regression", alignment_scale=scale)["loss_action"],
-                                   torch.tensor(0.0))
