@@ -55,7 +55,7 @@ class LatentActionWorldModel(TensorDictModuleBase):
 
     With every step labelled the model is an RSSM with a learned action embedding g (and an inverse
     model beside it). A policy acts in the real action space; the world model imagines through g
-    (:func:`~aime_torchrl.modules.make_imagination_env` with ``action_encoder``,
+    (:func:`~aime_torchrl.modules.make_imagination_env` given this model,
     :class:`~aime_torchrl.modules.LatentActionFilteringActor`).
 
     The world model underneath is a plain :class:`RSSMWorldModel` of action size ``latent_action_dim``
