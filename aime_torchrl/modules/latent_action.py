@@ -167,10 +167,7 @@ class LatentActionWorldModel(TensorDictModuleBase):
 
     def action_prior_params(self, belief: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The Gaussian (before the tanh) of the action prior p(a | h, s), e.g. over the filter's rows."""
-        loc_key, scale_key, _ = ACTION_PRIOR_KEYS
-        out = self.action_prior.act({unravel_key(self.keys.belief): belief, unravel_key(self.keys.state): state},
-                                    torch.zeros_like(belief[..., :1]).expand(*belief.shape[:-1], self.action_dim))
-        return out[loc_key], out[scale_key]
+        return self.action_prior.params({unravel_key(self.keys.belief): belief, unravel_key(self.keys.state): state})
 
     def with_encoded_actions(self, window: TensorDictBase, action_key: NestedKey = "action") -> TensorDictBase:
         """A copy of a labelled ``window`` whose latent actions are g of its real actions

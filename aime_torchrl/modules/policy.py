@@ -132,6 +132,10 @@ class TanhGaussianActor(TensorActor, ProbabilisticActor):
         self.bounds = None if unit else (low, high)
         self.feature_dim, self.action_dim = net.mean[0].in_features, action_dim
 
+    def params(self, inputs: Mapping[NestedKey, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The base Gaussian's ``(loc, scale)`` (before the tanh) for the features ``inputs`` (by key)."""
+        return self.module[0].module(*(inputs[key] for key in self.feature_keys))
+
     def act(self, inputs: Mapping[NestedKey, torch.Tensor], noise: torch.Tensor | None = None) -> dict:
         """The action for the features ``inputs`` (by key) and standard normal ``noise`` (drawn now if
         ``None``): the sample the actor draws under ``ExplorationType.RANDOM``, clamped inside the
@@ -144,7 +148,7 @@ class TanhGaussianActor(TensorActor, ProbabilisticActor):
             >>> out["action"].shape, bool(out["action"].abs().max() < 1)
             (torch.Size([5, 3]), True)
         """
-        loc, scale = self.module[0].module(*(inputs[key] for key in self.feature_keys))
+        loc, scale = self.params(inputs)
         pre = loc + scale * (torch.randn_like(loc) if noise is None else noise)
         lim = 1.0 - torch.finfo(pre.dtype).resolution
         action = pre.tanh().clamp(-lim, lim)
