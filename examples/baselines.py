@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from aime_torchrl.data import AIMEDataset, resolve_datasets
 from aime_torchrl.envs import make_env, SENSOR_DIMS, SENSORS, SETUPS
 from aime_torchrl.evaluation import save_results, seeded_episode_returns
-from aime_torchrl.modules import frame_stack_transform, make_stack_module, stack_window
+from aime_torchrl.modules import frame_stack_transform, frozen, make_stack_module, stack_window
 from aime_torchrl.objectives import BCLoss, ForwardModelLoss, IIDMLoss
 from aime_torchrl.trainers import check_config, start_run, train_with_validation
 
@@ -182,7 +182,7 @@ def main(cfg: DictConfig) -> dict:
             log_prefix="idm",
             **fit,
         )
-        idm.requires_grad_(False)
+        idm = frozen(idm)
         policy.module.encoder.load_state_dict(idm.module.encoder.state_dict())
 
         def label(batch):  # the demonstrations' actions are replaced by the IDM's
@@ -224,8 +224,7 @@ def main(cfg: DictConfig) -> dict:
             log_prefix="model",
             **fit,
         )
-        model.requires_grad_(False)
-        loss = IIDMLoss(model, policy, keys)
+        loss = IIDMLoss(model, policy, keys)  # holds the model frozen
         summary["policy"] = train_with_validation(
             loss,
             demo_batch,

@@ -52,6 +52,7 @@ from aime_torchrl.evaluation import (
 )
 from aime_torchrl.modules import (
     FilteringActor,
+    frozen,
     LatentActionFilteringActor,
     LatentActionWorldModel,
     make_dynamics_ensemble,
@@ -221,7 +222,7 @@ def main(cfg: DictConfig) -> dict:
         cls = LatentActionWorldModel if name.startswith("latent@") else RSSMWorldModel
         world_model = cls.from_config(**saved["config"], device=device)
         world_model.load_state_dict(saved["state_dict"])
-        return world_model.requires_grad_(False)
+        return frozen(world_model)
 
     # --- a policy per world model (a finished one is kept when the run resumes) -------------------
     done_file = run.folder / "policies.json"
@@ -293,7 +294,7 @@ def main(cfg: DictConfig) -> dict:
                     grad_clip=100.0,
                 )
                 save_module(reward_file, reward_model, dict(hidden=cfg.reward.hidden))
-            reward_model.requires_grad_(False)
+            reward_model = frozen(reward_model)
 
             # with a model-uncertainty penalty: a dynamics ensemble on the same transitions, its
             # unit the data's disagreement
@@ -322,7 +323,7 @@ def main(cfg: DictConfig) -> dict:
                         latents["behaviour_action"].to(device),
                     )
                     save_module(ensemble_file, uncertainty, shape)
-                uncertainty.requires_grad_(False)
+                uncertainty = frozen(uncertainty)
 
             # the policy by offline RL in imagination, in the real action space (a latent-action
             # model imagines through its action encoder)

@@ -210,6 +210,8 @@ def main(cfg: DictConfig) -> dict:
                     kl_scale=cfg.loss.kl_scale,
                     action_scale=cfg.loss.action_scale,
                     action_kl_scale=cfg.loss.action_kl_scale,
+                    inferred_action=cfg.loss.inferred_action,
+                    elbo_trains_inference=cfg.loss.elbo_trains_inference,
                 )
                 buffers = [
                     (

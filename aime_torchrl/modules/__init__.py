@@ -8,6 +8,7 @@ from aime_torchrl.modules.encoders import CNNEncoder, ObservationEncoder
 from aime_torchrl.modules.dynamics_ensemble import DynamicsEnsemble, make_dynamics_ensemble
 from aime_torchrl.modules.filter_actor import FilteringActor
 from aime_torchrl.modules.imagination import make_imagination_env, make_reward_model, PriorStep
+from aime_torchrl.modules.frozen_view import frozen, FrozenView
 from aime_torchrl.modules.frame_stack import frame_stack_transform, FrameStackMLP, make_stack_module, stack_window
 from aime_torchrl.modules.mlp import make_mlp
 from aime_torchrl.modules.latent import CategoricalLatent, categorical_mode, GaussianLatent
@@ -34,6 +35,7 @@ __all__ = [
     "DynamicsEnsemble",
     "FilteringActor",
     "FrameStackMLP",
+    "FrozenView",
     "GaussianHead",
     "GaussianMLPDecoder",
     "LATENT_ACTION_KEYS",
@@ -49,6 +51,7 @@ __all__ = [
     "WORLD_MODEL_PRESETS",
     "categorical_mode",
     "frame_stack_transform",
+    "frozen",
     "make_decoder",
     "make_dynamics_ensemble",
     "make_imagination_env",

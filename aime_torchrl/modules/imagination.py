@@ -87,7 +87,7 @@ def make_imagination_env(world_model: RSSMWorldModel | LatentActionWorldModel, r
     out in. It runs on the world model's core (any world model whose latents are named ``"state"`` and
     ``"belief"``, DreamerEnv's names); the world model is not
     trained through it (TorchRL's losses hold the env's modules out; they must be all frozen, as
-    after ``requires_grad_(False)``, or all trainable).
+    after :func:`~aime_torchrl.modules.frozen` (each a frozen view), or all trainable).
 
     Examples:
         >>> import torch
@@ -128,7 +128,7 @@ def make_imagination_env(world_model: RSSMWorldModel | LatentActionWorldModel, r
         raise ValueError("The imagination env's modules must be all frozen or all trainable (TorchRL's losses hold the "
                          "env out of the policy's gradient only then): " + ", ".join(
                              f"{k} {'trainable' if v else 'frozen'}" for k, v in trainable.items())
-                         + "; freeze them with requires_grad_(False).")
+                         + "; freeze them with aime_torchrl.modules.frozen(module).")
     device = next(world_model.parameters()).device
     env = DreamerEnv(WorldModelWrapper(step, reward_model), prior_shape=torch.Size([world_model.state_dim]),
                      belief_shape=torch.Size([world_model.belief_dim]), device=device)

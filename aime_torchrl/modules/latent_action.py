@@ -124,6 +124,8 @@ class LatentActionWorldModel(TensorDictModuleBase):
         actions: torch.Tensor | None = None,
         labelled: torch.Tensor | None = None,
         noise: Sequence[torch.Tensor] | None = None,
+        sample: bool = True,
+        detach: bool = False,
     ) -> Actor:
         """What acts inside the filter (:meth:`~aime_torchrl.modules.core.WorldModelCore.observe`): at
         row t the inverse model samples a_{t-1} ~ q(. | h, s, e_t) (with ``noise[t]``, or drawn at the
@@ -135,13 +137,19 @@ class LatentActionWorldModel(TensorDictModuleBase):
             labelled (torch.Tensor, optional): ``[*B, T + 1]`` booleans, which rows' actions are real.
                 Both absent: every action is inferred.
             noise (Sequence[torch.Tensor], optional): standard normal noise ``[*B, action_dim]`` per row.
+            sample (bool, optional): ``False``: the inferred action is q's mode ``tanh(loc)`` instead of a
+                sample (``noise`` unused). Defaults to ``True``.
+            detach (bool, optional): ``True``: the inferred action drives the transition as a
+                pseudo-label, no gradient into q through it (q's parameters are still recorded with
+                theirs). Defaults to ``False``.
         """
         keys = [unravel_key(k) for k in (self.keys.state, self.keys.belief, self.keys.encoded_latents)]
         time_dim = None if actions is None else actions.ndim - 2
 
         def act(t: int, state: torch.Tensor, belief: torch.Tensor, embedding: torch.Tensor) -> dict:
-            out = self.inference.act(dict(zip(keys, (state, belief, embedding))), None if noise is None else noise[t])
-            action = out[INFERRED_ACTION]
+            step_noise = torch.zeros_like(state[..., :1]) if not sample else None if noise is None else noise[t]
+            out = self.inference.act(dict(zip(keys, (state, belief, embedding))), step_noise)
+            action = out[INFERRED_ACTION].detach() if detach else out[INFERRED_ACTION]
             if actions is not None:
                 given = actions.select(time_dim, t)
                 action = torch.where(labelled.select(time_dim, t).unsqueeze(-1), given, action)

@@ -5,14 +5,14 @@
 """Phase 2 of AIME: infer the actions of observation-only demonstrations with a policy."""
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass
 
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import dispatch, TensorDictModuleBase
-from tensordict.utils import unravel_key
-from torch import nn
+from tensordict.utils import NestedKey, unravel_key
 from torchrl.envs.utils import ExplorationType
 
+from aime_torchrl.modules.frozen_view import FrozenView
 from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.policy import TanhGaussianActor
 from aime_torchrl.modules.world_model import RSSMWorldModel
@@ -81,6 +81,23 @@ class AIMELoss(ELBOLossBase):
         True
     """
 
+    @dataclass
+    class _AcceptedKeys(ELBOLossBase._AcceptedKeys):
+        """The window's ``action`` (compared with the inferred actions, if present) and the names of
+        the world model's latents (:class:`~aime_torchrl.modules.keys.LatentKeys`) the loss reads:
+        ``belief``, ``state``, ``encoded_latents`` (the policy's and the IDM's inputs), ``loc``,
+        ``scale`` (the policy's Gaussian), ``idm_loc``, ``idm_scale`` (the IDM's, ``use_idm=True``)."""
+
+        belief: NestedKey = LatentKeys.belief
+        state: NestedKey = LatentKeys.state
+        encoded_latents: NestedKey = LatentKeys.encoded_latents
+        loc: NestedKey = LatentKeys.loc
+        scale: NestedKey = LatentKeys.scale
+        idm_loc: NestedKey = LatentKeys.idm_loc
+        idm_scale: NestedKey = LatentKeys.idm_scale
+
+    tensor_keys: _AcceptedKeys
+    default_keys = _AcceptedKeys
     deterministic_sampling_mode = ExplorationType.RANDOM
 
     def __init__(
@@ -126,8 +143,10 @@ class AIMELoss(ELBOLossBase):
         # Held out like DreamerActorLoss's value model: not a submodule, so loss.parameters() is
         # exactly the policy's and an optimiser built on it can never touch the world model.
         self.__dict__["world_model"] = world_model
-        self.__dict__["_frozen_cache"] = (None, None)
-        self.set_keys(**keys.as_dict())
+        # Phase 2 runs on a frozen view (a trainable IDM kept live): no gradient reaches the world
+        # model, no weight gradient is computed, and its requires_grad flags are never touched
+        self._frozen = FrozenView(world_model, keep=self.idm.parameters() if self.idm_trainable else ())
+        self.set_keys(**self._names_from(keys))
 
     @property
     def out_keys(self) -> list:
@@ -135,23 +154,6 @@ class AIMELoss(ELBOLossBase):
         elbo = [] if self.use_idm and not self.idm_trainable else [*([] if self.kl_only else ["loss_recon"]), "loss_kl"]
         idm = ["loss_action_kl", "action_kl"] if self.use_idm else []
         return [*elbo, *idm, "elbo", "kl", *(f"recon_{k}" for k in self.world_model.decoders)]
-
-    def _frozen(self) -> RSSMWorldModel:
-        """A frozen view of the world model: the same modules, whose parameters are detached
-        aliases of the world model's (same storage; ``requires_grad=False``), a trainable IDM's
-        kept live. Phase 2 runs on it, so no gradient reaches the world model, no weight gradient
-        is computed, and the world model's ``requires_grad`` flags are never touched. Built once,
-        and again only if the world model's parameters were replaced (``.to()``, ``load_state_dict``
-        with ``assign=True``)."""
-        params = list(self.world_model.parameters())
-        signature = tuple((id(p), p.data_ptr()) for p in params)
-        cached_signature, frozen = self.__dict__["_frozen_cache"]
-        if signature != cached_signature:
-            live = set(self.idm.parameters()) if self.idm_trainable else set()
-            memo = {id(p): p if p in live else nn.Parameter(p.detach(), requires_grad=False) for p in params}
-            frozen = copy.deepcopy(self.world_model, memo)
-            self.__dict__["_frozen_cache"] = (signature, frozen)
-        return frozen
 
     @property
     def in_keys(self) -> list:
@@ -162,8 +164,8 @@ class AIMELoss(ELBOLossBase):
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         self._check_finite_once(tensordict)
         world_model = self._frozen()
-        keys = world_model.keys
-        actor = _IDMActor(world_model.idm, self.policy, keys) if self.use_idm else self.policy
+        keys = self.tensor_keys
+        actor = _IDMActor(world_model.idm, self.policy, world_model.keys) if self.use_idm else self.policy
         out, rows = self._window_terms(world_model, tensordict, with_actions=False, policy=actor, kl_only=self.kl_only)
         if self.use_idm:
             # row 0 keeps the zero action of the initial state

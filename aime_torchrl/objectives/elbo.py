@@ -11,12 +11,12 @@ in :mod:`aime_torchrl.objectives.window_elbo`; the losses (:class:`~aime_torchrl
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
-from tensordict.utils import unravel_key
+from tensordict.utils import NestedKey, unravel_key
 from torchrl.objectives import LossModule
 
 from aime_torchrl.modules.keys import LatentKeys
@@ -36,20 +36,17 @@ class ELBOLossBase(LossModule):
     """
 
     @dataclass
-    class _AcceptedKeys(LatentKeys):
-        """Maintains default values for all configurable tensordict keys: those of
-        :class:`~aime_torchrl.modules.keys.LatentKeys`, which the world model's modules, its rollout
-        and the policy read and write, and which the loss reads: ``action`` (where the *window* holds
-        a_t, which may differ from the world model's name: phase 1 reads it; phase 2 only compares it
-        with the inferred actions, if present), ``state``,
-        ``belief``, ``encoded_latents`` (the IDM's inputs), ``prior_mean``, ``prior_std``,
-        ``posterior_mean``, ``posterior_std`` (Gaussian latents) or ``prior_logits``,
-        ``posterior_logits`` (categorical ones, ``[..., N, K]``), ``loc``, ``scale``, ``idm_loc``,
-        ``idm_scale`` (AIME with IDM), ``prior_state``.
+    class _AcceptedKeys:
+        """Maintains default values for all configurable tensordict keys: ``action``, where the
+        *window* holds a_t, which may differ from the world model's name (phase 1 reads it; phase 2
+        only compares it with the inferred actions, if present). Each loss adds the names of the world
+        model's latents it reads (:class:`~aime_torchrl.modules.keys.LatentKeys`' fields).
 
         A loss starts from its world model's names (``world_model.keys``); ``set_keys`` checks that
         the world model was built on the names it is given (``from_config(..., keys=...)``).
         """
+
+        action: NestedKey = "action"
 
     tensor_keys: _AcceptedKeys
     default_keys = _AcceptedKeys
@@ -84,9 +81,13 @@ class ELBOLossBase(LossModule):
         self._window_elbo = torch.compile(window_elbo, mode=mode) if compile else window_elbo
         self._inputs_checked = False
 
+    def _names_from(self, keys: LatentKeys) -> dict:
+        """The names of ``keys`` (a world model's) that this loss reads: ``set_keys`` arguments."""
+        return {f.name: getattr(keys, f.name) for f in fields(self.tensor_keys) if hasattr(keys, f.name)}
+
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         """The names this loss reads must be those the world model's modules write."""
-        ours, theirs = self.tensor_keys.as_dict(), self.world_model.keys.as_dict()
+        ours, theirs = asdict(self.tensor_keys), self.world_model.keys.as_dict()
         ours.pop("action")  # the data's: to_frames moves it to the world model's
         wrong = {name: key for name, key in ours.items() if name in theirs and unravel_key(key) != unravel_key(theirs[name])}
         if wrong:

@@ -5,13 +5,14 @@
 """IIDM: a forward model trained on the embodiment data, inverted by gradients into a policy."""
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import dispatch, TensorDictModuleBase
 from torchrl.objectives import LossModule
+
+from aime_torchrl.modules.frozen_view import FrozenView
 
 
 def _prediction_error(model: TensorDictModuleBase, td: TensorDictBase, keys: Sequence[str]) -> torch.Tensor:
@@ -98,6 +99,7 @@ class IIDMLoss(LossModule):
         self.policy = policy
         self.keys = list(keys)
         self.__dict__["model"] = model
+        self._frozen = FrozenView(model)
 
     @property
     def in_keys(self) -> list:
@@ -110,24 +112,5 @@ class IIDMLoss(LossModule):
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         td = tensordict.select(*self.in_keys).exclude("action")
         td = self.policy(td)
-        with _held_out(self.model):
-            error = _prediction_error(self.model, td, self.keys)
+        error = _prediction_error(self._frozen(), td, self.keys)
         return TensorDict({"loss_policy": error})
-
-
-@contextlib.contextmanager
-def _held_out(module: torch.nn.Module, keep: set | frozenset = frozenset()) -> Iterator[None]:
-    """No parameter of ``module`` (but those in ``keep``) requires grad inside; each gets its own
-    flag back on exit.
-
-    (TorchRL's ``hold_out_net`` reads the first parameter's flag only and re-enables all of them,
-    which lets gradients into a partly frozen model and unfreezes what the user froze.)
-    """
-    flags = [(p, p.requires_grad) for p in module.parameters() if p not in keep]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)

@@ -14,7 +14,7 @@ from tensordict.nn import dispatch
 from tensordict.utils import NestedKey, unravel_key
 
 from aime_torchrl.modules.latent import gaussian_kl
-from aime_torchrl.modules.latent_action import frame_labels, LatentActionWorldModel
+from aime_torchrl.modules.latent_action import frame_labels, LATENT_ACTION_KEYS, LatentActionWorldModel
 from aime_torchrl.modules.world_model import RSSMWorldModel
 from aime_torchrl.objectives.elbo import ELBOLossBase
 
@@ -47,11 +47,18 @@ class LatentActionLoss(ELBOLossBase):
             (summed over the steps of a window and averaged over windows, as the ELBO). Defaults to ``1.0``.
         action_kl_scale (float, optional): weight of the action-free steps' KL(q || p) (0: the inferred
             actions cost nothing). Defaults to ``1.0``.
+        inferred_action (str, optional): what drives the transition on action-free steps: ``"sample"``, a
+            reparameterised sample of q (the ELBO), or ``"mean"``, q's mode tanh(loc) (a pseudo-label
+            that the ELBO's gradient still trains; the KL then only regularises q). Defaults to ``"sample"``.
+        elbo_trains_inference (bool, optional): ``False``: q learns from the labelled actions only and its
+            actions drive the transition as pseudo-labels (SS-ORL's inverse model, inside the filter): no
+            gradient of the ELBO or of the action KL reaches q, so it cannot write the next frame into an
+            action. Defaults to ``True``.
 
     Keys (``set_keys``): ``action`` (the window's real actions; a window without them is action-free),
     ``labelled`` (``[B, T]`` booleans: which steps have real actions; absent: every step of a window
-    with actions is labelled), and the world model's latent keys. An action-free step's action is
-    never read.
+    with actions is labelled), ``loc`` and ``scale`` (where the inverse model writes its Gaussian,
+    the model's names). An action-free step's action is never read.
 
     Returns ``loss_recon``, ``loss_kl`` (the state's and the action-free steps' action KL) and
     ``loss_action`` (sum the three), and the detached ``elbo`` (per window, the actions' KL included),
@@ -74,10 +81,13 @@ class LatentActionLoss(ELBOLossBase):
 
     @dataclass
     class _AcceptedKeys(ELBOLossBase._AcceptedKeys):
-        """The keys of :class:`~aime_torchrl.objectives.elbo.ELBOLossBase` and ``labelled``: which
-        steps (``[B, T]``) carry real actions. Defaults to ``"labelled"``."""
+        """The window's real ``action``, ``labelled`` (which steps, ``[B, T]``, carry real actions;
+        defaults to ``"labelled"``) and ``loc``, ``scale``: the inverse model's Gaussian (before the
+        tanh), the model's names (:data:`~aime_torchrl.modules.LATENT_ACTION_KEYS`)."""
 
         labelled: NestedKey = "labelled"
+        loc: NestedKey = LATENT_ACTION_KEYS["loc"]
+        scale: NestedKey = LATENT_ACTION_KEYS["scale"]
 
     tensor_keys: _AcceptedKeys
     default_keys = _AcceptedKeys
@@ -92,6 +102,8 @@ class LatentActionLoss(ELBOLossBase):
         nll_reweight: str = "dim_wise",
         action_scale: float = 1.0,
         action_kl_scale: float = 1.0,
+        inferred_action: str = "sample",
+        elbo_trains_inference: bool = True,
         compile: bool | str = False,
     ) -> None:
         super().__init__(kl_scale=kl_scale, free_nats=free_nats, kl_balance=kl_balance, nll_reweight=nll_reweight,
@@ -99,10 +111,16 @@ class LatentActionLoss(ELBOLossBase):
         negative = {k: v for k, v in dict(action_scale=action_scale, action_kl_scale=action_kl_scale).items() if v < 0}
         if negative:
             raise ValueError(f"LatentActionLoss's weights must be >= 0, got {negative}.")
+        if inferred_action not in ("sample", "mean"):
+            raise ValueError(f"LatentActionLoss's inferred_action={inferred_action!r}: pass 'sample' or 'mean'.")
         self.model = model
+        self.inferred_action = inferred_action
+        self.elbo_trains_inference = elbo_trains_inference
         self.action_scale = action_scale
         self.action_kl_scale = action_kl_scale
-        self.set_keys(**{k: v for k, v in model.keys.as_dict().items() if k != "action"})  # action: the data's
+        names = self._names_from(model.keys)
+        names.pop("action")  # the data's: the model's action is its latent action u
+        self.set_keys(**names)
 
     @property
     def world_model(self) -> RSSMWorldModel:
@@ -140,7 +158,7 @@ class LatentActionLoss(ELBOLossBase):
         self._check_finite_once(tensordict)
         actions, labelled = self.labels(tensordict)
         target = actions.clamp(-1, 1)
-        keys, free = self.world_model.keys, ~labelled
+        keys, free = self.tensor_keys, ~labelled
         terms = {}
 
         def action_kl(rows: dict) -> torch.Tensor:
@@ -148,14 +166,16 @@ class LatentActionLoss(ELBOLossBase):
             row 0, the initial state's, has none), optimised with the state's KL."""
             q = tuple(rows["outputs"][unravel_key(k)][..., 1:, :] for k in (keys.loc, keys.scale))
             p = self.model.action_prior_params(rows["belief"][..., 1:, :], rows["state"][..., 1:, :])
-            kl = gaussian_kl(*q, *p).sum(-1) * free  # the tanh is a bijection: the base Gaussians' KL
+            q_kl = q if self.elbo_trains_inference else tuple(x.detach() for x in q)  # else it trains p only
+            kl = gaussian_kl(*q_kl, *p).sum(-1) * free  # the tanh is a bijection: the base Gaussians' KL
             terms.update(q=q, p=p, kl=kl)
             return torch.cat([torch.zeros_like(kl[..., :1]), self.action_kl_scale * kl], -1)
 
         # q's noise is drawn at each row, after the posterior's: with every step labelled, the ELBO is the
         # one of WorldModelLoss on the world model driven by g(a), sample for sample
-        out, _ = self._window_terms(self.world_model, tensordict, with_actions=False,
-                                    actor=self.model.actor(*frame_labels(target, labelled)), extra_kl=action_kl)
+        actor = self.model.actor(*frame_labels(target, labelled), sample=self.inferred_action == "sample",
+                                 detach=not self.elbo_trains_inference)
+        out, _ = self._window_terms(self.world_model, tensordict, with_actions=False, actor=actor, extra_kl=action_kl)
         lim = 1 - torch.finfo(target.dtype).resolution ** 0.5  # atanh's argument, away from +-1
         pre_tanh = torch.atanh(target.clamp(-lim, lim))
 

@@ -5,9 +5,12 @@
 """Phase 1 of AIME: the ELBO of an embodiment dataset (observations and actions)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import dispatch, TensorDictModuleBase
+from tensordict.utils import NestedKey
 
 from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.world_model import RSSMWorldModel
@@ -67,6 +70,19 @@ class WorldModelLoss(ELBOLossBase):
         ['elbo', 'kl', 'loss_kl', 'loss_recon', 'recon_observation']
     """
 
+    @dataclass
+    class _AcceptedKeys(ELBOLossBase._AcceptedKeys):
+        """The window's ``action`` and the names of the latents the IDM reads (with
+        ``world_model.idm``): ``belief``, ``state`` and ``encoded_latents``, the world model's
+        (:class:`~aime_torchrl.modules.keys.LatentKeys`)."""
+
+        belief: NestedKey = LatentKeys.belief
+        state: NestedKey = LatentKeys.state
+        encoded_latents: NestedKey = LatentKeys.encoded_latents
+
+    tensor_keys: _AcceptedKeys
+    default_keys = _AcceptedKeys
+
     def __init__(
         self,
         world_model: RSSMWorldModel,
@@ -81,7 +97,7 @@ class WorldModelLoss(ELBOLossBase):
             kl_scale=kl_scale, free_nats=free_nats, kl_balance=kl_balance, nll_reweight=nll_reweight, compile=compile
         )
         self.world_model = world_model
-        self.set_keys(**world_model.keys.as_dict())
+        self.set_keys(**self._names_from(world_model.keys))
 
     @property
     def in_keys(self) -> list:
@@ -100,11 +116,11 @@ class WorldModelLoss(ELBOLossBase):
         self._check_finite_once(tensordict)
         out, rows = self._window_terms(self.world_model, tensordict, with_actions=True)
         if self.world_model.idm is not None:
-            out.set("loss_idm", idm_nll(self.world_model.idm, rows, self.world_model.keys))
+            out.set("loss_idm", idm_nll(self.world_model.idm, rows, self.tensor_keys))
         return out
 
 
-def idm_nll(idm: TensorDictModuleBase, rows: dict, keys: LatentKeys) -> torch.Tensor:
+def idm_nll(idm: TensorDictModuleBase, rows: dict, keys: LatentKeys | WorldModelLoss._AcceptedKeys) -> torch.Tensor:
     """The IDM's negative log-likelihood of the actions a_1..a_T of the filter's rows
     (:meth:`~aime_torchrl.modules.core.WorldModelCore.observe`; row 0's action is the zero action of
     the initial state, not data), from detached inputs; sum over the batch, mean over time. Actions

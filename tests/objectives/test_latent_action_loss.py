@@ -59,6 +59,26 @@ def test_labelled_steps_drive_the_transition_through_g_of_the_real_action():
     assert frames["inferred_action"].abs().max() < 1  # on the real actions' box: g's image of real actions
 
 
+def test_q_s_mode_or_detached_actions_can_drive_the_transition():
+    model = small_model()
+    act = model.actor(sample=False)
+    inputs = (torch.randn(5, 4), torch.randn(5, 16), torch.randn(5, model.world_model.encoder.module.embedding_dim))
+    out = act(0, *inputs)
+    torch.testing.assert_close(out["inferred_action"], out["inferred_action_loc"].tanh())
+    torch.testing.assert_close(out["action"], model.encode_actions(out["inferred_action"]))  # u, for the core
+    loss = LatentActionLoss(model, inferred_action="mean")
+    total_loss(loss(mixed_window())).backward()
+    assert all(grads(model.inference))  # the ELBO's gradient (and the labels') still train q
+    model.zero_grad()
+    pseudo_labels = LatentActionLoss(model, elbo_trains_inference=False)
+    total_loss(pseudo_labels(mixed_window(labelled_windows=0))).backward()  # action-free: only the ELBO and the KL
+    assert not any(grads(model.inference)) and all(grads(model.action_prior))  # q's actions are pseudo-labels
+    total_loss(pseudo_labels(mixed_window())).backward()
+    assert all(grads(model.inference))  # from the labelled actions' likelihood
+    with pytest.raises(ValueError, match="inferred_action='median'"):
+        LatentActionLoss(model, inferred_action="median")
+
+
 def test_with_every_label_it_is_the_rssm_driven_by_g():
     """At 100 % labels the ELBO is WorldModelLoss's on the world model driven by g(a), sample for sample, and
     the inverse model learns from the actions' likelihood alone."""

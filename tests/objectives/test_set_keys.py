@@ -7,6 +7,8 @@ renamed: both losses run on renamed keys, the frames hold only the new names, an
 still computes the same ELBO."""
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 import torch
 from tensordict.utils import unravel_key
@@ -31,6 +33,11 @@ def renamed() -> dict:
     return names
 
 
+def read_by(loss, names: dict) -> dict:
+    """The ``names`` of the keys ``loss`` reads (its ``_AcceptedKeys``)."""
+    return {f.name: names[f.name] for f in fields(loss.tensor_keys)}
+
+
 @pytest.mark.parametrize("variant", ["rssm", "dreamerv3"])
 def test_every_key_renamed_both_losses_run(variant):
     names = renamed()
@@ -40,14 +47,14 @@ def test_every_key_renamed_both_losses_run(variant):
     window = make_window(dims=DIMS).rename_key_("action", names["action"])
 
     phase1 = WorldModelLoss(wm)
-    phase1.set_keys(**names)
+    phase1.set_keys(**read_by(phase1, names))
     out = phase1(window)
     assert set(out.keys()) == set(phase1.out_keys)
     total_loss(out).backward()
     assert all(p.grad is not None for p in wm.parameters())
 
     phase2 = AIMELoss(wm, policy)
-    phase2.set_keys(**names)
+    phase2.set_keys(**read_by(phase2, names))
     demos = window.exclude(names["action"])
     out = phase2(demos)
     assert set(out.keys()) == set(phase2.out_keys)
@@ -67,7 +74,7 @@ def test_every_key_renamed_both_losses_run(variant):
     assert {"my_state", "my_belief"} <= set(actor.make_tensordict_primer().primers.keys())
     if variant == "rssm":
         idm = AIMELoss(wm, policy, use_idm=True)
-        idm.set_keys(**names)
+        idm.set_keys(**read_by(idm, names))
         out = idm(demos)
         assert set(out.keys()) == set(idm.out_keys) == {"loss_action_kl", "action_kl", "elbo", "kl", "recon_a",
                                                         "recon_b"}
@@ -105,3 +112,18 @@ def test_set_keys_the_world_model_does_not_write_is_refused_naming_the_fix():
                  make_policy(6, 16, 2, hidden=16))
     with pytest.raises(ValueError, match="Unknown latent keys"):
         LatentKeys.of({"stat": "z"})
+
+
+def test_each_loss_accepts_only_the_keys_it_reads():
+    """set_keys takes the names a loss reads and refuses the others (e.g. the prior's parameters,
+    which only the world model's own modules read)."""
+    wm = RSSMWorldModel.from_config(DIMS, 2, belief_dim=16, state_dim=6, hidden=16, idm=True)
+    policy = make_policy(6, 16, 2, hidden=16)
+    expected = {
+        WorldModelLoss(wm): {"action", "belief", "state", "encoded_latents"},
+        AIMELoss(wm, policy): {"action", "belief", "state", "encoded_latents", "loc", "scale", "idm_loc", "idm_scale"},
+    }
+    for loss, names in expected.items():
+        assert {f.name for f in fields(loss.tensor_keys)} == names
+        with pytest.raises(ValueError):
+            loss.set_keys(prior_mean=("next", "p"))
