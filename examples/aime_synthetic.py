@@ -5,6 +5,7 @@
 """AIME end to end on a small controlled linear system (CPU, about a minute).
 
     python examples/aime_synthetic.py [--phase1-steps 600] [--phase2-steps 600] [--seed 0]
+    python examples/aime_synthetic.py --trainer torchrl   # both phases under TorchRL's Trainer
 
 1. An *embodiment dataset*: random play, with observations and actions.
 2. Phase 1: train an RSSM world model on it by maximising the ELBO (WorldModelLoss).
@@ -26,7 +27,7 @@ import torch
 
 from aime_torchrl import AIMELoss, make_policy, RSSMWorldModel, WorldModelLoss
 from aime_torchrl.data import LinearControlSystem, make_window_buffer
-from aime_torchrl.trainers import resolve_device, train_offline
+from aime_torchrl.trainers import resolve_device, train_offline, train_with_trainer
 
 parser = argparse.ArgumentParser(
     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -40,6 +41,12 @@ parser.add_argument("--seed", type=int, default=0)
 parser.add_argument(
     "--device", default="auto", help="auto (CUDA if there is one), cpu, cuda, cuda:1, ..."
 )
+parser.add_argument(
+    "--trainer",
+    choices=["loop", "torchrl"],
+    default="loop",
+    help="loop: our offline loop; torchrl: TorchRL's Trainer (the same steps and weights)",
+)
 parser.add_argument("--out", type=Path, default=Path("runs/aime_synthetic"))
 args = parser.parse_args()
 try:
@@ -49,6 +56,7 @@ try:
 except ValueError as error:
     parser.error(str(error))
 torch.manual_seed(args.seed)
+train = train_with_trainer if args.trainer == "torchrl" else train_offline
 
 # --- data: random play (embodiment) and expert demonstrations --------------------------------
 system = LinearControlSystem(obs_dim=4, action_dim=2, seed=args.seed)
@@ -66,7 +74,7 @@ world_model = RSSMWorldModel.from_config(
     hidden=64,
     device=device,
 )
-train_offline(
+train(
     WorldModelLoss(world_model),
     embodiment_rb.sample,
     torch.optim.Adam(world_model.parameters(), lr=args.lr),
@@ -89,7 +97,7 @@ def score() -> tuple[float, float]:
 
 
 mse_before, elbo_before = score()
-train_offline(
+train(
     aime_loss,
     lambda: demo_rb.sample().exclude("action"),
     torch.optim.Adam(aime_loss.parameters(), lr=args.lr),

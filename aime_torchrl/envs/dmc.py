@@ -64,8 +64,18 @@ TASK_ALIASES = {"runb": "runbackward", "flipb": "flipbackward"}
 SETUPS = ("mdp", "lpomdp", "visual")
 
 
+def physics_of(env: DMControlWrapper):
+    """The MuJoCo physics of the dm_control environment that TorchRL's ``env`` wraps.
+
+    (The one read of a private TorchRL attribute in this library: ``DMControlWrapper`` keeps the
+    wrapped dm_control env as ``_env`` and has no public accessor; the physics is needed to render
+    once per step, to store and re-render states, and for the tasks' rewards.)
+    """
+    return env._env.physics
+
+
 def _physics(transform: Transform):
-    return transform.parent.base_env._env.physics
+    return physics_of(transform.parent.base_env)
 
 
 class PhysicsState(Transform):
@@ -106,7 +116,8 @@ class RenderPixels(Transform):
         self.camera_id = camera_id
         self._configured = not fast
 
-    def _render(self, td: TensorDictBase) -> TensorDictBase:
+    def render(self, td: TensorDictBase) -> TensorDictBase:
+        """Writes the current frame's ``pixels`` into ``td``."""
         physics = _physics(self)
         if not self._configured:
             physics.model.vis.quality.shadowsize = 0
@@ -126,10 +137,10 @@ class RenderPixels(Transform):
         return td.set("pixels", pixels.to(td.device or "cpu"))
 
     def _call(self, next_tensordict: TensorDictBase) -> TensorDictBase:
-        return self._render(next_tensordict)
+        return self.render(next_tensordict)
 
     def _reset(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> TensorDictBase:
-        return self._render(tensordict_reset)
+        return self.render(tensordict_reset)
 
     def transform_observation_spec(self, observation_spec: Composite) -> Composite:
         observation_spec["pixels"] = Bounded(
@@ -174,7 +185,7 @@ def render_states(embodiment: str, states: np.ndarray, *, size: int = 64, fast_r
     """
     env = make_env(embodiment, next(iter(TASKS[embodiment])), "mdp", pixels=True, image_size=size, fast_render=fast_render)
     env.reset()
-    physics = env.base_env._env.physics
+    physics = physics_of(env.base_env)
     renderer = next(t for t in env.transform if isinstance(t, RenderPixels))
     nq = physics.model.nq
     images = []
@@ -182,7 +193,7 @@ def render_states(embodiment: str, states: np.ndarray, *, size: int = 64, fast_r
         with physics.reset_context():
             physics.data.qpos[:] = state[:nq]
             physics.data.qvel[:] = state[nq:]
-        images.append(renderer._render(TensorDict())["pixels"].permute(1, 2, 0).numpy())
+        images.append(renderer.render(TensorDict())["pixels"].permute(1, 2, 0).numpy())
     env.close()
     return np.stack(images)
 

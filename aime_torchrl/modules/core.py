@@ -318,6 +318,14 @@ class DreamerV3Core(WorldModelCore):
         return belief, (prior_logits,), sampled if sample else self.latent.mode((prior_logits,))
 
 
+def run_module(module: TensorDictModuleBase, step: dict, batch: torch.Size) -> dict:
+    """``module`` on a TensorDict of a step's tensors (by key); its outputs as a dict (those it wrote:
+    a TensorDictModule discards the outputs it names ``"_"``)."""
+    out = module(TensorDict(step, batch_size=batch))
+    written = ((unravel_key(key), out.get(key, None)) for key in module.out_keys)
+    return {key: value for key, value in written if value is not None}
+
+
 class KeyedCore(WorldModelCore):
     """Any TensorDictModules in the world model's key scheme, called through their keys.
 
@@ -366,14 +374,6 @@ class KeyedCore(WorldModelCore):
         self._named = {unravel_key(k) for k in (keys.next("belief"), keys.next("state"), *self._posterior_keys,
                                                 *(self._prior_keys if self._in_loop_prior else ()))}
 
-    @staticmethod
-    def _run(module: TensorDictModuleBase, step: dict, batch: torch.Size) -> dict:
-        """``module`` on a TensorDict of the step's tensors; its outputs as a dict (those it wrote: a
-        TensorDictModule discards the outputs it names ``"_"``)."""
-        out = module(TensorDict(step, batch_size=batch))
-        written = ((unravel_key(key), out.get(key, None)) for key in module.out_keys)
-        return {key: value for key, value in written if value is not None}
-
     def encode(self, observations, batch_size):
         inputs = {("next", key): value for key, value in observations.items()}
         return self.encoder(TensorDict(inputs, batch_size=batch_size)).get(self.keys.encoded_latents)
@@ -383,9 +383,9 @@ class KeyedCore(WorldModelCore):
         batch = state.shape[:-1]
         step = {unravel_key(keys.state): state, unravel_key(keys.belief): belief, unravel_key(keys.action): action,
                 unravel_key(keys.encoded_latents): embedding}
-        produced = self._run(self.transition, step, batch)
+        produced = run_module(self.transition, step, batch)
         step.update(produced)
-        posterior_out = self._run(self.posterior, step, batch)
+        posterior_out = run_module(self.posterior, step, batch)
         step.update(posterior_out)
         produced.update(posterior_out)
         posterior = tuple(step[k] for k in self._posterior_keys)
@@ -398,9 +398,9 @@ class KeyedCore(WorldModelCore):
         keys = self.keys
         batch = state.shape[:-1]
         step = {unravel_key(keys.state): state, unravel_key(keys.belief): belief, unravel_key(keys.action): action}
-        step.update(self._run(self.transition, step, batch))
+        step.update(run_module(self.transition, step, batch))
         if not self._in_loop_prior:
-            step.update(self._run(self.prior_module, step, batch))
+            step.update(run_module(self.prior_module, step, batch))
         prior = tuple(step[k] for k in self._prior_keys)
         if not sample:
             state = self.latent.mode(prior)
@@ -413,7 +413,7 @@ class KeyedCore(WorldModelCore):
     def prior(self, belief):
         if self.prior_module is None:
             return super().prior(belief)
-        out = self._run(self.prior_module, {unravel_key(self.keys.next("belief")): belief}, belief.shape[:-1])
+        out = run_module(self.prior_module, {unravel_key(self.keys.next("belief")): belief}, belief.shape[:-1])
         return tuple(out[k] for k in self._prior_keys)
 
     def decode(self, belief, state):
@@ -456,7 +456,7 @@ def make_actor(
     def act(t: int, state: torch.Tensor, belief: torch.Tensor, embedding: torch.Tensor) -> dict:
         step = {key: seq[t] for key, seq in others.items()}
         step.update(zip(latents, (state, belief, embedding)))
-        out = KeyedCore._run(policy, step, state.shape[:-1])
+        out = run_module(policy, step, state.shape[:-1])
         out["action"] = out.pop(action_key)
         return out
 

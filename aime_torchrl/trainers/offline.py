@@ -18,10 +18,7 @@ from torchrl.objectives import LossModule
 from torchrl.record.loggers import Logger
 from tqdm.auto import tqdm
 
-
-def total_loss(losses: TensorDictBase) -> torch.Tensor:
-    """Sums the ``loss_*`` entries of a loss module's output (TorchRL's convention)."""
-    return sum(value for key, value in losses.items() if key.startswith("loss_"))
+from aime_torchrl.trainers.guard import GuardedBackward
 
 
 class OfflineLoop:
@@ -107,11 +104,11 @@ class OfflineLoop:
     ) -> None:
         self.optimizer, self.steps, self.start, self.desc = optimizer, steps, start, desc
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
-        self.max_norm = grad_clip if grad_clip is not None else float("inf")
+        self.guard = GuardedBackward(self.params, grad_clip=grad_clip, desc=desc or "training")
         self.progress, self.logger, self.log_every = progress, logger, log_every
         self.log_prefix, self.log_offset, self.on_step, self.dtype = log_prefix, log_offset, on_step, autocast
         self._means: list[TensorDict] = []
-        self._sums, self._count, self._first_bad, self._step, self._done_backward = None, 0, None, start, False
+        self._step, self._done_backward = start, False
 
     @property
     def means(self) -> TensorDict:
@@ -127,28 +124,14 @@ class OfflineLoop:
         """Back-propagates the sum of the ``loss_*`` entries of ``losses`` (gradients zeroed first),
         clips the gradients and guards them: from the first non-finite loss or gradient on, every
         gradient is zeroed (checked on the device, no host sync). Returns the total loss."""
-        loss = total_loss(losses)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_norm)
-        finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
-        step, bad = self._step, self._first_bad
-        self._first_bad = torch.where(finite, -1, step) if bad is None else torch.where((bad < 0) & ~finite, step, bad)
-        healthy = (self._first_bad < 0).to(loss.dtype)
-        for p in self.params:
-            if p.grad is not None:
-                p.grad.mul_(healthy).nan_to_num_(0.0, 0.0, 0.0)
-        out = losses.detach().float()
-        out.set("grad_norm", grad_norm.detach())
-        self._sums = out if self._sums is None else self._sums + out
-        self._count += 1
+        loss = self.guard.backward(losses, self._step)
         self._done_backward = True
         return loss
 
     def __iter__(self) -> Iterator[int]:
         bar = tqdm(range(self.start, self.steps), desc=self.desc, disable=not self.progress, dynamic_ncols=True,
                    initial=self.start, total=self.steps)
-        self._tic = time.perf_counter()
+        self.guard.clock = time.perf_counter()  # steps/s from the first step
         with deferred_interrupt() as interrupted:
             for step in bar:
                 self._step, self._done_backward = step, False
@@ -168,27 +151,15 @@ class OfflineLoop:
 
     def _flush(self, done: int, bar: tqdm, log: bool = True) -> None:
         """Reads the on-device accumulators (the only host sync): stops on a non-finite loss, logs the means."""
-        if self._count == 0:
-            return
-        bad = int(self._first_bad.item())
-        if bad >= 0:
-            raise FloatingPointError(
-                f"{self.desc or 'training'}: non-finite loss or gradient at step {bad} (its gradients and all later "
-                f"ones were zeroed, so the weights stay finite; means of the last {self._count} steps: "
-                f"{_fmt_losses(self._sums / self._count)})."
-            )
         if not log:
+            self.guard.read()  # the non-finite check
             return
-        metrics = (self._sums / self._count).float()
-        metrics.set("step", torch.tensor(done))
+        metrics = self.guard.log(done, self.logger, prefix=self.log_prefix, offset=self.log_offset)
+        if metrics is None:
+            return
         self._means.append(metrics)
         if "elbo" in metrics.keys():
             bar.set_postfix(elbo=f"{metrics['elbo'].item():.1f}", refresh=False)
-        if self.logger is not None:
-            metrics = metrics.exclude("step")
-            metrics.set("steps_per_s", torch.tensor(self._count / (time.perf_counter() - self._tic)))
-            self.logger.log_metrics({f"{self.log_prefix}/{k}": v for k, v in metrics.items()}, step=self.log_offset + done)
-        self._sums, self._count, self._tic = None, 0, time.perf_counter()
 
 
 def train_offline(
@@ -219,10 +190,6 @@ def train_offline(
         training.backward(losses)
         optimizer.step()
     return training.means
-
-
-def _fmt_losses(out: TensorDictBase) -> str:
-    return ", ".join(f"{k}={v.item():.4g}" for k, v in out.items() if v.numel() == 1)
 
 
 @contextlib.contextmanager

@@ -13,7 +13,8 @@ from tensordict import TensorDictBase
 from torchrl.objectives import LossModule
 from torchrl.record.loggers import Logger
 
-from aime_torchrl.trainers.offline import total_loss, train_offline
+from aime_torchrl.trainers.guard import total_loss
+from aime_torchrl.trainers.offline import train_offline
 
 
 @torch.no_grad()
