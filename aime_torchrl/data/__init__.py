@@ -5,14 +5,18 @@
 from aime_torchrl.data.collect import collect_episodes, GaussianActionNoise, UniformRandomPolicy
 from aime_torchrl.data.builder import build_dataset, dataset_folders, open_dataset, render_images, resolve_datasets
 from aime_torchrl.data.dataset import AIMEDataset, default_root
+from aime_torchrl.data.trajectories import TrajectoryWriter
 from aime_torchrl.data.labelled import LabelledMixture, pseudo_label, split_held_out, split_labelled
 from aime_torchrl.data.latents import posterior_latents
 from aime_torchrl.data.npz import (DatasetFormatError, episode_files, episode_to_frames, episode_to_td, frames_to_transitions,
                                    load_episode, load_episodes, save_episode, td_to_episode)
-from aime_torchrl.data.replay import make_window_buffer
+from aime_torchrl.data.replay import make_window_buffer, WindowReplayBuffer, WindowSampler
 from aime_torchrl.data.synthetic import LinearControlSystem
 
 __all__ = [
+    "WindowReplayBuffer",
+    "WindowSampler",
+    "TrajectoryWriter",
     "AIMEDataset",
     "DatasetFormatError",
     "GaussianActionNoise",

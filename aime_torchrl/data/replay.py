@@ -21,7 +21,8 @@ TRANSITION_FLAGS = ("episode", ("next", "done"), ("next", "terminated"), "is_ini
 
 class WindowSampler(SliceSampler):
     """A :class:`~torchrl.data.SliceSampler` of windows of ``slice_len`` consecutive entries inside
-    one episode (``"episode"`` ids) that reads only a few entries of the storage.
+    one trajectory (``traj_key`` ids, or runs ending at ``end_key``) that reads only a few entries of
+    the storage.
 
     When it marks window starts and ends, TorchRL's sampler gathers every entry of the storage
     at the sampled indices, images included, and the replay buffer then gathers them again. This
@@ -31,8 +32,13 @@ class WindowSampler(SliceSampler):
 
     Keyword Args:
         slice_len (int): entries per window.
-        keys (sequence of NestedKey, optional): the entries copied; those missing from the
-            storage are skipped. Defaults to :data:`TRANSITION_FLAGS`.
+        traj_key (NestedKey, optional): the trajectory ids: ``"episode"`` (our datasets) or
+            ``("collector", "traj_ids")`` (what a TorchRL collector writes; its trajectories must be
+            stored whole, see :class:`~aime_torchrl.data.TrajectoryWriter`). Defaults to ``"episode"``.
+        end_key (NestedKey, optional): where trajectories end, for storages without ids (e.g.
+            ``("next", "done")``); used when ``traj_key`` is ``None`` or absent. Defaults to ``None``.
+        keys (sequence of NestedKey, optional): the entries copied besides ``traj_key`` and
+            ``end_key``; those missing from the storage are skipped. Defaults to :data:`TRANSITION_FLAGS`.
         **kwargs: the other keyword arguments of :class:`~torchrl.data.SliceSampler`, e.g.
             ``truncated_key=None, init_key=None`` for no marks.
 
@@ -46,9 +52,18 @@ class WindowSampler(SliceSampler):
         (True, True)
     """
 
-    def __init__(self, *, slice_len: int, keys: Sequence[NestedKey] = TRANSITION_FLAGS, **kwargs) -> None:
-        super().__init__(slice_len=slice_len, traj_key="episode", strict_length=True, cache_values=True, **kwargs)
-        self.keys = tuple(keys)
+    def __init__(
+        self,
+        *,
+        slice_len: int,
+        traj_key: NestedKey | None = "episode",
+        end_key: NestedKey | None = None,
+        keys: Sequence[NestedKey] = TRANSITION_FLAGS,
+        **kwargs,
+    ) -> None:
+        super().__init__(slice_len=slice_len, traj_key=traj_key, end_key=end_key, strict_length=True,
+                         cache_values=True, **kwargs)
+        self.keys = tuple(dict.fromkeys(k for k in (traj_key, end_key, *keys) if k is not None))
         self._flags: TensorStorage | None = None
 
     def extend(self, index: torch.Tensor) -> None:
@@ -83,6 +98,8 @@ class WindowReplayBuffer(TensorDictReplayBuffer):
         horizon (int): steps per window.
         batch_size (int): windows per batch.
         frames (bool, optional): the storage holds frames. Defaults to ``False``.
+        traj_key, end_key (NestedKey, optional): how the storage marks trajectories
+            (:class:`WindowSampler`). Default to ``"episode"`` and ``None``.
         **kwargs: the other arguments of :class:`~torchrl.data.TensorDictReplayBuffer` (e.g.
             ``storage``, ``transform``: applied to what is read from the storage, flat).
 
@@ -95,10 +112,20 @@ class WindowReplayBuffer(TensorDictReplayBuffer):
         torch.Size([8, 10])
     """
 
-    def __init__(self, *, horizon: int, batch_size: int, frames: bool = False, **kwargs) -> None:
+    def __init__(
+        self,
+        *,
+        horizon: int,
+        batch_size: int,
+        frames: bool = False,
+        traj_key: NestedKey | None = "episode",
+        end_key: NestedKey | None = None,
+        **kwargs,
+    ) -> None:
         length = horizon + 1 if frames else horizon
-        marks = dict(keys=("episode",), truncated_key=None, init_key=None) if frames else {}
-        super().__init__(sampler=WindowSampler(slice_len=length, **marks), batch_size=batch_size * length, **kwargs)
+        marks = dict(keys=(), truncated_key=None, init_key=None) if frames else {}
+        sampler = WindowSampler(slice_len=length, traj_key=traj_key, end_key=end_key, **marks)
+        super().__init__(sampler=sampler, batch_size=batch_size * length, **kwargs)
         self.horizon = horizon
         self.num_windows = batch_size
         self.frames = frames

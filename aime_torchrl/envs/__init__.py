@@ -16,10 +16,13 @@ from aime_torchrl.envs.dmc import (
     TaskReward,
     TASKS,
 )
+from aime_torchrl.envs.linear import LinearControlEnv, make_linear_env
 from aime_torchrl.envs.noise import NoiseSource
 from aime_torchrl.envs.scores import normalised_score, REFERENCE_EXPERT_RETURNS
 
 __all__ = [
+    "LinearControlEnv",
+    "make_linear_env",
     "NoiseSource",
     "PhysicsState",
     "REFERENCE_EXPERT_RETURNS",
