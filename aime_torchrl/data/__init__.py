@@ -5,6 +5,7 @@
 from aime_torchrl.data.collect import collect_episodes, GaussianActionNoise, UniformRandomPolicy
 from aime_torchrl.data.builder import build_dataset, dataset_folders, open_dataset, render_images, resolve_datasets
 from aime_torchrl.data.dataset import AIMEDataset, default_root
+from aime_torchrl.data.mixture import WindowMixture
 from aime_torchrl.data.trajectories import TrajectoryWriter
 from aime_torchrl.data.labelled import LabelledMixture, pseudo_label, split_held_out, split_labelled
 from aime_torchrl.data.latents import posterior_latents
@@ -14,6 +15,7 @@ from aime_torchrl.data.replay import make_window_buffer, WindowReplayBuffer, Win
 from aime_torchrl.data.synthetic import LinearControlSystem
 
 __all__ = [
+    "WindowMixture",
     "WindowReplayBuffer",
     "WindowSampler",
     "TrajectoryWriter",

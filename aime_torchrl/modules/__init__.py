@@ -5,6 +5,7 @@
 from aime_torchrl.modules.core import DreamerV3Core, KeyedCore, make_actor, RSSMCore, WorldModelCore
 from aime_torchrl.modules.decoders import CNNDecoder, GaussianMLPDecoder, make_decoder
 from aime_torchrl.modules.encoders import CNNEncoder, ObservationEncoder
+from aime_torchrl.modules.discriminator import AdversarialReward, make_adversarial_reward, make_discriminator
 from aime_torchrl.modules.dynamics_ensemble import DynamicsEnsemble, make_dynamics_ensemble
 from aime_torchrl.modules.filter_actor import FilteringActor
 from aime_torchrl.modules.imagination import make_imagination_env, make_reward_model, PriorStep
@@ -21,6 +22,9 @@ from aime_torchrl.modules.latent_action_actor import LatentActionFilteringActor
 from aime_torchrl.modules.world_model import RSSMWorldModel, WORLD_MODEL_PRESETS
 
 __all__ = [
+    "AdversarialReward",
+    "make_adversarial_reward",
+    "make_discriminator",
     "CNNDecoder",
     "CategoricalLatent",
     "DreamerV3Core",

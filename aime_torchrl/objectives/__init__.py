@@ -2,6 +2,7 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
+from aime_torchrl.objectives.adversarial import AdversarialRewardLoss
 from aime_torchrl.objectives.aime import AIMELoss
 from aime_torchrl.objectives.bc import BCLoss
 from aime_torchrl.objectives.dynamics_ensemble import DynamicsEnsembleLoss
@@ -14,6 +15,7 @@ from aime_torchrl.objectives.window_elbo import elbo_terms, window_elbo
 from aime_torchrl.objectives.world_model import LOSS_PRESETS, WorldModelLoss
 
 __all__ = [
+    "AdversarialRewardLoss",
     "AIMELoss",
     "BCLoss",
     "DynamicsEnsembleLoss",

@@ -48,8 +48,8 @@ class OfflinePolicyLoss(LossModule):
 
     Keyword Args:
         imagination_horizon (int, optional): steps imagined from each start. Defaults to ``15``.
-        behaviour_scale (float, optional): weight of ``loss_behaviour`` (0: pure model-based RL).
-            Defaults to ``1.0``.
+        behaviour_scale (float, optional): weight of ``loss_behaviour`` (0: pure model-based RL, and the
+            batch needs no ``behaviour_action``). Defaults to ``1.0``.
         entropy_bonus (float, optional): DreamerV3's entropy weight. Defaults to ``3e-4``.
         gamma, lmbda (float, optional): the lambda-returns' discount and lambda. Default to ``0.99``, ``0.95``.
         slow_critic_regularization (float, optional): weight of the critic's pull to its slow copy.
@@ -120,7 +120,7 @@ class OfflinePolicyLoss(LossModule):
     @property
     def in_keys(self) -> list:
         keys = self.tensor_keys
-        return [keys.state, keys.belief, keys.behaviour_action]
+        return [keys.state, keys.belief, *([keys.behaviour_action] if self.behaviour_scale > 0 else [])]
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         keys = self.tensor_keys
@@ -140,8 +140,14 @@ class OfflinePolicyLoss(LossModule):
         starts = tensordict.select(keys.state, keys.belief)
         actor_losses, imagined = self.actor_loss(starts)
         value_losses, _ = self.value_loss(imagined)
-        behaviour = self.actor.get_dist(starts.copy()).log_prob(self._inside(tensordict.get(keys.behaviour_action)))
-        nll = -behaviour.mean()
+        behaviour_action = tensordict.get(keys.behaviour_action, None)
+        if behaviour_action is None and self.behaviour_scale > 0:
+            raise KeyError(f"OfflinePolicyLoss(behaviour_scale={self.behaviour_scale}) reads the behaviour's action "
+                           f"{keys.behaviour_action!r}, which the batch lacks (behaviour_scale=0 needs none).")
+        if behaviour_action is None:
+            nll = starts.get(keys.state).new_zeros(())
+        else:
+            nll = -self.actor.get_dist(starts.copy()).log_prob(self._inside(behaviour_action)).mean()
         return TensorDict({
             "loss_actor": actor_losses.get("loss_actor"),
             "loss_value": value_losses.get("loss_value"),

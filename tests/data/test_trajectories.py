@@ -6,11 +6,12 @@
 cross a trajectory, longer than what one batch holds of an environment."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage
 
-from aime_torchrl.data import LinearControlSystem, TrajectoryWriter, WindowReplayBuffer
+from aime_torchrl.data import LinearControlSystem, TrajectoryWriter, WindowMixture, WindowReplayBuffer
 from aime_torchrl.envs import make_linear_env
 
 
@@ -46,3 +47,24 @@ def test_end_key_marks_trajectories_without_ids():
     by_done.extend(buffer[:].exclude("collector"))
     steps = by_done.sample()["next", "step_count"].squeeze(-1)
     assert (steps.diff(dim=1) == 1).all()
+
+
+def test_the_mixture_keeps_its_share_and_waits_for_online_windows():
+    offline, _, _ = collect(envs=1, frames=25, total=200)
+    online = WindowReplayBuffer(horizon=16, batch_size=8, traj_key=("collector", "traj_ids"),
+                                storage=LazyTensorStorage(200))
+    mixture = WindowMixture([offline, online], [0.75, 0.25], batch_size=8)
+    assert mixture.counts() == [8, 0]  # no online trajectory finished yet: all offline
+    writer = TrajectoryWriter(online)
+    env = make_linear_env(LinearControlSystem(seed=1), max_steps=25, batch_size=(2,))
+    for batch in Collector(env, None, frames_per_batch=50, total_frames=100):
+        writer.extend(batch)
+    assert mixture.counts() == [6, 2]
+    torch.manual_seed(0)
+    batch = mixture.sample()
+    assert batch.batch_size == (8, 16)
+    first = batch["observation"][:, 0]  # where each window starts: the last 2 in the online storage
+    stored = online[:]["observation"]
+    assert [bool((stored == row).all(-1).any()) for row in first] == [False] * 6 + [True] * 2
+    with pytest.raises(ValueError, match="sum to 1"):
+        WindowMixture([offline, online], [0.5, 0.25], batch_size=8)

@@ -1,0 +1,202 @@
+# Copyright (c) aime-torchrl contributors.
+#
+# This source code is licensed under the MIT license found in the
+# LICENSE file in the root directory of this source tree.
+"""Online AIME (AIME-NoB's phase 3) on TorchRL collectors, on the small linear system (CPU minutes).
+
+    python examples/aime_online.py                         # offline phases, then online
+    python examples/aime_online.py --aime-scale 0          # pure surrogate-reward RL online
+    python examples/aime_online.py --online-share 1        # no offline regulariser
+    python examples/aime_online.py --reward none           # the AIME term only, online
+
+1. Offline, as examples/aime_synthetic.py: phase 1 (world model on random play), phase 2 (a policy
+   from the experts' observations only, AIMELoss).
+2. Online: a TorchRL Collector runs the policy inside the world model's filter (FilteringActor,
+   sampling: its exploration) on copies of the system; finished episodes go whole into an online
+   window buffer (TrajectoryWriter). Each collected batch is followed by updates of
+   - the world model, on windows half offline, half online (AIME-NoB's data-driven regulariser);
+   - a discriminator of the demonstrations' latents against the agent's (the surrogate reward);
+   - the policy: the AIME loss of the demonstrations, plus DreamerV3's actor loss on the
+     surrogate reward in imagination (15 steps, lambda-returns, a slow critic, an entropy bonus).
+3. Score against env steps: the policy's mean reward (-||a - expert(x)||^2), as a percentage of the
+   way from the random policy to the expert; CSV and plot in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import torch
+from tensordict.nn import TensorDictModule
+from torchrl.collectors import Collector
+from torchrl.data import LazyTensorStorage
+from torchrl.envs import InitTracker
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+from torchrl.objectives import SoftUpdate
+
+from aime_torchrl import AIMELoss, make_policy, RSSMWorldModel, WorldModelLoss
+from aime_torchrl.data import (
+    LinearControlSystem,
+    make_window_buffer,
+    TrajectoryWriter,
+    WindowMixture,
+    WindowReplayBuffer,
+)
+from aime_torchrl.envs import make_linear_env
+from aime_torchrl.modules import (
+    FilteringActor,
+    frozen,
+    make_adversarial_reward,
+    make_discriminator,
+    make_imagination_env,
+    make_mlp,
+)
+from aime_torchrl.objectives import AdversarialRewardLoss, OfflinePolicyLoss
+from aime_torchrl.trainers import GuardedBackward, resolve_device, train_offline
+
+parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+)
+parser.add_argument("--phase1-steps", type=int, default=600)
+parser.add_argument("--phase2-steps", type=int, default=300)
+parser.add_argument("--env-steps", type=int, default=6000, help="online env steps in all")
+parser.add_argument("--envs", type=int, default=4, help="system copies the collector steps")
+parser.add_argument("--frames-per-batch", type=int, default=240)
+parser.add_argument("--updates-per-batch", type=int, default=20)
+parser.add_argument("--online-share", type=float, default=0.5, help="online windows' share")
+parser.add_argument("--aime-scale", type=float, default=1.0, help="weight of the AIME loss")
+parser.add_argument("--reward", choices=["ail", "none"], default="ail", help="the surrogate reward")
+parser.add_argument("--horizon", type=int, default=16)
+parser.add_argument("--batch-size", type=int, default=32)
+parser.add_argument("--lr", type=float, default=1e-3)
+parser.add_argument("--eval-episodes", type=int, default=8)
+parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda, ...")
+parser.add_argument("--out", type=Path, default=Path("runs/aime_online"))
+args = parser.parse_args()
+try:
+    device = resolve_device(args.device, key="--device")
+except ValueError as error:
+    parser.error(str(error))
+if not 0 <= args.online_share <= 1:
+    parser.error(f"--online-share={args.online_share}: must be in [0, 1].")
+torch.manual_seed(args.seed)
+LENGTH = 60  # steps per episode
+
+# --- data: random play (embodiment) and the experts' observations (demonstrations) ----------
+system = LinearControlSystem(obs_dim=4, action_dim=2, seed=args.seed)
+embodiment = system.rollout(64, LENGTH, policy="random", seed=args.seed + 1).to(device)
+demos = system.rollout(16, LENGTH, policy="expert", seed=args.seed + 2).exclude("action")
+offline_rb = make_window_buffer(embodiment, horizon=args.horizon, batch_size=args.batch_size)
+demo_rb = make_window_buffer(demos.to(device), horizon=args.horizon, batch_size=args.batch_size)
+
+# --- phases 1 and 2, offline ------------------------------------------------------------------
+world_model = RSSMWorldModel.from_config(
+    {"observation": system.obs_dim}, system.action_dim, belief_dim=64, state_dim=16, hidden=64,
+    device=device,
+)
+wm_loss = WorldModelLoss(world_model)
+wm_optimizer = torch.optim.Adam(world_model.parameters(), lr=args.lr)
+train_offline(wm_loss, offline_rb.sample, wm_optimizer, steps=args.phase1_steps, desc="phase 1")
+policy = make_policy(16, 64, system.action_dim, hidden=64, device=device)
+aime_loss = AIMELoss(world_model, policy)
+policy_optimizer = torch.optim.Adam(policy.parameters(), lr=args.lr)
+train_offline(aime_loss, demo_rb.sample, policy_optimizer, steps=args.phase2_steps, desc="phase 2")
+
+
+def score() -> float:
+    """The policy's mean reward per step, % of the way from random actions (0) to the expert's (100)."""
+    env = make_linear_env(system, max_steps=LENGTH, seed=10_000, batch_size=(args.eval_episodes,))
+    actor = FilteringActor(world_model, policy)
+    env.append_transform(InitTracker())
+    env.append_transform(actor.make_tensordict_primer())
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+        reward = env.rollout(LENGTH, actor)["next", "reward"].mean().item()
+        random = env.rollout(LENGTH)["next", "reward"].mean().item()
+    return 100 * (1 - reward / random)
+
+
+# --- phase 3, online ---------------------------------------------------------------------------
+env = make_linear_env(system, max_steps=LENGTH, seed=args.seed + 3, batch_size=(args.envs,))
+explorer = FilteringActor(world_model, policy)  # samples its actions: the collector's exploration
+env.append_transform(InitTracker())  # the filter restarts where an episode does
+env.append_transform(explorer.make_tensordict_primer())
+collector = Collector(env, explorer, frames_per_batch=args.frames_per_batch,
+                      total_frames=args.env_steps, device=device)
+online_rb = WindowReplayBuffer(horizon=args.horizon, batch_size=args.batch_size,
+                               traj_key=("collector", "traj_ids"),
+                               storage=LazyTensorStorage(args.env_steps, device=device))
+writer = TrajectoryWriter(online_rb)
+mixture = WindowMixture([offline_rb, online_rb], [1 - args.online_share, args.online_share],
+                        batch_size=args.batch_size)
+
+discriminator = make_discriminator(world_model, hidden=64)
+disc_loss = AdversarialRewardLoss(discriminator, gradient_penalty=1.0)
+disc_optimizer = torch.optim.Adam(discriminator.parameters(), lr=args.lr)
+value = TensorDictModule(make_mlp(world_model.feature_dim, 1, 64), in_keys=["belief", "state"],
+                         out_keys=["state_value"]).to(device)
+imagination = make_imagination_env(frozen(world_model), frozen(make_adversarial_reward(discriminator)))
+rl_loss = OfflinePolicyLoss(policy, value, imagination, imagination_horizon=15, behaviour_scale=0.0)
+value_optimizer = torch.optim.Adam(value.parameters(), lr=args.lr)
+slow_critic = SoftUpdate(rl_loss.value_loss, tau=0.02)
+guards = {
+    "world model": GuardedBackward(list(world_model.parameters()), desc="phase 3 world model"),
+    "discriminator": GuardedBackward(list(discriminator.parameters()), desc="phase 3 discriminator"),
+    "policy": GuardedBackward(list(rl_loss.policy_parameters()), desc="phase 3 policy and critic"),
+}
+
+
+def latents(window, actor=None):
+    """The posterior latents (belief, state) after each frame of ``window``, flat and detached."""
+    with torch.no_grad():
+        frames = world_model(world_model.to_frames(window, with_actions=actor is None), policy=actor)
+    keys = world_model.keys
+    return frames.select(keys.next("belief"), keys.next("state"))["next"].reshape(-1)
+
+
+curve = [(0, score())]
+print(f"env steps 0 (offline AIME): {curve[0][1]:.1f} % of the expert")
+frames_seen, step = 0, 0
+for batch in collector:
+    writer.extend(batch)
+    frames_seen += batch.numel()
+    if len(online_rb) == 0:
+        continue
+    for _ in range(args.updates_per_batch):
+        # the world model, on the mixture of offline and online windows
+        guards["world model"].backward(wm_loss(mixture.sample()), step)
+        wm_optimizer.step()
+        demo_window = demo_rb.sample()
+        if args.reward == "ail":
+            # the discriminator: the demonstrations' latents (their actions inferred by the policy)
+            # against the agent's own online latents
+            expert, agent = latents(demo_window, policy), latents(online_rb.sample())
+            expert.set("expert", torch.ones(expert.shape, dtype=torch.bool, device=device))
+            agent.set("expert", torch.zeros(agent.shape, dtype=torch.bool, device=device))
+            guards["discriminator"].backward(disc_loss(torch.cat([expert, agent])), step)
+            disc_optimizer.step()
+        # the policy: the AIME loss of the demonstrations and, on the surrogate reward, the actor
+        # loss in imagination from the demonstrations' and the agent's latents; the critic
+        policy_losses = aime_loss(demo_window).apply(lambda x: args.aime_scale * x)
+        if args.reward == "ail":
+            starts = torch.cat([expert, agent]).exclude("expert")
+            rl = rl_loss(starts)
+            policy_losses.update(rl.select("loss_actor", "loss_value"))
+        guards["policy"].backward(policy_losses, step)
+        policy_optimizer.step()
+        if args.reward == "ail":
+            value_optimizer.step()
+            slow_critic.step()
+        step += 1
+    for guard in guards.values():
+        guard.read()  # stops on a non-finite step, naming it
+    curve.append((frames_seen, score()))
+    print(f"env steps {frames_seen}: {curve[-1][1]:.1f} % of the expert")
+collector.shutdown()
+
+args.out.mkdir(parents=True, exist_ok=True)
+with open(args.out / "curve.csv", "w", newline="") as f:
+    csv.writer(f).writerows([("env_steps", "score_percent"), *curve])
+print(f"score against env steps: {args.out / 'curve.csv'}")
