@@ -107,7 +107,7 @@ train_offline(aime_loss, demo_rb.sample, policy_optimizer, steps=args.phase2_ste
 
 
 def score() -> float:
-    """The policy's mean reward per step, % of the way from random actions (0) to the expert's (100)."""
+    """The policy's mean reward per step: % of the way from random actions (0) to the expert."""
     env = make_linear_env(system, max_steps=LENGTH, seed=10_000, batch_size=(args.eval_episodes,))
     actor = FilteringActor(world_model, policy)
     env.append_transform(InitTracker())
@@ -137,13 +137,14 @@ disc_loss = AdversarialRewardLoss(discriminator, gradient_penalty=1.0)
 disc_optimizer = torch.optim.Adam(discriminator.parameters(), lr=args.lr)
 value = TensorDictModule(make_mlp(world_model.feature_dim, 1, 64), in_keys=["belief", "state"],
                          out_keys=["state_value"]).to(device)
-imagination = make_imagination_env(frozen(world_model), frozen(make_adversarial_reward(discriminator)))
+surrogate_reward = make_adversarial_reward(discriminator)
+imagination = make_imagination_env(frozen(world_model), frozen(surrogate_reward))
 rl_loss = OfflinePolicyLoss(policy, value, imagination, imagination_horizon=15, behaviour_scale=0.0)
 value_optimizer = torch.optim.Adam(value.parameters(), lr=args.lr)
 slow_critic = SoftUpdate(rl_loss.value_loss, tau=0.02)
 guards = {
     "world model": GuardedBackward(list(world_model.parameters()), desc="phase 3 world model"),
-    "discriminator": GuardedBackward(list(discriminator.parameters()), desc="phase 3 discriminator"),
+    "discriminator": GuardedBackward(list(discriminator.parameters()), desc="phase 3 reward"),
     "policy": GuardedBackward(list(rl_loss.policy_parameters()), desc="phase 3 policy and critic"),
 }
 
@@ -151,7 +152,8 @@ guards = {
 def latents(window, actor=None):
     """The posterior latents (belief, state) after each frame of ``window``, flat and detached."""
     with torch.no_grad():
-        frames = world_model(world_model.to_frames(window, with_actions=actor is None), policy=actor)
+        frames = world_model.to_frames(window, with_actions=actor is None)
+        frames = world_model(frames, policy=actor)
     keys = world_model.keys
     return frames.select(keys.next("belief"), keys.next("state"))["next"].reshape(-1)
 
