@@ -73,6 +73,7 @@ parser.add_argument("--batch-size", type=int, default=32)
 parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--eval-episodes", type=int, default=8)
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 parser.add_argument("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda, ...")
 parser.add_argument("--out", type=Path, default=Path("runs/aime_online"))
 args = parser.parse_args()
@@ -82,6 +83,8 @@ except ValueError as error:
     parser.error(str(error))
 if not 0 <= args.online_share <= 1:
     parser.error(f"--online-share={args.online_share}: must be in [0, 1].")
+if args.threads:
+    torch.set_num_threads(args.threads)
 torch.manual_seed(args.seed)
 LENGTH = 60  # steps per episode
 
