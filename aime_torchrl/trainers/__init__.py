@@ -14,6 +14,7 @@ from aime_torchrl.trainers.checkpoint import (
     unflat,
 )
 from aime_torchrl.trainers.device import resolve_device
+from aime_torchrl.trainers.distributed import DistributedContext, init_distributed
 from aime_torchrl.trainers.hydra_run import check_config, Run, start_run
 from aime_torchrl.trainers.lock import RunLock, RunLockedError
 from aime_torchrl.trainers.guard import GuardedBackward, total_loss
@@ -22,6 +23,8 @@ from aime_torchrl.trainers.torchrl_trainer import AIMEOptimizationStepper, Offli
 from aime_torchrl.trainers.supervised import train_with_validation, validation_loss
 
 __all__ = [
+    "DistributedContext",
+    "init_distributed",
     "AIMEOptimizationStepper",
     "OfflineCollector",
     "train_with_trainer",
