@@ -7,6 +7,7 @@
     python examples/aime_walker.py              # quick profile, CPU, ~13 min on 2 cores
     python examples/aime_walker.py profile=paper data.embodiment=<folder> data.demos=<folder>
     python examples/aime_walker.py resume=true out_dir=<a run folder>  # continue (Ctrl-C, SIGTERM)
+    torchrun --nproc-per-node 2 examples/aime_walker.py    # data parallel: the global batch split
 
 Data -> phase 1: the world model maximises the ELBO of the embodiment data -> phase 2: frozen model,
 a policy in the posterior rollout maximises the ELBO of the demonstrations' observations ->
@@ -89,6 +90,7 @@ def main(cfg: DictConfig) -> dict:
         run.logger,
         (run.cfg.embodiment, run.cfg.task, run.cfg.setup),
     )
+    ranks = run.distributed  # one process, or a torchrun launch: rank 0 logs, saves and evaluates
     common = dict(
         progress=cfg.progress,
         logger=logger,
@@ -125,14 +127,14 @@ def main(cfg: DictConfig) -> dict:
         num_episodes=cfg.data.embodiment_episodes,
         action_dim=action_dim,
         horizon=cfg.phase1.horizon,
-        batch_size=cfg.phase1.batch_size,
+        batch_size=ranks.local_batch_size(cfg.phase1.batch_size, key="phase1.batch_size"),
         **data,
     )
     demos = open_dataset(
         cfg.data.demos,
         num_episodes=cfg.data.num_demos,
         horizon=cfg.phase2.horizon,
-        batch_size=cfg.phase2.batch_size,
+        batch_size=ranks.local_batch_size(cfg.phase2.batch_size, key="phase2.batch_size"),
         **data,
     )
     loss_args = dict(kl_scale=cfg.loss.kl_scale, nll_reweight=cfg.loss.nll_reweight)
@@ -153,6 +155,7 @@ def main(cfg: DictConfig) -> dict:
             compile=cfg.compile,
             **loss_args,
         )
+        optimized_loss = ranks.wrap(wm_loss)  # DDP across ranks (itself in one process)
         optimizer = torch.optim.Adam(world_model.parameters(), lr=cfg.phase1.lr, fused=True)
         loop = run.loop(
             "phase1",
@@ -168,12 +171,13 @@ def main(cfg: DictConfig) -> dict:
             step
         ) in loop:  # progress, logs, the non-finite guard, checkpoints, Ctrl-C/SIGTERM: in the loop
             with loop.autocast():
-                losses = wm_loss(
+                losses = optimized_loss(
                     embodiment_data.sample().to(device)
                 )  # the negative ELBO of windows of the data
             loop.backward(losses)  # of the sum of the loss_* terms; clipped gradients
             optimizer.step()
-        save_module(run.folder / "world_model.pt", world_model, world_model.config)
+        if ranks.is_main:
+            save_module(run.folder / "world_model.pt", world_model, world_model.config)
     else:
         run.restore("phase2", {"world_model": world_model})
 
@@ -181,12 +185,12 @@ def main(cfg: DictConfig) -> dict:
     diagnostics, measure = {}, ImitationDiagnostics(
         demos,
         embodiment_data,
-        batches=cfg.diagnostics.batches,
+        batches=cfg.diagnostics.batches if ranks.is_main else 0,
         seed=cfg.seed,
         device=device,
         logger=logger,
     )
-    if cfg.diagnostics.batches:
+    if cfg.diagnostics.batches and ranks.is_main:
         diagnostics.update(
             measure.world_model(WorldModelLoss(world_model, **loss_args), step=cfg.phase1.steps)
         )
@@ -242,6 +246,7 @@ def main(cfg: DictConfig) -> dict:
         optimizer = torch.optim.Adam(
             aime_loss.parameters(), lr=cfg.phase2.lr, fused=True
         )  # the policy (and an IDM)
+        optimized_loss = ranks.wrap(aime_loss)
 
         def on_step(
             done: int, last: bool
@@ -275,13 +280,14 @@ def main(cfg: DictConfig) -> dict:
         for step in loop:
             # the demonstrations' observations only: AIME never sees their actions
             with loop.autocast():
-                losses = aime_loss(demos.sample().exclude("action").to(device))
+                losses = optimized_loss(demos.sample().exclude("action").to(device))
             loop.backward(losses)  # through the frozen model into the policy
             optimizer.step()
-        save_module(run.folder / "policy.pt", policy, policy_config)
-        if cfg.phase2.idm_trainable:
+        if ranks.is_main:
+            save_module(run.folder / "policy.pt", policy, policy_config)
+        if cfg.phase2.idm_trainable and ranks.is_main:
             save_module(run.folder / "world_model_phase2.pt", world_model, world_model.config)
-    if cfg.diagnostics.batches:
+    if cfg.diagnostics.batches and ranks.is_main:
         diagnostics.update(measure.actions(policy_loss))
         print(
             "diagnostics:",
@@ -289,7 +295,7 @@ def main(cfg: DictConfig) -> dict:
         )
 
     # --- evaluation in the real environment -------------------------------------------------------
-    if not cfg.eval.episodes:  # e.g. a run that only trains
+    if not cfg.eval.episodes or not ranks.is_main:  # a run that only trains; ranks but 0
         return {}
     returns = {
         "random policy": evaluate(

@@ -52,6 +52,23 @@ class DistributedContext:
                              f"multiple of {self.world_size}.")
         return batch_size // self.world_size
 
+    def any_rank(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any rank (every rank calls it: e.g. a signal one rank received,
+        so that all stop after the same step); ``flag`` itself in one process."""
+        if not self.enabled:
+            return flag
+        value = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
+    def share(self, value: object) -> object:
+        """Rank 0's ``value`` on every rank (every rank calls it), e.g. its run folder."""
+        if not self.enabled:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0, device=self.device if self.device.type == "cuda" else None)
+        return box[0]
+
     def wrap(self, module: nn.Module) -> nn.Module:
         """``module`` (e.g. a loss module: its trained parameters) in DDP on a data-parallel run,
         gradients averaged across ranks in the backward; itself otherwise."""

@@ -13,7 +13,7 @@ import fnmatch
 import json
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TYPE_CHECKING
 
@@ -23,6 +23,7 @@ from torchrl.record.loggers import get_logger, Logger
 
 from aime_torchrl.trainers.checkpoint import flat, RunCheckpoint
 from aime_torchrl.trainers.device import resolve_device
+from aime_torchrl.trainers.distributed import DistributedContext, init_distributed
 from aime_torchrl.trainers.lock import RunLock
 from aime_torchrl.trainers.offline import OfflineLoop
 
@@ -45,6 +46,8 @@ class Run:
         results (dict, optional): ``results.json`` of a finished run that was asked to resume: nothing is left to do.
         lock (RunLock, optional): ``<folder>/.lock``, held until the process ends (or ``lock.release()``);
             ``None`` for a finished run asked to resume (nothing is written).
+        distributed (DistributedContext): where this process stands in a ``torchrun`` launch (one
+            process otherwise): rank 0 alone writes the folder, logs and checkpoints.
     """
 
     cfg: DictConfig
@@ -55,6 +58,7 @@ class Run:
     resumed: dict[str, Any] | None = None
     results: dict[str, Any] | None = None
     lock: RunLock | None = None
+    distributed: DistributedContext = field(default_factory=DistributedContext)
 
     @property
     def resumed_stage(self) -> str | None:
@@ -71,9 +75,11 @@ class Run:
 
     def save(self, stage: str, step: int, modules: Mapping[str, nn.Module | None],
              optimizers: Mapping[str, torch.optim.Optimizer] | None = None) -> None:
-        """Checkpoints the run after ``step`` steps of ``stage`` (see :meth:`RunCheckpoint.save`)."""
+        """Checkpoints the run after ``step`` steps of ``stage`` (see :meth:`RunCheckpoint.save`; rank 0 only)."""
         from omegaconf import OmegaConf
 
+        if not self.distributed.is_main:
+            return
         self.checkpoint.save(OmegaConf.to_container(self.cfg), stage, step, modules=modules, optimizers=optimizers,
                              logger=self.logger)
 
@@ -92,7 +98,9 @@ class Run:
             if last or done % checkpoint_every == 0:
                 self.save(stage, done, modules, optimizers)
 
-        return OfflineLoop(optimizer, start=start, on_step=step_done, **loop)
+        if not self.distributed.is_main:
+            loop["progress"] = False
+        return OfflineLoop(optimizer, start=start, on_step=step_done, distributed=self.distributed, **loop)
 
 
 def _discard_hydra_folder(folder: Path) -> None:
@@ -139,6 +147,12 @@ def start_run(
     ``config.yaml`` is saved, torch's threads (``cfg.threads``, if set) and seed (``cfg.seed``) are
     set and the logger (``cfg.logger.backend``: csv, tensorboard, wandb, ...) is made.
 
+    Under ``torchrun`` (:func:`~aime_torchrl.trainers.init_distributed`; ``cfg.distributed_timeout_s``,
+    default 1800, bounds a wait for a rank that died) every rank runs in rank 0's folder; rank 0 alone
+    locks it, writes its config and logs (``run.logger`` is ``None`` elsewhere), and each rank seeds
+    torch with :meth:`~aime_torchrl.trainers.DistributedContext.seed` (its own windows). A refused
+    run stops every rank.
+
     Examples:
         >>> import tempfile
         >>> from omegaconf import OmegaConf
@@ -182,29 +196,45 @@ def start_run(
     except Exception:
         _discard_hydra_folder(folder)
         raise
-    lock.acquire()  # before the folder is looked at (again): of two runs started at once in one folder, one is refused
-    if resumed is None and checkpoint.exists():
-        raise FileExistsError(f"{folder} already holds a run: pass resume=true to continue it, or another out_dir.")
+    distributed = init_distributed(device, timeout_s=cfg.get("distributed_timeout_s") or 1800.0)
+    if distributed.enabled:  # every rank runs in rank 0's folder (Hydra's ${now:...} differs between ranks)
+        shared = Path(distributed.share(str(folder)))
+        if shared != folder:
+            _discard_hydra_folder(folder)
+            folder, checkpoint = shared, RunCheckpoint(shared)
+        if resumed is not None:
+            cfg = OmegaConf.create(distributed.share(OmegaConf.to_container(cfg)))
+    failure = None
+    if distributed.is_main:
+        try:
+            lock.acquire()  # before the folder is looked at (again): of two runs started at once in one folder, one is refused
+            if resumed is None and checkpoint.exists():
+                raise FileExistsError(f"{folder} already holds a run: pass resume=true to continue it, or another out_dir.")
+        except Exception as error:
+            failure = error
+    if distributed.any_rank(failure is not None):  # rank 0 refused the run: every rank stops
+        raise failure or RuntimeError(f"rank 0 refused the run in {folder} (its error says why).")
     if resumed is not None:  # read again, held: the run may have gone on, or finished, since
         resumed = checkpoint.load()
         if (folder / "results.json").exists():
             return _finished(cfg, folder, checkpoint, resumed, lock)
-    folder.mkdir(parents=True, exist_ok=True)  # made by the lock, but where it is disabled
-    OmegaConf.save(cfg, folder / "config.yaml")
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(distributed.seed(cfg.seed))  # each rank samples its own windows
     logger = None
-    if cfg.logger.backend:
-        wandb = cfg.logger.backend == "wandb"
-        logger = get_logger(
-            cfg.logger.backend, logger_name=str(folder / "logs"), experiment_name=folder.name,
-            state_dict=checkpoint.logger_state(resumed, folder / "logs") if resumed and not wandb else None,
-            wandb_kwargs=dict(offline=cfg.logger.get("mode") == "offline", project=cfg.logger.get("project")),
-        )
-        logger.log_hparams(OmegaConf.to_container(cfg, resolve=True))
-    print(f"run folder: {folder}")
-    return Run(cfg, folder, checkpoint, device, logger, resumed, lock=lock)
+    if distributed.is_main:
+        folder.mkdir(parents=True, exist_ok=True)  # made by the lock, but where it is disabled
+        OmegaConf.save(cfg, folder / "config.yaml")
+        if cfg.logger.backend:
+            wandb = cfg.logger.backend == "wandb"
+            logger = get_logger(
+                cfg.logger.backend, logger_name=str(folder / "logs"), experiment_name=folder.name,
+                state_dict=checkpoint.logger_state(resumed, folder / "logs") if resumed and not wandb else None,
+                wandb_kwargs=dict(offline=cfg.logger.get("mode") == "offline", project=cfg.logger.get("project")),
+            )
+            logger.log_hparams(OmegaConf.to_container(cfg, resolve=True))
+        print(f"run folder: {folder}" + (f" ({distributed.world_size} ranks)" if distributed.enabled else ""))
+    return Run(cfg, folder, checkpoint, distributed.device, logger, resumed, lock=lock, distributed=distributed)
 
 
 def check_config(

@@ -18,6 +18,7 @@ from torchrl.objectives import LossModule
 from torchrl.record.loggers import Logger
 from tqdm.auto import tqdm
 
+from aime_torchrl.trainers.distributed import DistributedContext
 from aime_torchrl.trainers.guard import GuardedBackward
 
 
@@ -64,6 +65,9 @@ class OfflineLoop:
         autocast (torch.dtype, optional): the dtype of :meth:`autocast` (``torch.bfloat16``: mixed
             precision on GPUs that have it); the backward, clipping and update stay in the
             parameters' dtype. Defaults to ``None`` (off).
+        distributed (DistributedContext, optional): on a data-parallel run, a signal received by
+            any rank stops every rank after the same step (one all-reduce of a flag per step).
+            Defaults to one process.
 
     Attributes:
         means (TensorDict): the means of the detached outputs (and ``grad_norm``) over each
@@ -101,7 +105,9 @@ class OfflineLoop:
         log_offset: int = 0,
         on_step: Callable[[int, bool], None] | None = None,
         autocast: torch.dtype | None = None,
+        distributed: DistributedContext | None = None,
     ) -> None:
+        self.distributed = distributed or DistributedContext()
         self.optimizer, self.steps, self.start, self.desc = optimizer, steps, start, desc
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         self.guard = GuardedBackward(self.params, grad_clip=grad_clip, desc=desc or "training")
@@ -139,7 +145,7 @@ class OfflineLoop:
                 if not self._done_backward:
                     raise RuntimeError("Each step of an OfflineLoop must call loop.backward(losses).")
                 done = step + 1
-                stop = interrupted()
+                stop = self.distributed.any_rank(interrupted())  # a signal to one rank stops them all here
                 log = done % self.log_every == 0 or done == self.steps
                 if log or stop:
                     self._flush(done, bar, log=log)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 import shutil
 import signal
@@ -294,3 +295,28 @@ def test_visual_setup_builds_image_datasets_and_predicts_open_loop(data_root, tm
     with Image.open(out / "videos" / "open_loop_prediction.gif") as gif:
         assert gif.n_frames == 9 and gif.size == (2 * (2 * 64 + 2), 4 * 2 * 64)  # 4 windows of 9 frames, 2x upscaled
     assert (out / "videos" / "aime_vs_demonstration.gif").is_file()
+
+
+def test_torchrun_two_ranks_a_sigterm_to_one_stops_both_then_one_process_resumes(data_root, tmp_path):
+    """Data parallel on CPU: 2 ranks train with half the batch each, rank 0 alone writes; SIGTERM to
+    one rank stops both ranks after the same step with rank 0's checkpoint; one process resumes it."""
+    out = tmp_path / "run"
+    args = tiny(data_root, out, "phase1.steps=400", "phase2.steps=4", "checkpoint_every=50", "log_every=50")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    proc = subprocess.Popen([*torchrun, str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path)
+    while proc.poll() is None and saved_at(out / "checkpoint.pt")[0] != "phase1":
+        time.sleep(0.01)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2, workers
+    os.kill(int(workers[-1]), signal.SIGTERM)  # one of the two ranks
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode != 0 and "SIGTERM: finishing the current step" in stdout + stderr
+    assert "run folder: " in stdout and "(2 ranks)" in stdout and stdout.count("run folder: ") == 1  # rank 0 only
+    stage, step = saved_at(out / "checkpoint.pt")
+    assert stage == "phase1" and 50 <= step < 400
+    stops = re.findall(r"phase 1: world model interrupted after step (\d+)", stderr)
+    assert stops == [str(step)] * 2, stops  # both ranks, after the step rank 0 saved
+    resumed = ok(cli(["resume=true", f"out_dir={out}"], cwd=tmp_path)[0])  # one process
+    assert "| AIME | 1 |" in resumed.stdout
+    assert json.loads((out / "results.json").read_text())["AIME"]["returns"]
