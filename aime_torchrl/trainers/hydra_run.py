@@ -67,10 +67,13 @@ class Run:
     def restore(self, stage: str, modules: Mapping[str, nn.Module],
                 optimizers: Mapping[str, torch.optim.Optimizer] | None = None) -> int:
         """The steps already done in ``stage``: when the run resumes in it, ``modules`` and
-        ``optimizers`` get their saved states back (and the random state), else 0."""
+        ``optimizers`` get their saved states back (and the random state: rank 0's; the other ranks
+        of a data-parallel run reseed theirs from the step), else 0."""
         if self.resumed_stage != stage:
             return 0
         self.checkpoint.restore(self.resumed, modules=modules, optimizers=optimizers)
+        if not self.distributed.is_main:  # the saved random state is rank 0's: the others draw their own windows
+            torch.manual_seed(self.distributed.seed(self.cfg.seed + self.resumed["step"]))
         return self.resumed["step"]
 
     def save(self, stage: str, step: int, modules: Mapping[str, nn.Module | None],
