@@ -2,15 +2,17 @@
 #
 # This source code is licensed under the MIT license found in the
 # LICENSE file in the root directory of this source tree.
-"""Online AIME (AIME-NoB's phase 3) on TorchRL collectors, on the small linear system (CPU minutes).
+"""Online AIME (AIME-NoB's phase 3) on TorchRL collectors.
 
-    python examples/aime_online.py                         # offline phases, then online
-    python examples/aime_online.py --aime-scale 0          # pure surrogate-reward RL online
-    python examples/aime_online.py --online-share 1        # no offline regulariser
-    python examples/aime_online.py --reward none           # the AIME term only, online
+    python examples/aime_online.py                    # linear system: offline phases, then online
+    python examples/aime_online.py --aime-scale 0     # pure surrogate-reward RL online
+    python examples/aime_online.py --online-share 1   # no offline regulariser
+    python examples/aime_online.py --reward none      # the AIME term only, online
+    python examples/aime_online.py --from-run runs/aime_walker/<run> --horizon 32 --envs 2
 
-1. Offline, as examples/aime_synthetic.py: phase 1 (world model on random play), phase 2 (a policy
-   from the experts' observations only, AIMELoss).
+1. Offline, as examples/aime_synthetic.py on the small linear system (CPU minutes): phase 1 (world
+   model on random play), phase 2 (a policy from the experts' observations only, AIMELoss); or
+   the world model, policy and datasets of a finished examples/aime_walker.py run (--from-run).
 2. Online: a TorchRL Collector runs the policy inside the world model's filter (FilteringActor,
    sampling: its exploration) on copies of the system; finished episodes go whole into an online
    window buffer (TrajectoryWriter). Each collected batch is followed by updates of
@@ -18,21 +20,25 @@
    - a discriminator of the demonstrations' latents against the agent's (the surrogate reward);
    - the policy: the AIME loss of the demonstrations, plus DreamerV3's actor loss on the
      surrogate reward in imagination (15 steps, lambda-returns, a slow critic, an entropy bonus).
-3. Score against env steps: the policy's mean reward (-||a - expert(x)||^2), as a percentage of the
-   way from the random policy to the expert; CSV and plot in --out.
+3. Score against env steps (CSV in --out): on the linear system the policy's mean reward
+   (-||a - expert(x)||^2) as a percentage of the way from random actions to the expert; from a
+   walker run, its return as a percentage of the demonstrations'.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import functools
+import statistics
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from tensordict.nn import TensorDictModule
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage
-from torchrl.envs import InitTracker
+from torchrl.envs import InitTracker, SerialEnv, TransformedEnv
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives import SoftUpdate
 
@@ -40,11 +46,13 @@ from aime_torchrl import AIMELoss, make_policy, RSSMWorldModel, WorldModelLoss
 from aime_torchrl.data import (
     LinearControlSystem,
     make_window_buffer,
+    open_dataset,
     TrajectoryWriter,
     WindowMixture,
     WindowReplayBuffer,
 )
-from aime_torchrl.envs import make_linear_env
+from aime_torchrl.envs import make_env, make_linear_env
+from aime_torchrl.evaluation import seeded_episode_returns
 from aime_torchrl.modules import (
     FilteringActor,
     frozen,
@@ -54,7 +62,7 @@ from aime_torchrl.modules import (
     make_mlp,
 )
 from aime_torchrl.objectives import AdversarialRewardLoss, OfflinePolicyLoss
-from aime_torchrl.trainers import GuardedBackward, resolve_device, train_offline
+from aime_torchrl.trainers import GuardedBackward, load_checkpoint, resolve_device, train_offline
 
 parser = argparse.ArgumentParser(
     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -75,6 +83,13 @@ parser.add_argument("--eval-episodes", type=int, default=8)
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
 parser.add_argument("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda, ...")
+parser.add_argument(
+    "--from-run",
+    type=Path,
+    default=None,
+    help="a finished examples/aime_walker.py run folder: its world model, policy and data, online "
+    "in its env (default: both offline phases here, on the linear system)",
+)
 parser.add_argument("--out", type=Path, default=Path("runs/aime_online"))
 args = parser.parse_args()
 try:
@@ -86,43 +101,97 @@ if not 0 <= args.online_share <= 1:
 if args.threads:
     torch.set_num_threads(args.threads)
 torch.manual_seed(args.seed)
-LENGTH = 60  # steps per episode
 
-# --- data: random play (embodiment) and the experts' observations (demonstrations) ----------
-system = LinearControlSystem(obs_dim=4, action_dim=2, seed=args.seed)
-embodiment = system.rollout(64, LENGTH, policy="random", seed=args.seed + 1).to(device)
-demos = system.rollout(16, LENGTH, policy="expert", seed=args.seed + 2).exclude("action")
-offline_rb = make_window_buffer(embodiment, horizon=args.horizon, batch_size=args.batch_size)
-demo_rb = make_window_buffer(demos.to(device), horizon=args.horizon, batch_size=args.batch_size)
 
-# --- phases 1 and 2, offline ------------------------------------------------------------------
-world_model = RSSMWorldModel.from_config(
-    {"observation": system.obs_dim}, system.action_dim, belief_dim=64, state_dim=16, hidden=64,
-    device=device,
+def offline_linear():
+    """Data and both offline phases on the linear system: the world model, the policy, the offline
+    and demonstration buffers, the online env and the score."""
+    length = 60  # steps per episode
+    system = LinearControlSystem(obs_dim=4, action_dim=2, seed=args.seed)
+    embodiment = system.rollout(64, length, policy="random", seed=args.seed + 1).to(device)
+    demos = system.rollout(16, length, policy="expert", seed=args.seed + 2).exclude("action")
+    offline_rb = make_window_buffer(embodiment, horizon=args.horizon, batch_size=args.batch_size)
+    demo_rb = make_window_buffer(demos.to(device), horizon=args.horizon, batch_size=args.batch_size)
+
+    # phase 1: the world model; phase 2: the policy from the demonstrations' observations
+    world_model = RSSMWorldModel.from_config(
+        {"observation": system.obs_dim}, system.action_dim, belief_dim=64, state_dim=16,
+        hidden=64, device=device,
+    )
+    wm_optimizer = torch.optim.Adam(world_model.parameters(), lr=args.lr)
+    train_offline(
+        WorldModelLoss(world_model), offline_rb.sample, wm_optimizer, steps=args.phase1_steps,
+        desc="phase 1",
+    )
+    policy = make_policy(16, 64, system.action_dim, hidden=64, device=device)
+    aime_loss = AIMELoss(world_model, policy)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=args.lr)
+    train_offline(aime_loss, demo_rb.sample, optimizer, steps=args.phase2_steps, desc="phase 2")
+
+    def online_env(envs: int, seed: int):
+        return make_linear_env(system, max_steps=length, seed=seed, batch_size=(envs,))
+
+    def score() -> float:
+        """The mean reward per step: % of the way from random actions (0) to the expert (100)."""
+        env = online_env(args.eval_episodes, 10_000)
+        actor = FilteringActor(world_model, policy)
+        env.append_transform(InitTracker())
+        env.append_transform(actor.make_tensordict_primer())
+        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+            reward = env.rollout(length, actor)["next", "reward"].mean().item()
+            random = env.rollout(length)["next", "reward"].mean().item()
+        return 100 * (1 - reward / random)
+
+    return world_model, policy, offline_rb, demo_rb, online_env, score
+
+
+def offline_from_run(folder: Path):
+    """The same from a finished examples/aime_walker.py run: its world model, policy and datasets;
+    the score is the % of the demonstrations' return, as that example's."""
+    cfg = OmegaConf.load(folder / "config.yaml")
+    saved = load_checkpoint(folder / "world_model.pt")
+    world_model = RSSMWorldModel.from_config(**saved["config"], device=device)
+    world_model.load_state_dict(saved["state_dict"])
+    saved = load_checkpoint(folder / "policy.pt")
+    policy = make_policy(
+        world_model.state_dim, world_model.belief_dim, world_model.action_dim,
+        hidden=saved["config"]["hidden"], layers=saved["config"]["layers"], device=device,
+    )
+    policy.load_state_dict(saved["state_dict"])
+    data = dict(root=cfg.data.root, horizon=args.horizon, batch_size=args.batch_size,
+                images=cfg.setup == "visual", seed=cfg.data.build_seed, progress=False,
+                require=world_model.sensor_shapes(), embodiment=cfg.embodiment)
+    offline_rb = open_dataset(cfg.data.embodiment, num_episodes=cfg.data.embodiment_episodes,
+                              action_dim=world_model.action_dim, **data)
+    demo_rb = open_dataset(cfg.data.demos, num_episodes=cfg.data.num_demos, **data)
+    env_args = (cfg.embodiment, cfg.task, cfg.setup)
+
+    def online_env(envs: int, seed: int):
+        makers = [functools.partial(make_env, *env_args, seed=seed + i) for i in range(envs)]
+        return TransformedEnv(SerialEnv(envs, makers))
+
+    def score() -> float:
+        actor = FilteringActor(world_model, policy)
+        returns = seeded_episode_returns(
+            actor,
+            lambda s: make_env(*env_args, seed=s).append_transform(actor.make_env_transform(s)),
+            [10_000 + i for i in range(args.eval_episodes)],
+        )
+        return 100 * statistics.mean(returns) / statistics.mean(demo_rb.episode_returns)
+
+    return world_model, policy, offline_rb, demo_rb, online_env, score
+
+
+world_model, policy, offline_rb, demo_rb, online_env, score = (
+    offline_linear() if args.from_run is None else offline_from_run(args.from_run)
 )
 wm_loss = WorldModelLoss(world_model)
 wm_optimizer = torch.optim.Adam(world_model.parameters(), lr=args.lr)
-train_offline(wm_loss, offline_rb.sample, wm_optimizer, steps=args.phase1_steps, desc="phase 1")
-policy = make_policy(16, 64, system.action_dim, hidden=64, device=device)
 aime_loss = AIMELoss(world_model, policy)
 policy_optimizer = torch.optim.Adam(policy.parameters(), lr=args.lr)
-train_offline(aime_loss, demo_rb.sample, policy_optimizer, steps=args.phase2_steps, desc="phase 2")
-
-
-def score() -> float:
-    """The policy's mean reward per step: % of the way from random actions (0) to the expert."""
-    env = make_linear_env(system, max_steps=LENGTH, seed=10_000, batch_size=(args.eval_episodes,))
-    actor = FilteringActor(world_model, policy)
-    env.append_transform(InitTracker())
-    env.append_transform(actor.make_tensordict_primer())
-    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-        reward = env.rollout(LENGTH, actor)["next", "reward"].mean().item()
-        random = env.rollout(LENGTH)["next", "reward"].mean().item()
-    return 100 * (1 - reward / random)
-
 
 # --- phase 3, online ---------------------------------------------------------------------------
-env = make_linear_env(system, max_steps=LENGTH, seed=args.seed + 3, batch_size=(args.envs,))
+env = online_env(args.envs, args.seed + 3)
 explorer = FilteringActor(world_model, policy)  # samples its actions: the collector's exploration
 env.append_transform(InitTracker())  # the filter restarts where an episode does
 env.append_transform(explorer.make_tensordict_primer())
@@ -162,7 +231,7 @@ def latents(window, actor=None):
 
 
 curve = [(0, score())]
-print(f"env steps 0 (offline AIME): {curve[0][1]:.1f} % of the expert")
+print(f"env steps 0 (offline AIME): score {curve[0][1]:.1f} %")
 frames_seen, step = 0, 0
 for batch in collector:
     writer.extend(batch)
@@ -171,13 +240,13 @@ for batch in collector:
         continue
     for _ in range(args.updates_per_batch):
         # the world model, on the mixture of offline and online windows
-        guards["world model"].backward(wm_loss(mixture.sample()), step)
+        guards["world model"].backward(wm_loss(mixture.sample().to(device)), step)
         wm_optimizer.step()
-        demo_window = demo_rb.sample()
+        demo_window = demo_rb.sample().exclude("action").to(device)  # observations only
         if args.reward == "ail":
             # the discriminator: the demonstrations' latents (their actions inferred by the policy)
             # against the agent's own online latents
-            expert, agent = latents(demo_window, policy), latents(online_rb.sample())
+            expert, agent = latents(demo_window, policy), latents(online_rb.sample().to(device))
             expert.set("expert", torch.ones(expert.shape, dtype=torch.bool, device=device))
             agent.set("expert", torch.zeros(agent.shape, dtype=torch.bool, device=device))
             guards["discriminator"].backward(disc_loss(torch.cat([expert, agent])), step)
@@ -198,7 +267,7 @@ for batch in collector:
     for guard in guards.values():
         guard.read()  # stops on a non-finite step, naming it
     curve.append((frames_seen, score()))
-    print(f"env steps {frames_seen}: {curve[-1][1]:.1f} % of the expert")
+    print(f"env steps {frames_seen}: score {curve[-1][1]:.1f} %")
 collector.shutdown()
 
 args.out.mkdir(parents=True, exist_ok=True)
