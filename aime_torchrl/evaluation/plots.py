@@ -5,6 +5,7 @@
 """Bar plots of normalised scores."""
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def plot_scores(
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, max(110, max(m + s for m, s in zip(means, stds)) * 1.1))
     ax.axhline(100, color="grey", lw=0.8, ls="--")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(_wrapped(title, fig, 9), fontsize=9)
     return _save(fig, path)
 
 
@@ -93,8 +94,14 @@ def plot_grid(
             ax.set_ylim(0, 115)
             if j == 0:
                 ax.set_ylabel(ylabel, fontsize=7)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(_wrapped(title, fig, 9), fontsize=9)
     return _save(fig, path)
+
+
+def _wrapped(title: str, fig, fontsize: float) -> str:
+    """``title`` broken into lines that fit the figure's width (a character is about 0.6 em wide)."""
+    width = max(10, int(fig.get_figwidth() * 72 * 0.9 / (0.6 * fontsize)))
+    return "\n".join(textwrap.wrap(title, width))
 
 
 def _save(fig, path: str | Path) -> Path:

@@ -55,6 +55,23 @@ def test_plot_scores(tmp_path):
         assert image.size[0] > 300
 
 
+def test_a_long_plot_title_fits_its_figure():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from aime_torchrl.evaluation.plots import _wrapped
+
+    title = ("walker-stand, mdp; embodiment data walker-random-n100-seed0 and walker-stand-noisy-n100-seed0; "
+             "10 demos; quick profile, seed 0")
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * 3, 3.2))  # plot_scores' figure for 3 bars
+    text = ax.set_title(_wrapped(title, fig, 9), fontsize=9)
+    fig.tight_layout()
+    fig.canvas.draw()
+    box = text.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.x1 and "\n" in text.get_text()
+    plt.close(fig)
+
+
 def _walker_actor() -> FilteringActor:
     return FilteringActor(small_world_model(SENSOR_DIMS["walker"], 6, state_dim=4), make_policy(4, 16, 6, hidden=16))
 
