@@ -329,6 +329,8 @@ def main(cfg: DictConfig) -> dict:
             cfg.embodiment,
             run.folder / "videos",
             embodiment_data.sample()[:4].to(device) if "pixels" in sensors else None,
+            logger=logger,  # also to the TorchRL logger (log_video)
+            step=cfg.phase1.steps + cfg.phase2.steps,
         )
     return results
 

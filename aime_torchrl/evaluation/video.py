@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchrl.record.loggers import Logger
 
 
 def side_by_side(*videos: torch.Tensor | np.ndarray, gap: int = 2) -> torch.Tensor:
@@ -50,14 +51,16 @@ def save_gif(video: torch.Tensor | np.ndarray, path: str | Path, *, fps: int = 2
 
 
 def imitation_videos(actor, make_env: Callable[[], object], demo_file: str | Path, embodiment: str, folder: str | Path,
-                     windows=None, context: int = 5) -> list[Path]:
+                     windows=None, context: int = 5, logger: Logger | None = None, step: int | None = None) -> list[Path]:
     """The videos of an imitation run: ``aime_vs_demonstration.gif``, an episode of ``actor`` (a
     :class:`~aime_torchrl.modules.FilteringActor`) in ``make_env()`` (an env that renders
     ``pixels``) next to the demonstration ``demo_file`` (its images, or its physics states
     rendered, else a blank), and with ``windows`` (TorchRL windows of an image setup)
     ``open_loop_prediction.gif``: the true frames next to the actor's world model's open-loop
-    predictions from ``context`` frames on. Returns the paths written; where rendering is not
-    possible (e.g. no OpenGL) it says why and writes nothing.
+    predictions from ``context`` frames on. With a TorchRL ``logger`` each video also goes to its
+    ``log_video`` (``videos/<name>``, ``[1, T, 3, H, W]`` uint8, at ``step``): files under its csv
+    folder, a TensorBoard or wandb video. Returns the paths written; where rendering is not possible
+    (e.g. no OpenGL) it says why and writes nothing.
     """
     from aime_torchrl.data.npz import load_episode
     from aime_torchrl.envs.dmc import render_states
@@ -78,12 +81,17 @@ def imitation_videos(actor, make_env: Callable[[], object], demo_file: str | Pat
     except RuntimeError as err:
         print(f"no videos: {err}")
         return []
-    paths = [save_gif(side_by_side(frames, demo_frames), folder / "aime_vs_demonstration.gif")]
+    videos = {"aime_vs_demonstration": side_by_side(frames, demo_frames)}
+    paths = [save_gif(videos["aime_vs_demonstration"], folder / "aime_vs_demonstration.gif")]
     if windows is not None:
         world_model = actor.world_model
         predicted = open_loop_prediction(world_model, windows, context=context)["pixels"]
         predicted = predicted.clamp(0, 1).mul(255).to(torch.uint8)
         truth = world_model.to_frames(windows).get(("next", "pixels"))
         rows = [side_by_side(t, p) for t, p in zip(truth.cpu(), predicted.cpu())]
-        paths.append(save_gif(torch.cat(rows, -2), folder / "open_loop_prediction.gif", fps=10))
+        videos["open_loop_prediction"] = torch.cat(rows, -2)
+        paths.append(save_gif(videos["open_loop_prediction"], folder / "open_loop_prediction.gif", fps=10))
+    if logger is not None:
+        for name, video in videos.items():
+            logger.log_video(f"videos/{name}", video.unsqueeze(0), step=step)
     return paths

@@ -10,6 +10,7 @@ Hydra is an optional dependency (the ``examples`` extra): it is imported when a 
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import json
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +20,7 @@ from typing import Any, TYPE_CHECKING
 
 import torch
 from torch import nn
-from torchrl.record.loggers import get_logger, Logger
+from torchrl.record.loggers import CSVLogger, get_logger, Logger
 
 from aime_torchrl.trainers.checkpoint import flat, RunCheckpoint
 from aime_torchrl.trainers.device import resolve_device
@@ -230,11 +231,17 @@ def start_run(
         OmegaConf.save(cfg, folder / "config.yaml")
         if cfg.logger.backend:
             wandb = cfg.logger.backend == "wandb"
-            logger = get_logger(
-                cfg.logger.backend, logger_name=str(folder / "logs"), experiment_name=folder.name,
-                state_dict=checkpoint.logger_state(resumed, folder / "logs") if resumed and not wandb else None,
-                wandb_kwargs=dict(offline=cfg.logger.get("mode") == "offline", project=cfg.logger.get("project")),
-            )
+            state = checkpoint.logger_state(resumed, folder / "logs") if resumed and not wandb else None
+            if cfg.logger.backend == "csv":  # get_logger's csv writes mp4 videos, which need torchcodec
+                video_format = "mp4" if importlib.util.find_spec("torchcodec") else "pt"
+                logger = CSVLogger(folder.name, log_dir=str(folder / "logs"), video_format=video_format)
+                if state is not None:
+                    logger.load_state_dict(state)
+            else:
+                logger = get_logger(
+                    cfg.logger.backend, logger_name=str(folder / "logs"), experiment_name=folder.name, state_dict=state,
+                    wandb_kwargs=dict(offline=cfg.logger.get("mode") == "offline", project=cfg.logger.get("project")),
+                )
             logger.log_hparams(OmegaConf.to_container(cfg, resolve=True))
         print(f"run folder: {folder}" + (f" ({distributed.world_size} ranks)" if distributed.enabled else ""))
     return Run(cfg, folder, checkpoint, distributed.device, logger, resumed, lock=lock, distributed=distributed)

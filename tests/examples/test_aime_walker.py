@@ -80,6 +80,8 @@ def test_pipeline_through_hydra_cli(data_root, tmp_path):
     for name in ("config.yaml", "checkpoint.pt", "world_model.pt", "policy.pt", "results.json", "results.md",
                  "scores.png", "videos/aime_vs_demonstration.gif"):
         assert (out / name).is_file(), name
+    logged = list((out / "logs").rglob("*aime_vs_demonstration*"))  # the video through the TorchRL logger too
+    assert logged and all(p.stat().st_size > 0 for p in logged), list((out / "logs").rglob("*"))
     results = json.loads((out / "results.json").read_text())
     assert len(results["AIME"]["returns"]) == 1 and len(results["demonstrations"]["returns"]) == 2
     assert results["demonstrations"]["score_mean"] == pytest.approx(100.0)
