@@ -10,6 +10,9 @@ in :mod:`aime_torchrl.objectives.window_elbo`; the losses (:class:`~aime_torchrl
 """
 from __future__ import annotations
 
+import getpass
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
@@ -139,8 +142,26 @@ class ELBOLossBase(LossModule):
         noise = core.draw_noise(actions[..., 0, :], length)
         if policy is not None:
             actor = make_actor(policy, world_model.keys, noise=actor_noise(policy, core, actions, length))
-        terms, rows = self._window_elbo(
-            core, observations, actions, noise, actor=actor, extra_kl=extra_kl, kl_scale=self.kl_scale,
-            free_nats=self.free_nats, kl_balance=self.kl_balance, nll_reweight=self.nll_reweight, kl_only=kl_only,
-        )
+        try:
+            terms, rows = self._window_elbo(
+                core, observations, actions, noise, actor=actor, extra_kl=extra_kl, kl_scale=self.kl_scale,
+                free_nats=self.free_nats, kl_balance=self.kl_balance, nll_reweight=self.nll_reweight, kl_only=kl_only,
+            )
+        except (ImportError, OSError) as err:
+            if not self.compile:
+                raise
+            raise RuntimeError(
+                f"compile={self.compile!r}: a compiled artefact in inductor's cache cannot be loaded ({err}); a "
+                "compilation interrupted by a signal leaves such a truncated file. Remove the cache folder "
+                f"{inductor_cache_dir()} (or set TORCHINDUCTOR_CACHE_DIR to a new one) and run again, or pass "
+                "compile=false."
+            ) from err
         return TensorDict(terms), rows
+
+
+def inductor_cache_dir() -> str:
+    """Where torch.compile's inductor keeps its compiled artefacts: ``$TORCHINDUCTOR_CACHE_DIR``, else
+    its default ``<tmp>/torchinductor_<user>``."""
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return os.environ["TORCHINDUCTOR_CACHE_DIR"]
+    return os.path.join(tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}")

@@ -14,6 +14,7 @@ from torch import nn
 
 from aime_torchrl.modules import make_decoder
 from aime_torchrl.objectives import balanced_kl, elbo_terms, free_nats_kl, gaussian_kl
+from conftest import make_window
 
 
 def test_gaussian_kl_hand_value():
@@ -198,3 +199,20 @@ def test_uint8_targets_are_scaled():
     out = elbo_terms(decoders, frames)
     # Target 255 -> 1.0 = the mean: only the normalising constant remains, 3 frames x 4 pixels.
     assert out["recon_img"].item() == pytest.approx(-0.5 * math.log(2 * math.pi) * 12, rel=1e-6)
+
+
+def test_a_truncated_compiled_artefact_names_the_cache_folder(monkeypatch, tmp_path):
+    """What an interrupted compilation leaves (a .so that fails to load) is said clearly: which folder
+    to remove, or compile=false."""
+    from aime_torchrl import RSSMWorldModel, WorldModelLoss
+
+    wm = RSSMWorldModel.from_config({"observation": 4}, 2, belief_dim=8, state_dim=4, hidden=8)
+    loss = WorldModelLoss(wm, compile=True)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+
+    def truncated(*args, **kwargs):
+        raise ImportError("/tmp/torchinductor_root/xy/cxy.so: file too short")
+
+    monkeypatch.setattr(loss, "_window_elbo", truncated)
+    with pytest.raises(RuntimeError, match=f"cannot be loaded .*file too short.*Remove the cache folder {tmp_path}"):
+        loss(make_window(dims={"observation": 4}))
