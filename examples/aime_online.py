@@ -62,7 +62,14 @@ from aime_torchrl.modules import (
     make_mlp,
 )
 from aime_torchrl.objectives import AdversarialRewardLoss, OfflinePolicyLoss
-from aime_torchrl.trainers import GuardedBackward, load_checkpoint, resolve_device, train_offline
+from aime_torchrl.trainers import (
+    deferred_interrupt,
+    GuardedBackward,
+    load_checkpoint,
+    resolve_device,
+    RunCheckpoint,
+    train_offline,
+)
 
 parser = argparse.ArgumentParser(
     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -90,6 +97,7 @@ parser.add_argument(
     help="a finished examples/aime_walker.py run folder: its world model, policy and data, online "
     "in its env (default: both offline phases here, on the linear system)",
 )
+parser.add_argument("--resume", action="store_true", help="continue the run in --out")
 parser.add_argument("--out", type=Path, default=Path("runs/aime_online"))
 args = parser.parse_args()
 try:
@@ -101,6 +109,11 @@ if not 0 <= args.online_share <= 1:
 if args.threads:
     torch.set_num_threads(args.threads)
 torch.manual_seed(args.seed)
+checkpoint = RunCheckpoint(args.out)  # the online phase's state, after every collected batch
+if checkpoint.exists() != args.resume:
+    parser.error(f"{args.out} already holds a run: pass --resume to continue it, or another --out."
+                 if checkpoint.exists() else f"--resume: {args.out} holds no run to continue.")
+resumed = checkpoint.load() if args.resume else None
 
 
 def offline_linear():
@@ -118,15 +131,18 @@ def offline_linear():
         {"observation": system.obs_dim}, system.action_dim, belief_dim=64, state_dim=16,
         hidden=64, device=device,
     )
-    wm_optimizer = torch.optim.Adam(world_model.parameters(), lr=args.lr)
-    train_offline(
-        WorldModelLoss(world_model), offline_rb.sample, wm_optimizer, steps=args.phase1_steps,
-        desc="phase 1",
-    )
     policy = make_policy(16, 64, system.action_dim, hidden=64, device=device)
-    aime_loss = AIMELoss(world_model, policy)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=args.lr)
-    train_offline(aime_loss, demo_rb.sample, optimizer, steps=args.phase2_steps, desc="phase 2")
+    if resumed is None:  # (a resumed run loads both from its checkpoint)
+        wm_optimizer = torch.optim.Adam(world_model.parameters(), lr=args.lr)
+        train_offline(
+            WorldModelLoss(world_model), offline_rb.sample, wm_optimizer, steps=args.phase1_steps,
+            desc="phase 1",
+        )
+        optimizer = torch.optim.Adam(policy.parameters(), lr=args.lr)
+        train_offline(
+            AIMELoss(world_model, policy), demo_rb.sample, optimizer, steps=args.phase2_steps,
+            desc="phase 2",
+        )
 
     def online_env(envs: int, seed: int):
         return make_linear_env(system, max_steps=length, seed=seed, batch_size=(envs,))
@@ -195,8 +211,6 @@ env = online_env(args.envs, args.seed + 3)
 explorer = FilteringActor(world_model, policy)  # samples its actions: the collector's exploration
 env.append_transform(InitTracker())  # the filter restarts where an episode does
 env.append_transform(explorer.make_tensordict_primer())
-collector = Collector(env, explorer, frames_per_batch=args.frames_per_batch,
-                      total_frames=args.env_steps, device=device)
 online_rb = WindowReplayBuffer(horizon=args.horizon, batch_size=args.batch_size,
                                traj_key=("collector", "traj_ids"),
                                storage=LazyTensorStorage(args.env_steps, device=device))
@@ -230,44 +244,72 @@ def latents(window, actor=None):
     return frames.select(keys.next("belief"), keys.next("state"))["next"].reshape(-1)
 
 
-curve = [(0, score())]
-print(f"env steps 0 (offline AIME): score {curve[0][1]:.1f} %")
-frames_seen, step = 0, 0
-for batch in collector:
-    writer.extend(batch)
-    frames_seen += batch.numel()
-    if len(online_rb) == 0:
-        continue
-    for _ in range(args.updates_per_batch):
-        # the world model, on the mixture of offline and online windows
-        guards["world model"].backward(wm_loss(mixture.sample().to(device)), step)
-        wm_optimizer.step()
-        demo_window = demo_rb.sample().exclude("action").to(device)  # observations only
-        if args.reward == "ail":
-            # the discriminator: the demonstrations' latents (their actions inferred by the policy)
-            # against the agent's own online latents
-            expert, agent = latents(demo_window, policy), latents(online_rb.sample().to(device))
-            expert.set("expert", torch.ones(expert.shape, dtype=torch.bool, device=device))
-            agent.set("expert", torch.zeros(agent.shape, dtype=torch.bool, device=device))
-            guards["discriminator"].backward(disc_loss(torch.cat([expert, agent])), step)
-            disc_optimizer.step()
-        # the policy: the AIME loss of the demonstrations and, on the surrogate reward, the actor
-        # loss in imagination from the demonstrations' and the agent's latents; the critic
-        policy_losses = aime_loss(demo_window).apply(lambda x: args.aime_scale * x)
-        if args.reward == "ail":
-            starts = torch.cat([expert, agent]).exclude("expert")
-            rl = rl_loss(starts)
-            policy_losses.update(rl.select("loss_actor", "loss_value"))
-        guards["policy"].backward(policy_losses, step)
-        policy_optimizer.step()
-        if args.reward == "ail":
-            value_optimizer.step()
-            slow_critic.step()
-        step += 1
-    for guard in guards.values():
-        guard.read()  # stops on a non-finite step, naming it
-    curve.append((frames_seen, score()))
-    print(f"env steps {frames_seen}: score {curve[-1][1]:.1f} %")
+modules = dict(world_model=world_model, policy=policy, value=value, discriminator=discriminator,
+               slow_critic=rl_loss.value_loss)
+optimizers = dict(world_model=wm_optimizer, policy=policy_optimizer, value=value_optimizer,
+                  discriminator=disc_optimizer)
+if resumed is None:
+    curve, frames_seen, step = [(0, score())], 0, 0
+    print(f"env steps 0 (offline AIME): score {curve[0][1]:.1f} %")
+else:  # the weights, optimisers, random state, online windows and the unfinished trajectories
+    checkpoint.restore(resumed, modules=modules, optimizers=optimizers)
+    if resumed["online"] is not None:
+        online_rb.extend(resumed["online"])
+    writer.pending = resumed["pending"]
+    curve, frames_seen, step = resumed["curve"], resumed["frames"], resumed["step"]
+    print(f"resumed after {frames_seen} env steps")
+
+
+def save() -> None:
+    config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    online = online_rb[:] if len(online_rb) else None
+    checkpoint.save(config, "phase3", step, modules=modules, optimizers=optimizers, online=online,
+                    pending=writer.pending, curve=curve, frames=frames_seen)
+
+
+collector = Collector(env, explorer, frames_per_batch=args.frames_per_batch,
+                      total_frames=max(args.env_steps - frames_seen, 1), device=device)
+with deferred_interrupt() as interrupted:  # SIGTERM/Ctrl-C: save after the batch, then stop
+    for batch in collector if frames_seen < args.env_steps else []:
+        writer.extend(batch)
+        frames_seen += batch.numel()
+        if len(online_rb) == 0:
+            continue
+        for _ in range(args.updates_per_batch):
+            # the world model, on the mixture of offline and online windows
+            guards["world model"].backward(wm_loss(mixture.sample().to(device)), step)
+            wm_optimizer.step()
+            demo_window = demo_rb.sample().exclude("action").to(device)  # observations only
+            if args.reward == "ail":
+                # the discriminator: the demonstrations' latents (their actions inferred by the
+                # policy) against the agent's own online latents
+                expert = latents(demo_window, policy)
+                agent = latents(online_rb.sample().to(device))
+                expert.set("expert", torch.ones(expert.shape, dtype=torch.bool, device=device))
+                agent.set("expert", torch.zeros(agent.shape, dtype=torch.bool, device=device))
+                guards["discriminator"].backward(disc_loss(torch.cat([expert, agent])), step)
+                disc_optimizer.step()
+            # the policy: the AIME loss of the demonstrations and, on the surrogate reward, the
+            # actor loss in imagination from the demonstrations' and the agent's latents; the critic
+            policy_losses = aime_loss(demo_window).apply(lambda x: args.aime_scale * x)
+            if args.reward == "ail":
+                starts = torch.cat([expert, agent]).exclude("expert")
+                rl = rl_loss(starts)
+                policy_losses.update(rl.select("loss_actor", "loss_value"))
+            guards["policy"].backward(policy_losses, step)
+            policy_optimizer.step()
+            if args.reward == "ail":
+                value_optimizer.step()
+                slow_critic.step()
+            step += 1
+        for guard in guards.values():
+            guard.read()  # stops on a non-finite step, naming it
+        curve.append((frames_seen, score()))
+        print(f"env steps {frames_seen}: score {curve[-1][1]:.1f} %")
+        save()
+        if interrupted():
+            collector.shutdown()
+            raise KeyboardInterrupt(f"stopped after {frames_seen} env steps (--resume continues)")
 collector.shutdown()
 
 args.out.mkdir(parents=True, exist_ok=True)
