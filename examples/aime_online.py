@@ -251,11 +251,11 @@ optimizers = dict(world_model=wm_optimizer, policy=policy_optimizer, value=value
 if resumed is None:
     curve, frames_seen, step = [(0, score())], 0, 0
     print(f"env steps 0 (offline AIME): score {curve[0][1]:.1f} %")
-else:  # the weights, optimisers, random state, online windows and the unfinished trajectories
+else:  # the weights, optimisers, random state and online windows (the envs start new episodes)
     checkpoint.restore(resumed, modules=modules, optimizers=optimizers)
     if resumed["online"] is not None:
         online_rb.extend(resumed["online"])
-    writer.pending = resumed["pending"]
+    writer.count = resumed["trajectories"]
     curve, frames_seen, step = resumed["curve"], resumed["frames"], resumed["step"]
     print(f"resumed after {frames_seen} env steps")
 
@@ -264,7 +264,7 @@ def save() -> None:
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     online = online_rb[:] if len(online_rb) else None
     checkpoint.save(config, "phase3", step, modules=modules, optimizers=optimizers, online=online,
-                    pending=writer.pending, curve=curve, frames=frames_seen)
+                    trajectories=writer.count, curve=curve, frames=frames_seen)
 
 
 collector = Collector(env, explorer, frames_per_batch=args.frames_per_batch,

@@ -21,7 +21,10 @@ class TrajectoryWriter:
     inside contiguous runs only, so no window could be longer than a piece. The writer keeps each
     unfinished trajectory's steps (by ``traj_key``) and writes it whole when its last step is marked
     done (``end_key``: TorchRL's ``("next", "done")`` is set at a termination or a truncation), so
-    windows of any length up to an episode's are drawn and never cross a trajectory.
+    windows of any length up to an episode's are drawn and never cross a trajectory. Each written
+    trajectory gets a new id under ``traj_key`` (0, 1, ... in the order written: :attr:`count`), so
+    that ids stay unique when several collectors, or a resumed run's new collector (whose ids start
+    at 0 again), write into one buffer.
 
     Args:
         buffer (ReplayBuffer): where the trajectories go (e.g. a
@@ -32,7 +35,8 @@ class TrajectoryWriter:
         end_key (NestedKey, optional): the last step's flag. Defaults to ``("next", "done")``.
 
     Attributes:
-        pending (dict): the unfinished trajectories' steps, by id (their steps so far, ``[t]``).
+        pending (dict): the unfinished trajectories' steps, by the collector's id (their steps so far).
+        count (int): the trajectories written so far (the next one's id); restore it when resuming.
 
     Examples:
         >>> from torchrl.collectors import Collector
@@ -58,6 +62,7 @@ class TrajectoryWriter:
     ) -> None:
         self.buffer, self.traj_key, self.end_key = buffer, traj_key, end_key
         self.pending: dict[int, list[TensorDictBase]] = {}
+        self.count = 0
 
     def extend(self, batch: TensorDictBase) -> int:
         """Takes a collector's batch (``[T]`` or ``[envs, T]``, time last) and writes the trajectories
@@ -75,6 +80,8 @@ class TrajectoryWriter:
                 self.pending.setdefault(traj, []).append(piece)
                 if bool(ends[stop - 1]):
                     trajectory = torch.cat(self.pending.pop(traj))
+                    trajectory.set(self.traj_key, torch.full_like(trajectory.get(self.traj_key), self.count))
+                    self.count += 1
                     self.buffer.extend(trajectory)
                     written += trajectory.numel()
         return written

@@ -15,10 +15,10 @@ from aime_torchrl.data import LinearControlSystem, TrajectoryWriter, WindowMixtu
 from aime_torchrl.envs import make_linear_env
 
 
-def collect(envs: int = 3, frames: int = 12, total: int = 600, max_steps: int = 25):
+def collect(envs: int = 3, frames: int = 12, total: int = 600, max_steps: int = 25, capacity: int | None = None):
     env = make_linear_env(LinearControlSystem(), max_steps=max_steps, batch_size=(envs,))
     buffer = WindowReplayBuffer(horizon=16, batch_size=64, traj_key=("collector", "traj_ids"),
-                                storage=LazyTensorStorage(total))
+                                storage=LazyTensorStorage(capacity or total))
     writer = TrajectoryWriter(buffer)
     torch.manual_seed(0)
     collector = Collector(env, None, frames_per_batch=frames, total_frames=total)
@@ -68,3 +68,13 @@ def test_the_mixture_keeps_its_share_and_waits_for_online_windows():
     assert [bool((stored == row).all(-1).any()) for row in first] == [False] * 6 + [True] * 2
     with pytest.raises(ValueError, match="sum to 1"):
         WindowMixture([offline, online], [0.5, 0.25], batch_size=8)
+
+
+def test_ids_stay_unique_when_a_new_collector_writes_into_the_buffer():
+    buffer, writer, written = collect(envs=2, frames=10, total=200, capacity=400)  # this collector's ids: 0, 1, ...
+    env = make_linear_env(LinearControlSystem(seed=1), max_steps=25, batch_size=(2,))
+    for batch in Collector(env, None, frames_per_batch=10, total_frames=200):  # its ids start at 0 again
+        written += writer.extend(batch)
+    ids = buffer[:]["collector", "traj_ids"]
+    assert written == len(buffer) and ids.unique().numel() == written // 25 == writer.count
+    assert (ids.diff() >= 0).all()  # one id per whole trajectory, in the order written
