@@ -197,6 +197,8 @@ def _build(folder: Path, name: str, parts: list[str], num_episodes: int, images:
     else:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             returns = list(tqdm(pool.imap(_collect_one, jobs), **bar))
+            pool.close()  # the workers exit on their own: the with's terminate() would kill them mid-cleanup
+            pool.join()
     info = {
         "name": name, "embodiment": embodiment, "task": task, "expert": expert, "images": images,
         "seed": seed, "episodes": num_episodes, "returns": returns,
