@@ -128,6 +128,8 @@ def main() -> None:
     parser.add_argument("--variant", default="rssm", choices=["rssm", "rssmo", "dreamerv3", "latent_action"])
     parser.add_argument("--classes", type=int, default=16,
                         help="dreamerv3: classes per categorical; --state / classes categoricals (the same state size)")
+    parser.add_argument("--q-from", default="labels", choices=["labels", "elbo"],
+                        help="latent_action: what trains its inverse model (labels: the walker config's default)")
     parser.add_argument("--pixels", action="store_true", help="the visual setup: 64x64 images only")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast around the loss")
     parser.add_argument("--device", default="cpu")
@@ -159,7 +161,8 @@ def main() -> None:
     if args.variant == "latent_action":
         model = LatentActionWorldModel.from_config(vector, ACTION_DIM, pixel_keys=pixel_keys, device=device, **sizes)
         batch.set("labelled", (torch.arange(args.batch, device=device) < args.batch // 4)[:, None].expand(batch.batch_size))
-        phases.append(("phase1", LatentActionLoss(model), list(model.parameters())))
+        loss = LatentActionLoss(model, elbo_trains_inference=args.q_from == "elbo")
+        phases.append(("phase1", loss, list(model.parameters())))
     else:
         world_model = RSSMWorldModel.from_config(vector, ACTION_DIM, pixel_keys=pixel_keys, variant=args.variant,
                                                  device=device, **sizes)

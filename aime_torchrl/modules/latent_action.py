@@ -140,16 +140,18 @@ class LatentActionWorldModel(TensorDictModuleBase):
             sample (bool, optional): ``False``: the inferred action is q's mode ``tanh(loc)`` instead of a
                 sample (``noise`` unused). Defaults to ``True``.
             detach (bool, optional): ``True``: the inferred action drives the transition as a
-                pseudo-label, no gradient into q through it (q's parameters are still recorded with
-                theirs). Defaults to ``False``.
+                pseudo-label: q runs without autograd (no gradient into q through the filter; its
+                recorded parameters are detached: :meth:`inference_params` recomputes them with
+                gradients, batched). Defaults to ``False``.
         """
         keys = [unravel_key(k) for k in (self.keys.state, self.keys.belief, self.keys.encoded_latents)]
         time_dim = None if actions is None else actions.ndim - 2
 
         def act(t: int, state: torch.Tensor, belief: torch.Tensor, embedding: torch.Tensor) -> dict:
             step_noise = torch.zeros_like(state[..., :1]) if not sample else None if noise is None else noise[t]
-            out = self.inference.act(dict(zip(keys, (state, belief, embedding))), step_noise)
-            action = out[INFERRED_ACTION].detach() if detach else out[INFERRED_ACTION]
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not detach):
+                out = self.inference.act(dict(zip(keys, (state, belief, embedding))), step_noise)
+            action = out[INFERRED_ACTION]
             if actions is not None:
                 given = actions.select(time_dim, t)
                 action = torch.where(labelled.select(time_dim, t).unsqueeze(-1), given, action)
@@ -172,6 +174,14 @@ class LatentActionWorldModel(TensorDictModuleBase):
         rows = core.observe(embeddings, frames.get(self.keys.action), noise=noise, actor=self.actor(actions, labelled))
         rows["prior"] = core.prior_params(rows)
         return write_rows(frames, rows, self.keys, core)
+
+    def inference_params(self, belief: torch.Tensor, state: torch.Tensor,
+                         embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Gaussian (before the tanh) of the inverse model q(a | h, s, e) for the previous
+        latents and the next embedding, e.g. over the filter's rows at once."""
+        keys = self.keys
+        return self.inference.params({unravel_key(keys.belief): belief, unravel_key(keys.state): state,
+                                      unravel_key(keys.encoded_latents): embedding})
 
     def action_prior_params(self, belief: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The Gaussian (before the tanh) of the action prior p(a | h, s), e.g. over the filter's rows."""

@@ -164,7 +164,10 @@ class LatentActionLoss(ELBOLossBase):
         def action_kl(rows: dict) -> torch.Tensor:
             """KL(q(a) || p(a | h, s)) of every action-free step (row t + 1 holds a_t, inferred from o_{t+1};
             row 0, the initial state's, has none), optimised with the state's KL."""
-            q = tuple(rows["outputs"][unravel_key(k)][..., 1:, :] for k in (keys.loc, keys.scale))
+            if self.elbo_trains_inference:  # q's parameters as the filter computed them
+                q = tuple(rows["outputs"][unravel_key(k)][..., 1:, :] for k in (keys.loc, keys.scale))
+            else:  # q ran without autograd in the filter: its parameters again, batched, for its NLL
+                q = self.model.inference_params(*(rows[k][..., 1:, :] for k in ("belief", "state", "embedding")))
             p = self.model.action_prior_params(rows["belief"][..., 1:, :], rows["state"][..., 1:, :])
             q_kl = q if self.elbo_trains_inference else tuple(x.detach() for x in q)  # else it trains p only
             kl = gaussian_kl(*q_kl, *p).sum(-1) * free  # the tanh is a bijection: the base Gaussians' KL

@@ -234,8 +234,9 @@ def start_run(
             state = checkpoint.logger_state(resumed, folder / "logs") if resumed and not wandb else None
             if cfg.logger.backend == "csv":  # get_logger's csv writes mp4 videos, which need torchcodec
                 video_format = "mp4" if importlib.util.find_spec("torchcodec") else "pt"
-                logger = CSVLogger(folder.name, log_dir=str(folder / "logs"), video_format=video_format)
-                if state is not None:
+                name, log_dir = (state["exp_name"], state["log_dir"]) if state else (folder.name, str(folder / "logs"))
+                logger = CSVLogger(name, log_dir=log_dir, video_format=video_format)
+                if state is not None:  # the saved experiment's counters, as get_logger(state_dict=...)
                     logger.load_state_dict(state)
             else:
                 logger = get_logger(

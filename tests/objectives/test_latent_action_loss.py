@@ -69,6 +69,16 @@ def test_q_s_mode_or_detached_actions_can_drive_the_transition():
     loss = LatentActionLoss(model, inferred_action="mean")
     total_loss(loss(mixed_window())).backward()
     assert all(grads(model.inference))  # the ELBO's gradient (and the labels') still train q
+    # as pseudo-labeller, q runs without autograd in the filter; its parameters again, batched, are the same
+    window = mixed_window()
+    frames = model.to_frames(window)
+    with torch.no_grad():
+        core = model.world_model.core
+        embeddings = core.encode({"observation": frames["next", "observation"]}, frames.batch_size)
+        rows = core.observe(embeddings, torch.zeros(5, 7, 3), actor=model.actor(detach=True))
+    loc, scale = model.inference_params(rows["belief"], rows["state"], embeddings)
+    torch.testing.assert_close(loc, rows["outputs"]["inferred_action_loc"])
+    torch.testing.assert_close(scale, rows["outputs"]["inferred_action_scale"])
     model.zero_grad()
     pseudo_labels = LatentActionLoss(model, elbo_trains_inference=False)
     total_loss(pseudo_labels(mixed_window(labelled_windows=0))).backward()  # action-free: only the ELBO and the KL
