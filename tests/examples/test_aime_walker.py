@@ -309,7 +309,7 @@ def test_torchrun_two_ranks_a_sigterm_to_one_stops_both_then_one_process_resumes
                             text=True, cwd=tmp_path)
     while proc.poll() is None and saved_at(out / "checkpoint.pt")[0] != "phase1":
         time.sleep(0.01)
-    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    workers = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()  # torchrun's ranks
     assert len(workers) == 2, workers
     os.kill(int(workers[-1]), signal.SIGTERM)  # one of the two ranks
     stdout, stderr = proc.communicate(timeout=600)
