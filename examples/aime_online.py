@@ -106,6 +106,14 @@ except ValueError as error:
     parser.error(str(error))
 if not 0 <= args.online_share <= 1:
     parser.error(f"--online-share={args.online_share}: must be in [0, 1].")
+for name in ("env_steps", "envs", "frames_per_batch", "updates_per_batch", "horizon", "batch_size",
+             "eval_episodes"):
+    if getattr(args, name) < 1:
+        parser.error(f"--{name.replace('_', '-')}={getattr(args, name)}: must be a number >= 1.")
+if args.frames_per_batch % args.envs:
+    parser.error(f"--frames-per-batch={args.frames_per_batch}: must be a multiple of --envs.")
+if args.from_run is not None and not (args.from_run / "policy.pt").is_file():
+    parser.error(f"--from-run={args.from_run}: not a finished aime_walker.py run (no policy.pt).")
 if args.threads:
     torch.set_num_threads(args.threads)
 torch.manual_seed(args.seed)
