@@ -22,6 +22,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 #: What ``-m "not slow"`` leaves out (CI runs everything): the examples' and the README's command-line runs,
 #: the end-to-end runs, what builds datasets, runs DeepMind Control or kills processes, and compilation.
 SLOW = ("tests/examples/", "tests/test_end_to_end.py", "tests/test_latent_action_end_to_end.py", "tests/test_readme.py",
+        "tests/test_docs.py",
         "tests/envs/", "tests/experts/", "tests/data/test_builder.py", "tests/evaluation/test_evaluation.py",
         "tests/trainers/test_checkpoint.py", "tests/trainers/test_lock.py",
         "tests/objectives/test_window_elbo.py::test_compiled_equals_eager", "aime_torchrl/envs/",

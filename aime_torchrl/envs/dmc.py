@@ -60,7 +60,9 @@ TASKS: dict[str, dict[str, tuple[str, Callable | None]]] = {
         "flipbackward": ("run", _cheetah_flip_backward),
     },
 }
+#: Short names of the custom cheetah tasks (``make_env("cheetah", "runb")``).
 TASK_ALIASES = {"runb": "runbackward", "flipb": "flipbackward"}
+#: The sensor setups of :data:`SENSORS`: all proprioception, position-like sensors only, 64x64 pixels.
 SETUPS = ("mdp", "lpomdp", "visual")
 
 

@@ -15,6 +15,7 @@ from torchrl.modules import MLP, ProbabilisticActor, TanhNormal
 
 from aime_torchrl.envs.dmc import SENSOR_DIMS, SENSORS
 
+#: Where the shipped experts' weights (``<embodiment>-<task>.pt``) and model cards live.
 EXPERTS_DIR = Path(__file__).parent
 
 
