@@ -13,6 +13,13 @@ from aime_torchrl.data.npz import (DatasetFormatError, episode_files, episode_to
                                    load_episode, load_episodes, save_episode, td_to_episode)
 from aime_torchrl.data.replay import make_window_buffer, WindowReplayBuffer, WindowSampler
 from aime_torchrl.data.synthetic import LinearControlSystem
+from aime_torchrl.data.vd4rl import convert_vd4rl, open_vd4rl
+from torchrl.data.datasets import register_dataset
+
+# TorchRL's registry: load_dataset("aime:walker-stand-expert", horizon=32, batch_size=8) opens (and if this project
+# can make it, builds) a dataset by name or folder; "aime_vd4rl:<folder>" converts V-D4RL files once and opens them.
+register_dataset("aime", "aime_torchrl.data.builder:open_dataset", replace=True)
+register_dataset("aime_vd4rl", "aime_torchrl.data.vd4rl:open_vd4rl", replace=True)
 
 __all__ = [
     "WindowMixture",
@@ -27,6 +34,7 @@ __all__ = [
     "UniformRandomPolicy",
     "build_dataset",
     "collect_episodes",
+    "convert_vd4rl",
     "dataset_folders",
     "default_root",
     "episode_files",
@@ -37,6 +45,7 @@ __all__ = [
     "load_episodes",
     "make_window_buffer",
     "open_dataset",
+    "open_vd4rl",
     "posterior_latents",
     "pseudo_label",
     "render_images",

@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from torchrl.data.datasets import load_dataset
 
 from aime_torchrl.data import AIMEDataset, build_dataset, dataset_folders, load_episode, save_episode
 
@@ -57,6 +58,12 @@ def test_noisy_dataset_goes_from_noisy_to_the_expert(tmp_path):
     jerk = np.abs(np.diff(first["pre_action"][1:], axis=0)).mean()
     assert jerk > 2 * np.abs(np.diff(same_start["pre_action"][1:], axis=0)).mean()
     assert np.abs(first["pre_action"]).max() <= 1.0
+
+
+def test_torchrl_load_dataset_opens_a_dataset_by_name(tmp_path):
+    build_dataset("walker-random", num_episodes=1, root=tmp_path, workers=1, progress=False)
+    data = load_dataset("aime:walker-random", num_episodes=1, horizon=10, batch_size=2, root=tmp_path, progress=False)
+    assert isinstance(data, AIMEDataset) and data.sample().batch_size == (2, 10)
 
 
 def test_dataset_names(tmp_path):
