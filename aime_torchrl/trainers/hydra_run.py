@@ -9,6 +9,7 @@ Hydra is an optional dependency (the ``examples`` extra): it is imported when a 
 """
 from __future__ import annotations
 
+import atexit
 import fnmatch
 import importlib.util
 import json
@@ -20,7 +21,7 @@ from typing import Any, TYPE_CHECKING
 
 import torch
 from torch import nn
-from torchrl.record.loggers import CSVLogger, get_logger, Logger
+from torchrl.record.loggers import CSVLogger, get_logger, Logger, TensorboardLogger
 
 from aime_torchrl.trainers.checkpoint import flat, RunCheckpoint
 from aime_torchrl.trainers.device import resolve_device
@@ -243,9 +244,28 @@ def start_run(
                     cfg.logger.backend, logger_name=str(folder / "logs"), experiment_name=folder.name, state_dict=state,
                     wandb_kwargs=dict(offline=cfg.logger.get("mode") == "offline", project=cfg.logger.get("project")),
                 )
-            logger.log_hparams(OmegaConf.to_container(cfg, resolve=True))
+            if isinstance(logger, TensorboardLogger):  # its writer flushes every 2 minutes: the last events at exit
+                atexit.register(logger.experiment.close)
+            logger.log_hparams(flat_hparams(OmegaConf.to_container(cfg, resolve=True)))
         print(f"run folder: {folder}" + (f" ({distributed.world_size} ranks)" if distributed.enabled else ""))
     return Run(cfg, folder, checkpoint, distributed.device, logger, resumed, lock=lock, distributed=distributed)
+
+
+def flat_hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, int | float | str | bool]:
+    """A nested config as the flat scalars every TorchRL logger takes (TensorBoard's ``add_hparams`` refuses
+    nesting, ``None`` and lists): ``{"phase1.steps": 3000, "fractions": "[0.01, 0.1]", "threads": "None"}``.
+
+    Examples:
+        >>> flat_hparams({"seed": 0, "phase1": {"steps": 3000, "world_model": None}, "fractions": [0.01, 0.1]})
+        {'seed': 0, 'phase1.steps': 3000, 'phase1.world_model': 'None', 'fractions': '[0.01, 0.1]'}
+    """
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            flat.update(flat_hparams(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
 
 
 def check_config(

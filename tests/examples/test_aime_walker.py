@@ -258,6 +258,7 @@ def test_wandb_offline_idm_ablations_dreamerv3_and_presets(data_root, tmp_path):
     ]
     runs = {
         "wandb": tiny(data_root, tmp_path / "wandb", "logger=wandb", *short),
+        "tensorboard": tiny(data_root, tmp_path / "tensorboard", "logger=tensorboard", "eval.video=true", *short),
         "idm": tiny(data_root, tmp_path / "idm", "phase1.idm=true", "phase2.use_idm=true", *short),
         "dreamerv3": tiny(data_root, tmp_path / "dreamerv3", "world_model=dreamerv3", "world_model.state_dim=null",
                           "world_model.categoricals=2", "world_model.classes=4", "world_model.blocks=2", *short),
@@ -272,6 +273,11 @@ def test_wandb_offline_idm_ablations_dreamerv3_and_presets(data_root, tmp_path):
         ok(done)
     wandb_runs = list((tmp_path / "wandb" / "logs").rglob("offline-run-*"))
     assert wandb_runs and list(wandb_runs[0].glob("run-*.wandb"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    images = [tag for events in (tmp_path / "tensorboard" / "logs").rglob("events.out.tfevents.*")
+              for tag in EventAccumulator(str(events)).Reload().Tags()["images"]]
+    assert "videos/aime_vs_demonstration" in images, images  # the video, through the logger
     log = next((tmp_path / "idm" / "logs").rglob("phase2/action_kl.csv")).read_text()
     assert log.splitlines()[-1].startswith("4,")
     for name in ("kl_only", "recon_only", "bf16", "dreamerv3"):
