@@ -7,7 +7,7 @@ from aime_torchrl.envs.scores import normalised_score, REFERENCE_EXPERT_RETURNS
 from aime_torchrl.evaluation.diagnostics import (
     action_inference_diagnostics, ImitationDiagnostics, state_coverage, world_model_diagnostics,
 )
-from aime_torchrl.evaluation.plots import plot_grid, plot_scores
+from aime_torchrl.evaluation.plots import plot_curves, plot_grid, plot_scores
 from aime_torchrl.evaluation.latent_action import label_efficiency_report, latent_action_diagnostics, policy_efficiency_report
 from aime_torchrl.evaluation.prediction import open_loop_errors, open_loop_prediction
 from aime_torchrl.evaluation.report import save_results, score_report
@@ -26,6 +26,7 @@ __all__ = [
     "latent_action_diagnostics",
     "open_loop_errors",
     "open_loop_prediction",
+    "plot_curves",
     "plot_grid",
     "plot_scores",
     "record_episode",

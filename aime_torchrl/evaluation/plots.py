@@ -39,6 +39,34 @@ def plot_scores(
     return _save(fig, path)
 
 
+def plot_curves(
+    curves: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, *, xlabel: str, ylabel: str, title: str = ""
+) -> Path:
+    """A line per entry through its ``(x, y)`` points (e.g. a score against env steps).
+
+    Examples:
+        >>> import tempfile
+        >>> plot_curves({"online AIME": [(0, 90.1), (240, 96.7)]}, f"{tempfile.mkdtemp()}/curve.png",
+        ...             xlabel="env steps", ylabel="score (%)").suffix
+        '.png'
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for name, points in curves.items():
+        x, y = zip(*points)
+        ax.plot(x, y, marker="o", ms=3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if len(curves) > 1:
+        ax.legend(fontsize=8)
+    ax.set_title(_wrapped(title, fig, 9), fontsize=9)
+    return _save(fig, path)
+
+
 def plot_grid(
     scores: Mapping[tuple[str, str, str], Sequence[float]],
     path: str | Path,

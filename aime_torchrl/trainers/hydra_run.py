@@ -79,14 +79,15 @@ class Run:
         return self.resumed["step"]
 
     def save(self, stage: str, step: int, modules: Mapping[str, nn.Module | None],
-             optimizers: Mapping[str, torch.optim.Optimizer] | None = None) -> None:
-        """Checkpoints the run after ``step`` steps of ``stage`` (see :meth:`RunCheckpoint.save`; rank 0 only)."""
+             optimizers: Mapping[str, torch.optim.Optimizer] | None = None, **extra: Any) -> None:
+        """Checkpoints the run after ``step`` steps of ``stage`` (see :meth:`RunCheckpoint.save`; rank 0 only);
+        ``extra`` are saved with it (e.g. an online replay buffer's content), back in ``run.resumed``."""
         from omegaconf import OmegaConf
 
         if not self.distributed.is_main:
             return
         self.checkpoint.save(OmegaConf.to_container(self.cfg), stage, step, modules=modules, optimizers=optimizers,
-                             logger=self.logger)
+                             logger=self.logger, **extra)
 
     def loop(self, stage: str, modules: Mapping[str, nn.Module], optimizer: torch.optim.Optimizer, *,
              checkpoint_every: int, on_step: Callable[[int, bool], None] | None = None, **loop: Any) -> OfflineLoop:

@@ -7,6 +7,7 @@ the online updates, and the score curve against env steps."""
 from __future__ import annotations
 
 import csv
+import json
 import signal
 import subprocess
 import sys
@@ -16,34 +17,43 @@ from pathlib import Path
 import torch
 
 SCRIPT = Path(__file__).parents[2] / "examples" / "aime_online.py"
+TINY = ["offline.phase1_steps=20", "offline.phase2_steps=10", "online.updates_per_batch=2", "device=cpu",
+        "progress=false", "threads=1"]
 
 
 def test_online_aime_runs_and_writes_its_curve(tmp_path):
-    done = subprocess.run([sys.executable, str(SCRIPT), "--phase1-steps", "20", "--phase2-steps", "10",
-                           "--env-steps", "480", "--updates-per-batch", "2", "--device", "cpu",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, str(SCRIPT), *TINY, "online.env_steps=480", "logger=csv",
+                           f"out_dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = list(csv.reader(open(tmp_path / "curve.csv")))
+    rows = list(csv.reader(open(tmp_path / "run" / "curve.csv")))
     assert rows[0] == ["env_steps", "score_percent"] and [r[0] for r in rows[1:]] == ["0", "240", "480"]
     assert all(float(r[1]) == float(r[1]) for r in rows[1:])  # finite scores
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["final_score"] == float(rows[-1][1])
+    assert (tmp_path / "run" / "curve.png").is_file()
+    logged = next((tmp_path / "run" / "logs").rglob("online/score.csv")).read_text().splitlines()
+    assert [line.split(",")[0] for line in logged] == ["240", "480"]  # through the TorchRL logger
+    bad = subprocess.run([sys.executable, str(SCRIPT), "online.frames_per_batch=250", f"out_dir={tmp_path / 'bad'}"],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert bad.returncode != 0 and "online.frames_per_batch=250: must be a multiple of online.envs=4" in bad.stderr
 
 
 def test_sigterm_saves_the_online_phase_and_resume_finishes_it(tmp_path):
-    args = [sys.executable, str(SCRIPT), "--phase1-steps", "20", "--phase2-steps", "10", "--env-steps", "1440",
-            "--updates-per-batch", "2", "--device", "cpu", "--threads", "1", "--out", str(tmp_path)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while proc.poll() is None and not (tmp_path / "checkpoint.pt").exists():
+    out = tmp_path / "run"
+    args = [sys.executable, str(SCRIPT), *TINY, "online.env_steps=1440", f"out_dir={out}"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    while proc.poll() is None and not (out / "checkpoint.pt").exists():
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode != 0 and "SIGTERM: finishing the current step" in stdout + stderr, stderr[-2000:]
-    assert "(--resume continues)" in stderr
-    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert f"resume=true out_dir={out} continues" in stderr
+    saved = torch.load(out / "checkpoint.pt", weights_only=False)
     assert 240 <= saved["frames"] < 1440 and saved["online"] is not None
-    refused = subprocess.run(args, capture_output=True, text=True, timeout=600)
-    assert refused.returncode == 2 and "already holds a run: pass --resume" in refused.stderr
-    done = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600)
+    refused = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert refused.returncode != 0 and "already holds a run: pass resume=true" in refused.stderr
+    done = subprocess.run([sys.executable, str(SCRIPT), "resume=true", f"out_dir={out}", "online.env_steps=1680"],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"resumed after {saved['frames']} env steps" in done.stdout
-    rows = list(csv.reader(open(tmp_path / "curve.csv")))[1:]
-    assert [int(r[0]) for r in rows] == list(range(0, 1441, 240))  # every point once, across the stop
+    rows = list(csv.reader(open(out / "curve.csv")))[1:]
+    assert [int(r[0]) for r in rows] == list(range(0, 1681, 240))  # every point once, across the stop, trained on

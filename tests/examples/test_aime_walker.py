@@ -331,16 +331,16 @@ def test_torchrun_two_ranks_a_sigterm_to_one_stops_both_then_one_process_resumes
 
 
 def test_online_phase_continues_a_walker_run(data_root, tmp_path):
-    """examples/aime_online.py --from-run: the run's world model, policy and data, a collector over 2
+    """examples/aime_online.py from_run=<run>: the run's world model, policy and data, a collector over 2
     walker envs, windows of whole episodes, and the score curve against env steps."""
     out = tmp_path / "run"
     ok(cli(tiny(data_root, out, "phase1.steps=2", "phase2.steps=2"), cwd=tmp_path)[0])
     online = tmp_path / "online"
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / "aime_online.py"), "--from-run", str(out),
-                           "--horizon", "8", "--batch-size", "4", "--envs", "2", "--frames-per-batch", "1000",
-                           "--env-steps", "2000", "--updates-per-batch", "1", "--eval-episodes", "1", "--threads", "1",
-                           "--device", "cpu", "--out", str(online)], capture_output=True, text=True, cwd=tmp_path,
-                          timeout=600)
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "aime_online.py"), f"from_run={out}", "horizon=8",
+                           "batch_size=4", "online.envs=2", "online.frames_per_batch=1000", "online.env_steps=2000",
+                           "online.updates_per_batch=1", "eval.episodes=1", "threads=1", "device=cpu", "progress=false",
+                           f"out_dir={online}"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
     ok(done)
     rows = (online / "curve.csv").read_text().splitlines()
     assert rows[0] == "env_steps,score_percent" and [r.split(",")[0] for r in rows[1:]] == ["0", "1000", "2000"]
+    assert (online / "videos" / "aime_vs_demonstration.gif").is_file()
