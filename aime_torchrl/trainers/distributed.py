@@ -69,6 +69,15 @@ class DistributedContext:
         dist.broadcast_object_list(box, src=0, device=self.device if self.device.type == "cuda" else None)
         return box[0]
 
+    def gather(self, value: object) -> list[object]:
+        """Every rank's ``value``, in rank order, on every rank (every rank calls it), e.g. their random states;
+        ``[value]`` in one process."""
+        if not self.enabled:
+            return [value]
+        values: list[object] = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        return values
+
     def wrap(self, module: nn.Module) -> nn.Module:
         """``module`` (e.g. a loss module: its trained parameters) in DDP on a data-parallel run,
         gradients averaged across ranks in the backward; itself otherwise."""

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torchrl.record.loggers import CSVLogger, get_logger, Logger, TensorboardLogger
 
-from aime_torchrl.trainers.checkpoint import flat, RunCheckpoint
+from aime_torchrl.trainers.checkpoint import flat, rng_state, RunCheckpoint, set_rng_state
 from aime_torchrl.trainers.device import resolve_device
 from aime_torchrl.trainers.distributed import DistributedContext, init_distributed
 from aime_torchrl.trainers.lock import RunLock
@@ -69,21 +69,28 @@ class Run:
     def restore(self, stage: str, modules: Mapping[str, nn.Module],
                 optimizers: Mapping[str, torch.optim.Optimizer] | None = None) -> int:
         """The steps already done in ``stage``: when the run resumes in it, ``modules`` and
-        ``optimizers`` get their saved states back (and the random state: rank 0's; the other ranks
-        of a data-parallel run reseed theirs from the step), else 0."""
+        ``optimizers`` get their saved states back, and every rank its random state (a data-parallel run
+        resumed on as many ranks as it was saved from continues exactly; on another number of ranks, the
+        ranks but the first reseed theirs from the step), else 0."""
         if self.resumed_stage != stage:
             return 0
         self.checkpoint.restore(self.resumed, modules=modules, optimizers=optimizers)
-        if not self.distributed.is_main:  # the saved random state is rank 0's: the others draw their own windows
+        ranks = self.resumed.get("rank_rng") or []
+        if len(ranks) == self.distributed.world_size:
+            set_rng_state(ranks[self.distributed.rank])
+        elif not self.distributed.is_main:  # each rank draws its own windows
             torch.manual_seed(self.distributed.seed(self.cfg.seed + self.resumed["step"]))
         return self.resumed["step"]
 
     def save(self, stage: str, step: int, modules: Mapping[str, nn.Module | None],
              optimizers: Mapping[str, torch.optim.Optimizer] | None = None, **extra: Any) -> None:
-        """Checkpoints the run after ``step`` steps of ``stage`` (see :meth:`RunCheckpoint.save`; rank 0 only);
-        ``extra`` are saved with it (e.g. an online replay buffer's content), back in ``run.resumed``."""
+        """Checkpoints the run after ``step`` steps of ``stage`` (see :meth:`RunCheckpoint.save`); ``extra`` are
+        saved with it (e.g. an online replay buffer's content), back in ``run.resumed``. Every rank calls it:
+        rank 0 writes, with every rank's random state."""
         from omegaconf import OmegaConf
 
+        if self.distributed.enabled:
+            extra["rank_rng"] = self.distributed.gather(rng_state())
         if not self.distributed.is_main:
             return
         self.checkpoint.save(OmegaConf.to_container(self.cfg), stage, step, modules=modules, optimizers=optimizers,

@@ -85,3 +85,47 @@ def test_without_torchrun_it_is_one_process_and_checks_the_batch():
     assert context.wrap(net) is net
     with pytest.raises(ValueError, match="batch_size=5 is the global batch, split across 2 ranks"):
         DistributedContext(world_size=2).local_batch_size(5)
+
+
+def resume_worker(rank: int, port: int, folder: str, steps: int, resume: bool) -> None:
+    """A run of 2 gloo ranks through start_run's Run: each rank draws its own data from its own random state."""
+    from omegaconf import OmegaConf
+    from tensordict import TensorDict
+
+    from aime_torchrl.trainers import RunCheckpoint
+    from aime_torchrl.trainers.hydra_run import Run
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    context = init_distributed("cpu", timeout_s=60)
+    torch.manual_seed(context.seed(0))
+    model = torch.nn.Linear(3, 1)
+    torch.nn.init.zeros_(model.weight)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    checkpoint = RunCheckpoint(folder)
+    run = Run(OmegaConf.create({"seed": 0}), checkpoint.path.parent, checkpoint, torch.device("cpu"),
+              resumed=checkpoint.load() if resume else None, distributed=context)
+    wrapped = context.wrap(model)
+    loop = run.loop("train", {"model": model}, optimizer, checkpoint_every=3, steps=steps, progress=False)
+    for _ in loop:
+        x = torch.randn(4, 3)  # this rank's data, from its random state
+        loop.backward(TensorDict(loss_fit=(wrapped(x) - x.sum(-1, keepdim=True)).pow(2).mean()))
+        optimizer.step()
+    if rank == 0:
+        torch.save(model.state_dict(), f"{folder}/weights.pt")
+    dist.destroy_process_group()
+
+
+def test_two_ranks_resume_to_the_weights_of_an_uninterrupted_run(tmp_path):
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "parts").mkdir()
+    mp.spawn(resume_worker, args=(free_port(), str(tmp_path / "whole"), 6, False), nprocs=2, join=True)
+    mp.spawn(resume_worker, args=(free_port(), str(tmp_path / "parts"), 3, False), nprocs=2, join=True)
+    saved = torch.load(tmp_path / "parts" / "checkpoint.pt", weights_only=False)
+    assert saved["step"] == 3 and len(saved["rank_rng"]) == 2  # every rank's random state
+    mp.spawn(resume_worker, args=(free_port(), str(tmp_path / "parts"), 6, True), nprocs=2, join=True)
+    whole, parts = (torch.load(tmp_path / name / "weights.pt") for name in ("whole", "parts"))
+    assert not torch.equal(whole["weight"], torch.zeros_like(whole["weight"]))
+    for key in whole:
+        torch.testing.assert_close(parts[key], whole[key], rtol=0, atol=0)
