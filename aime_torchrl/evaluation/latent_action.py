@@ -118,7 +118,7 @@ def label_efficiency_report(runs: Sequence[Mapping[str, Mapping]], folder: str |
              "| labelled (episodes) | latent-action model | RSSM, labelled only | RSSM, IDM pseudo-labels | latent / labelled "
              "only | latent / all labels | inferred-action R^2 |", "|---|---|---|---|---|---|---|"]
     for f in fractions:
-        lines.append(f"| {100 * f:.0f} % ({episodes[f]}) | {cell(values('latent', f))} | {cell(values('labelled_only', f))} | "
+        lines.append(f"| {100 * f:g} % ({episodes[f]}) | {cell(values('latent', f))} | {cell(values('labelled_only', f))} | "
                      f"{cell(values('idm_labels', f))} | {cell(ratios(f, 'labelled_only'), 2)} | "
                      f"{cell(ratios(f, 'labelled_only', 1.0), 2)} | {cell(values('latent', f, 'inferred_action_r2'), 3)} |")
     table = "\n".join(lines) + "\n"
@@ -207,7 +207,7 @@ def policy_efficiency_report(
              "| labelled (episodes) | " + " | ".join(LABEL_EFFICIENCY_MODELS.values()) + " |",
              "|---|" + "---|" * len(LABEL_EFFICIENCY_MODELS)]
     for f in fractions:
-        lines.append(f"| {100 * f:.0f} % ({episodes[f]}) | " + " | ".join(cell(m, f) for m in LABEL_EFFICIENCY_MODELS) + " |")
+        lines.append(f"| {100 * f:g} % ({episodes[f]}) | " + " | ".join(cell(m, f) for m in LABEL_EFFICIENCY_MODELS) + " |")
     table = "\n".join(lines) + "\n"
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
