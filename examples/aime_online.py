@@ -40,7 +40,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tensordict.nn import TensorDictModule
-from torchrl.collectors import Collector
+from torchrl.collectors import Collector, MultiSyncCollector
 from torchrl.data import LazyTensorStorage
 from torchrl.envs import InitTracker, SerialEnv, TransformedEnv
 from torchrl.envs.utils import ExplorationType, set_exploration_type
@@ -93,18 +93,28 @@ def check(
 ) -> None:  # the config, before anything runs (errors name the key and what is allowed)
     check_config(
         cfg,
-        positive=["online.*", "horizon", "batch_size", "lr", "eval.episodes", "threads"],
-        non_negative=["offline.*", "online.aime_scale"],
+        positive=[
+            "online.env_steps",
+            "online.envs",
+            "online.frames_per_batch",
+            "online.updates_per_batch",
+            "horizon",
+            "batch_size",
+            "lr",
+            "eval.episodes",
+            "threads",
+        ],
+        non_negative=["offline.*", "online.aime_scale", "online.workers"],
         choices={"online.reward": ["ail", "none"]},
     )
     if not 0 <= cfg.online.share <= 1:
         raise ValueError(
             f"online.share={cfg.online.share}: the online windows' share must be in [0, 1]."
         )
-    if cfg.online.frames_per_batch % cfg.online.envs:
+    if cfg.online.frames_per_batch % (cfg.online.envs * max(cfg.online.workers, 1)):
         raise ValueError(
             f"online.frames_per_batch={cfg.online.frames_per_batch}: must be a multiple of "
-            f"online.envs={cfg.online.envs}."
+            f"online.envs={cfg.online.envs} (times online.workers={cfg.online.workers})."
         )
     if (
         cfg.from_run is not None
@@ -256,12 +266,14 @@ def main(cfg: DictConfig) -> dict:
     policy_optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
 
     # --- phase 3, online -----------------------------------------------------------------------
-    env = online_env(cfg.online.envs, cfg.seed + 3)
-    explorer = FilteringActor(
-        world_model, policy
-    )  # samples its actions: the collector's exploration
-    env.append_transform(InitTracker())  # the filter restarts where an episode does
-    env.append_transform(explorer.make_tensordict_primer())
+    explorer = FilteringActor(world_model, policy)  # samples its actions: the exploration
+
+    def explorer_env(seed: int):
+        env = online_env(cfg.online.envs, seed)
+        env.append_transform(InitTracker())  # the filter restarts where an episode does
+        env.append_transform(explorer.make_tensordict_primer())
+        return env
+
     online_rb = WindowReplayBuffer(
         horizon=cfg.horizon,
         batch_size=cfg.batch_size,
@@ -336,16 +348,21 @@ def main(cfg: DictConfig) -> dict:
             for name, value in losses.items():
                 logger.log_scalar(f"online/{name}", value.item(), step=frames_seen)
 
-    collector = Collector(
-        env,
-        explorer,
+    frames = dict(
         frames_per_batch=cfg.online.frames_per_batch,
         total_frames=max(cfg.online.env_steps - frames_seen, 1),
-        device=device,
     )
+    if cfg.online.workers:  # worker processes, each with its own envs and a copy of the explorer
+        makers = [
+            functools.partial(explorer_env, cfg.seed + 3 + 1000 * i)
+            for i in range(cfg.online.workers)
+        ]
+        collector = MultiSyncCollector(makers, explorer, **frames)
+    else:
+        collector = Collector(explorer_env(cfg.seed + 3), explorer, **frames, device=device)
     with deferred_interrupt() as interrupted:  # SIGTERM/Ctrl-C: save after the batch, then stop
         for batch in collector if frames_seen < cfg.online.env_steps else []:
-            writer.extend(batch)
+            writer.extend(batch.reshape(-1, batch.shape[-1]))  # [workers * envs, T]
             frames_seen += batch.numel()
             if len(online_rb) == 0:
                 continue
@@ -379,6 +396,8 @@ def main(cfg: DictConfig) -> dict:
                 step += 1
             for guard in guards.values():
                 guard.read()  # stops on a non-finite step, naming it
+            if cfg.online.workers:
+                collector.update_policy_weights_()  # the workers act with the new weights
             curve.append((frames_seen, score()))
             print(f"env steps {frames_seen}: score {curve[-1][1]:.1f} %")
             log({"world_model_elbo": model_losses["elbo"], "policy_elbo": policy_losses["elbo"]})

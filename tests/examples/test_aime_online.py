@@ -32,6 +32,12 @@ def test_online_aime_runs_and_writes_its_curve(tmp_path):
     assert (tmp_path / "run" / "curve.png").is_file()
     logged = next((tmp_path / "run" / "logs").rglob("online/score.csv")).read_text().splitlines()
     assert [line.split(",")[0] for line in logged] == ["240", "480"]  # through the TorchRL logger
+    workers = subprocess.run([sys.executable, str(SCRIPT), *TINY, "online.env_steps=480", "online.workers=2",
+                              "online.envs=2", f"out_dir={tmp_path / 'workers'}"],
+                             capture_output=True, text=True, timeout=600, cwd=tmp_path)  # TorchRL's MultiSyncCollector
+    assert workers.returncode == 0, workers.stderr[-3000:]
+    rows = list(csv.reader(open(tmp_path / "workers" / "curve.csv")))
+    assert [r[0] for r in rows[1:]] == ["0", "240", "480"]
     bad = subprocess.run([sys.executable, str(SCRIPT), "online.frames_per_batch=250", f"out_dir={tmp_path / 'bad'}"],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert bad.returncode != 0 and "online.frames_per_batch=250: must be a multiple of online.envs=4" in bad.stderr
