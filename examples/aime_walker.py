@@ -215,17 +215,24 @@ def main(cfg: DictConfig) -> dict:
     )  # for the diagnostics of the inferred actions
     eval_seed = cfg.eval.seed if cfg.eval.seed is not None else cfg.seed + 100
 
-    def evaluate(
-        policy, episodes: int, seed: int, desc: str
-    ) -> list[float]:  # episode i in an env seeded seed + i
-        return seeded_episode_returns(
-            policy,
-            lambda s: make_env(*env_args, seed=s).append_transform(actor.make_env_transform(s)),
-            [seed + i for i in range(episodes)],
-            workers=cfg.eval.workers,
-            progress=cfg.progress,
-            desc=desc,
+    def evaluate(policy, episodes: int, seed: int, desc: str) -> list[float]:
+        """Episode i in an env seeded seed + i; under torchrun each rank runs every world_size-th
+        episode and every rank gets all the returns back, in order (the same as one process)."""
+        seeds = [seed + i for i in range(episodes)][ranks.rank :: ranks.world_size]
+        mine = (
+            seeded_episode_returns(
+                policy,
+                lambda s: make_env(*env_args, seed=s).append_transform(actor.make_env_transform(s)),
+                seeds,
+                workers=cfg.eval.workers,
+                progress=cfg.progress and ranks.is_main,
+                desc=desc,
+            )
+            if seeds
+            else []
         )
+        shares = ranks.gather(mine)
+        return [shares[i % ranks.world_size][i // ranks.world_size] for i in range(episodes)]
 
     if cfg.phase2.policy:
         load_module(
@@ -257,13 +264,14 @@ def main(cfg: DictConfig) -> dict:
                 and (last or done % cfg.log_every == 0)
             ):
                 measure.actions(policy_loss, step=cfg.phase1.steps + done)
-            if logger is not None and cfg.eval.every and done % cfg.eval.every == 0:
+            if cfg.eval.every and done % cfg.eval.every == 0:  # on every rank: each its share
                 returns = evaluate(
                     actor, cfg.eval.every_episodes, eval_seed + done, desc=f"eval @{done}"
                 )
-                logger.log_metrics(
-                    {"eval/return": statistics.mean(returns)}, step=cfg.phase1.steps + done
-                )
+                if logger is not None:
+                    logger.log_metrics(
+                        {"eval/return": statistics.mean(returns)}, step=cfg.phase1.steps + done
+                    )
 
         loop = run.loop(
             "phase2",
@@ -295,7 +303,7 @@ def main(cfg: DictConfig) -> dict:
         )
 
     # --- evaluation in the real environment -------------------------------------------------------
-    if not cfg.eval.episodes or not ranks.is_main:  # a run that only trains; ranks but 0
+    if not cfg.eval.episodes:  # a run that only trains
         return {}
     returns = {
         "random policy": evaluate(
@@ -304,6 +312,8 @@ def main(cfg: DictConfig) -> dict:
         "AIME": evaluate(actor, cfg.eval.episodes, eval_seed, desc="eval AIME"),
         "demonstrations": demos.episode_returns,
     }
+    if not ranks.is_main:  # rank 0 writes the results
+        return {}
     results, table = save_results(
         run.folder,
         returns,

@@ -344,3 +344,21 @@ def test_online_phase_continues_a_walker_run(data_root, tmp_path):
     rows = (online / "curve.csv").read_text().splitlines()
     assert rows[0] == "env_steps,score_percent" and [r.split(",")[0] for r in rows[1:]] == ["0", "1000", "2000"]
     assert (online / "videos" / "aime_vs_demonstration.gif").is_file()
+
+
+def test_torchrun_ranks_share_the_evaluation_episodes(data_root, tmp_path):
+    """Under torchrun each rank runs its share of the evaluation episodes; rank 0 gets every return, in order:
+    the same returns as one process evaluating the saved policy."""
+    out = tmp_path / "run"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    args = tiny(data_root, out, "phase1.steps=2", "phase2.steps=2", "eval.episodes=3")
+    done = subprocess.run([*torchrun, str(SCRIPT), *args], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    ok(done)
+    spread = json.loads((out / "results.json").read_text())
+    alone = tmp_path / "alone"
+    ok(cli(tiny(data_root, alone, "eval.episodes=3", f"phase1.world_model={out / 'world_model.pt'}",
+                f"phase2.policy={out / 'policy.pt'}"), cwd=tmp_path)[0])
+    one = json.loads((alone / "results.json").read_text())
+    assert len(spread["AIME"]["returns"]) == 3
+    assert spread["AIME"]["returns"] == one["AIME"]["returns"]
+    assert spread["random policy"]["returns"] == one["random policy"]["returns"]
