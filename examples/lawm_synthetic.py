@@ -81,6 +81,13 @@ parser.add_argument(
     help="LatentActionLoss's action_kl_scale: weight of the action-free steps' KL(q || p)",
 )
 parser.add_argument(
+    "--q-from",
+    choices=["elbo", "labels"],
+    default="elbo",
+    help="what trains the inverse model q: the labels and the ELBO, or the labels alone (q then "
+    "pseudo-labels the action-free steps: LatentActionLoss(elbo_trains_inference=False))",
+)
+parser.add_argument(
     "--baselines",
     action=argparse.BooleanOptionalAction,
     default=True,
@@ -146,7 +153,8 @@ for seed in args.seeds:
         labelled_fraction=args.labelled_fraction,
     )
     loss = LatentActionLoss(model, nll_reweight=args.nll_reweight, action_scale=args.action_scale,
-                            action_kl_scale=args.action_kl_scale)
+                            action_kl_scale=args.action_kl_scale,
+                            elbo_trains_inference=args.q_from == "elbo")
     wall = fit(loss, mixture.sample, model.parameters())
     row["latent"] = dict(latent_action_diagnostics(model, windows), wall_s=wall)
 
