@@ -109,6 +109,8 @@ def main(cfg: DictConfig) -> dict:
     if run.results is not None:
         return run.results
     cfg, device, logger = run.cfg, run.device, run.logger
+    ranks = run.distributed  # one process, or a torchrun launch: rank 0 writes, the batch is split
+    batch_size = ranks.local_batch_size(cfg.train.batch_size, key="train.batch_size")
 
     # --- data: held-out episodes, and the training episodes ---------------------------------------
     sensors = SENSORS[cfg.embodiment][cfg.setup]
@@ -147,6 +149,7 @@ def main(cfg: DictConfig) -> dict:
         stage: str, modules: dict, loss, sample, steps: int
     ) -> None:  # one model's training, resumable
         optimizer = torch.optim.Adam(loss.parameters(), lr=cfg.train.lr)
+        optimized = ranks.wrap(loss)  # DDP across ranks (itself in one process)
         loop = run.loop(
             stage,
             modules,
@@ -161,20 +164,19 @@ def main(cfg: DictConfig) -> dict:
             checkpoint_every=cfg.checkpoint_every,
         )
         for _ in loop:
-            losses = loss(sample().to(device))
+            losses = optimized(sample().to(device))
             loop.backward(losses)  # of the sum of the loss_* terms; clipped gradients
             optimizer.step()
 
     def action_conditioned(stage: str, data) -> dict:  # an RSSM on (pseudo-)labelled episodes
         world_model = RSSMWorldModel.from_config(dims, action_dim, device=device, **sizes)
-        buffer = make_window_buffer(
-            data, horizon=cfg.train.horizon, batch_size=cfg.train.batch_size
-        )
+        buffer = make_window_buffer(data, horizon=cfg.train.horizon, batch_size=batch_size)
         loss = WorldModelLoss(
             world_model, nll_reweight=cfg.loss.nll_reweight, kl_scale=cfg.loss.kl_scale
         )
         fit(stage, {"world_model": world_model}, loss, buffer.sample, cfg.train.steps)
-        save_module(run.folder / f"{stage}.pt", world_model, world_model.config)
+        if ranks.is_main:
+            save_module(run.folder / f"{stage}.pt", world_model, world_model.config)
         with torch.no_grad():
             errors = [
                 open_loop_errors(world_model, w, context=cfg.eval.context)["open_loop_mse"].item()
@@ -195,7 +197,9 @@ def main(cfg: DictConfig) -> dict:
                 model == "idm_labels" and action_free is None
             ):  # = labelled_only with every label
                 continue
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(
+                ranks.seed(cfg.seed)
+            )  # each rank its windows (DDP starts from rank 0's weights)
             if model == "latent":
                 world_model = LatentActionWorldModel.from_config(
                     dims,
@@ -215,9 +219,7 @@ def main(cfg: DictConfig) -> dict:
                 )
                 buffers = [
                     (
-                        make_window_buffer(
-                            d, horizon=cfg.train.horizon, batch_size=cfg.train.batch_size
-                        )
+                        make_window_buffer(d, horizon=cfg.train.horizon, batch_size=batch_size)
                         if d is not None
                         else None
                     )
@@ -225,11 +227,12 @@ def main(cfg: DictConfig) -> dict:
                 ]  # the action-free episodes never show their actions
                 mixture = LabelledMixture(
                     *buffers,
-                    batch_size=cfg.train.batch_size,
+                    batch_size=batch_size,
                     labelled_fraction=cfg.train.labelled_fraction,
                 )
                 fit(stage, {"world_model": world_model}, loss, mixture.sample, cfg.train.steps)
-                save_module(run.folder / f"{stage}.pt", world_model, world_model.config)
+                if ranks.is_main:
+                    save_module(run.folder / f"{stage}.pt", world_model, world_model.config)
                 metrics = latent_action_diagnostics(world_model, windows, context=cfg.eval.context)
             elif model == "labelled_only":
                 metrics = action_conditioned(stage, labelled)
@@ -243,7 +246,11 @@ def main(cfg: DictConfig) -> dict:
                     hidden=cfg.idm.hidden,
                     device=device,
                 )
-                one_step = make_window_buffer(labelled, horizon=1, batch_size=cfg.idm.batch_size)
+                one_step = make_window_buffer(
+                    labelled,
+                    horizon=1,
+                    batch_size=ranks.local_batch_size(cfg.idm.batch_size, key="idm.batch_size"),
+                )
                 idm_file = (
                     run.folder / f"idm@{fraction}.pt"
                 )  # kept, so that a resumed RSSM gets the same labels
@@ -257,21 +264,20 @@ def main(cfg: DictConfig) -> dict:
                         lambda: stack_window(one_step.sample(), list(dims)),
                         cfg.idm.steps,
                     )
-                    save_module(idm_file, idm, dict(hidden=cfg.idm.hidden))
-                torch.manual_seed(
-                    cfg.seed
-                )  # the RSSM starts alike whether the IDM was trained or loaded
+                    if ranks.is_main:
+                        save_module(idm_file, idm, dict(hidden=cfg.idm.hidden))
+                # the RSSM starts alike whether the IDM was trained or loaded
+                torch.manual_seed(ranks.seed(cfg.seed))
                 pseudo = torch.cat([labelled, pseudo_label(idm.cpu(), action_free, list(dims))])
                 metrics = action_conditioned(stage, pseudo)
             done[stage] = dict(
                 metrics, model=model, fraction=fraction, labelled_episodes=len(labelled)
             )
-            partial = done_file.with_suffix(
-                ".tmp"
-            )  # written whole, then renamed: an interruption never corrupts it
-            partial.write_text(json.dumps(done, indent=1))
-            partial.replace(done_file)
-            print(stage, json.dumps(done[stage]), flush=True)
+            if ranks.is_main:  # written whole, then renamed: an interruption never corrupts it
+                partial = done_file.with_suffix(".tmp")
+                partial.write_text(json.dumps(done, indent=1))
+                partial.replace(done_file)
+                print(stage, json.dumps(done[stage]), flush=True)
 
     # --- report -----------------------------------------------------------------------------------
     results = dict(
@@ -282,6 +288,8 @@ def main(cfg: DictConfig) -> dict:
         data=[str(f) for f in folders],
         setup=cfg.setup,
     )
+    if not ranks.is_main:
+        return results
     data = ", ".join(f.name for f in folders)
     title = (
         f"{cfg.embodiment}, {cfg.setup}: {len(train)} training episodes of {data}; seed {cfg.seed}"

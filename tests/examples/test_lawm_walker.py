@@ -15,12 +15,22 @@ ROOT = Path(__file__).parents[2]
 SCRIPT = ROOT / "examples" / "lawm_walker.py"
 
 
-def run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+def run(tmp_path: Path, *extra: str, ranks: int = 1) -> subprocess.CompletedProcess:
     args = [f"data.root={tmp_path / 'data'}", "data.episodes=5", "data.held_out=1", "data.workers=1", "fractions=[0.25,1.0]",
             "world_model.belief_dim=16", "world_model.state_dim=4", "world_model.hidden=16", "train.steps=3",
             "train.batch_size=4", "train.horizon=8", "idm.steps=3", "idm.batch_size=8", "idm.hidden=16", "eval.batches=1",
             "checkpoint_every=2", "progress=false", "threads=1", f"out_dir={tmp_path / 'run'}", *extra]
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True)
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks)] if ranks > 1 else []
+    return subprocess.run([sys.executable, *torchrun, str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True)
+
+
+def test_lawm_walker_runs_under_torchrun(tmp_path):
+    """2 gloo ranks, each with half of every batch: every model of every fraction, rank 0 alone writing."""
+    done = run(tmp_path, ranks=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    models = json.loads((tmp_path / "run" / "results.json").read_text())["models"]
+    assert sorted(models) == ["idm_labels@0.25", "labelled_only@0.25", "labelled_only@1.0", "latent@0.25", "latent@1.0"]
+    assert done.stdout.count("run folder: ") == 1 and "(2 ranks)" in done.stdout
 
 
 def test_lawm_walker_trains_every_model_and_resumes(tmp_path):
