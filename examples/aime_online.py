@@ -39,12 +39,14 @@ from pathlib import Path
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torchrl.collectors import Collector, MultiSyncCollector
 from torchrl.data import LazyTensorStorage
 from torchrl.envs import InitTracker, SerialEnv, TransformedEnv
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives import SoftUpdate
+from torchrl.trainers import Trainer
 
 from aime_torchrl import AIMELoss, make_policy, RSSMWorldModel, WorldModelLoss
 from aime_torchrl.data import (
@@ -67,6 +69,7 @@ from aime_torchrl.modules import (
 )
 from aime_torchrl.objectives import AdversarialRewardLoss, OfflinePolicyLoss
 from aime_torchrl.trainers import (
+    CallableStepper,
     check_config,
     deferred_interrupt,
     GuardedBackward,
@@ -85,6 +88,7 @@ RESUMABLE = (
     "logger.",
     "eval.video",
     "online.env_steps",
+    "online.trainer",
 )
 
 
@@ -105,7 +109,7 @@ def check(
             "threads",
         ],
         non_negative=["offline.*", "online.aime_scale", "online.workers"],
-        choices={"online.reward": ["ail", "none"]},
+        choices={"online.reward": ["ail", "none"], "online.trainer": ["loop", "torchrl"]},
     )
     if not 0 <= cfg.online.share <= 1:
         raise ValueError(
@@ -342,11 +346,67 @@ def main(cfg: DictConfig) -> dict:
         curve, frames_seen = run.resumed["curve"], run.resumed["frames"]
         print(f"resumed after {frames_seen} env steps")
 
-    def log(losses: dict[str, torch.Tensor]) -> None:
+    last: dict[str, torch.Tensor] = {}  # the last update's ELBOs, logged after each batch
+
+    def update() -> TensorDict:
+        """One update of the world model, the discriminator and the policy (and its critic)."""
+        nonlocal step
+        # the world model, on the mixture of offline and online windows
+        model_losses = wm_loss(mixture.sample().to(device))
+        guards["world model"].backward(model_losses, step)
+        wm_optimizer.step()
+        demo_window = demo_rb.sample().exclude("action").to(device)  # observations only
+        if cfg.online.reward == "ail":
+            # the discriminator: the demonstrations' latents (their actions inferred by the policy)
+            # against the agent's own online latents
+            expert = latents(demo_window, policy)
+            agent = latents(online_rb.sample().to(device))
+            expert.set("expert", torch.ones(expert.shape, dtype=torch.bool, device=device))
+            agent.set("expert", torch.zeros(agent.shape, dtype=torch.bool, device=device))
+            guards["discriminator"].backward(disc_loss(torch.cat([expert, agent])), step)
+            disc_optimizer.step()
+        # the policy: the AIME loss of the demonstrations and, on the surrogate reward, the actor
+        # loss in imagination from the demonstrations' and the agent's latents; the critic
+        policy_losses = aime_loss(demo_window).apply(lambda x: cfg.online.aime_scale * x)
+        if cfg.online.reward == "ail":
+            starts = torch.cat([expert, agent]).exclude("expert")
+            policy_losses.update(rl_loss(starts).select("loss_actor", "loss_value"))
+        guards["policy"].backward(policy_losses, step)
+        policy_optimizer.step()
+        if cfg.online.reward == "ail":
+            value_optimizer.step()
+            slow_critic.step()
+        step += 1
+        last.update(world_model_elbo=model_losses["elbo"], policy_elbo=policy_losses["elbo"])
+        return TensorDict({k: v.detach() for k, v in last.items()})
+
+    def collected(batch: TensorDict) -> None:  # whole trajectories into the online buffer
+        nonlocal frames_seen
+        writer.extend(batch.reshape(-1, batch.shape[-1]))  # [workers * envs, T]
+        frames_seen += batch.numel()
+
+    def batch_done() -> None:  # after a batch's updates: the score, the logs, a checkpoint
+        for guard in guards.values():
+            guard.read()  # stops on a non-finite step, naming it
+        if cfg.online.workers:
+            collector.update_policy_weights_()  # the workers act with the new weights
+        curve.append((frames_seen, score()))
+        print(f"env steps {frames_seen}: score {curve[-1][1]:.1f} %")
         if logger is not None:
             logger.log_scalar("online/score", curve[-1][1], step=frames_seen)
-            for name, value in losses.items():
+            for name, value in last.items():
                 logger.log_scalar(f"online/{name}", value.item(), step=frames_seen)
+        online = online_rb[:] if len(online_rb) else None
+        run.save(
+            "phase3",
+            step,
+            modules,
+            optimizers,
+            online=online,
+            trajectories=writer.count,
+            curve=curve,
+            frames=frames_seen,
+        )
 
     frames = dict(
         frames_per_batch=cfg.online.frames_per_batch,
@@ -360,63 +420,52 @@ def main(cfg: DictConfig) -> dict:
         collector = MultiSyncCollector(makers, explorer, **frames)
     else:
         collector = Collector(explorer_env(cfg.seed + 3), explorer, **frames, device=device)
+    stopped = f"stopped after {{}} env steps (resume=true out_dir={run.folder} continues)"
     with deferred_interrupt() as interrupted:  # SIGTERM/Ctrl-C: save after the batch, then stop
-        for batch in collector if frames_seen < cfg.online.env_steps else []:
-            writer.extend(batch.reshape(-1, batch.shape[-1]))  # [workers * envs, T]
-            frames_seen += batch.numel()
-            if len(online_rb) == 0:
-                continue
-            for _ in range(cfg.online.updates_per_batch):
-                # the world model, on the mixture of offline and online windows
-                model_losses = wm_loss(mixture.sample().to(device))
-                guards["world model"].backward(model_losses, step)
-                wm_optimizer.step()
-                demo_window = demo_rb.sample().exclude("action").to(device)  # observations only
-                if cfg.online.reward == "ail":
-                    # the discriminator: the demonstrations' latents (their actions inferred by the
-                    # policy) against the agent's own online latents
-                    expert = latents(demo_window, policy)
-                    agent = latents(online_rb.sample().to(device))
-                    expert.set("expert", torch.ones(expert.shape, dtype=torch.bool, device=device))
-                    agent.set("expert", torch.zeros(agent.shape, dtype=torch.bool, device=device))
-                    guards["discriminator"].backward(disc_loss(torch.cat([expert, agent])), step)
-                    disc_optimizer.step()
-                # the policy: the AIME loss of the demonstrations and, on the surrogate reward, the
-                # actor loss in imagination from the demonstrations' and the agent's latents;
-                # the critic
-                policy_losses = aime_loss(demo_window).apply(lambda x: cfg.online.aime_scale * x)
-                if cfg.online.reward == "ail":
-                    starts = torch.cat([expert, agent]).exclude("expert")
-                    policy_losses.update(rl_loss(starts).select("loss_actor", "loss_value"))
-                guards["policy"].backward(policy_losses, step)
-                policy_optimizer.step()
-                if cfg.online.reward == "ail":
-                    value_optimizer.step()
-                    slow_critic.step()
-                step += 1
-            for guard in guards.values():
-                guard.read()  # stops on a non-finite step, naming it
-            if cfg.online.workers:
-                collector.update_policy_weights_()  # the workers act with the new weights
-            curve.append((frames_seen, score()))
-            print(f"env steps {frames_seen}: score {curve[-1][1]:.1f} %")
-            log({"world_model_elbo": model_losses["elbo"], "policy_elbo": policy_losses["elbo"]})
-            run.save(
-                "phase3",
-                step,
-                modules,
-                optimizers,
-                online=online_rb[:] if len(online_rb) else None,
-                trajectories=writer.count,
-                curve=curve,
-                frames=frames_seen,
+        if frames_seen >= cfg.online.env_steps:
+            pass
+        elif cfg.online.trainer == "torchrl":  # the same steps under TorchRL's Trainer
+            trainer = Trainer(
+                collector=collector,
+                total_frames=frames["total_frames"],
+                frame_skip=1,
+                optim_steps_per_batch=cfg.online.updates_per_batch,
+                loss_module=aime_loss,
+                optimizer=None,
+                optimization_stepper=CallableStepper(update),
+                progress_bar=False,
+                auto_log_optim_steps=False,
             )
-            if interrupted():
-                collector.shutdown()
-                raise KeyboardInterrupt(
-                    f"stopped after {frames_seen} env steps "
-                    f"(resume=true out_dir={run.folder} continues)"
-                )
+            stop: list[str] = []
+
+            def skip_while_empty(batch: TensorDict) -> None:  # no update before a whole trajectory
+                if len(online_rb) == 0:
+                    raise StopIteration
+
+            def after_updates() -> None:
+                if len(online_rb):
+                    batch_done()
+                if interrupted():
+                    stop.append(stopped.format(frames_seen))
+                    trainer.request_stop(stop[0])
+
+            trainer.register_op("batch_process", collected)
+            trainer.register_op("process_optim_batch", skip_while_empty)
+            trainer.register_op("post_steps", after_updates)
+            trainer.train()
+            if stop:
+                raise KeyboardInterrupt(stop[0])
+        else:
+            for batch in collector:
+                collected(batch)
+                if len(online_rb) == 0:
+                    continue
+                for _ in range(cfg.online.updates_per_batch):
+                    update()
+                batch_done()
+                if interrupted():
+                    collector.shutdown()
+                    raise KeyboardInterrupt(stopped.format(frames_seen))
     collector.shutdown()
 
     with open(run.folder / "curve.csv", "w", newline="") as f:

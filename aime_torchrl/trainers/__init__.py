@@ -19,13 +19,14 @@ from aime_torchrl.trainers.hydra_run import check_config, Run, start_run
 from aime_torchrl.trainers.lock import RunLock, RunLockedError
 from aime_torchrl.trainers.guard import GuardedBackward, total_loss
 from aime_torchrl.trainers.offline import deferred_interrupt, OfflineLoop, train_offline
-from aime_torchrl.trainers.torchrl_trainer import AIMEOptimizationStepper, OfflineCollector, train_with_trainer
+from aime_torchrl.trainers.torchrl_trainer import AIMEOptimizationStepper, CallableStepper, OfflineCollector, train_with_trainer
 from aime_torchrl.trainers.supervised import train_with_validation, validation_loss
 
 __all__ = [
     "DistributedContext",
     "init_distributed",
     "AIMEOptimizationStepper",
+    "CallableStepper",
     "OfflineCollector",
     "train_with_trainer",
     "GuardedBackward",

@@ -116,6 +116,35 @@ class AIMEOptimizationStepper(OptimizationStepper):
         self.done = state_dict["done"]
 
 
+class CallableStepper(OptimizationStepper):
+    """An optimisation step of TorchRL's :class:`~torchrl.trainers.Trainer` defined by a function: ``step()``
+    makes one update (of as many losses and optimisers as it likes, e.g. the world model, a reward model and
+    the policy of online imitation) and returns its detached losses. The same function then drives a
+    plain loop and the Trainer (``optim_steps_per_batch`` calls per collected batch): one definition of
+    the step.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> stepper = CallableStepper(lambda: TensorDict(loss=torch.zeros(())))
+        >>> stepper.step(None, TensorDict())["loss"].item(), stepper.done
+        (0.0, 1)
+    """
+
+    def __init__(self, step: Callable[[], TensorDictBase]) -> None:
+        self.fn, self.done = step, 0
+
+    def step(self, trainer: Trainer, sub_batch: TensorDictBase) -> TensorDictBase:
+        losses = self.fn()
+        self.done += 1
+        return losses
+
+    def state_dict(self) -> dict:
+        return {"done": self.done}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.done = state_dict["done"]
+
+
 def train_with_trainer(
     loss_module: LossModule,
     sample: Callable[[], TensorDictBase],

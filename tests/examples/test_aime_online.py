@@ -32,6 +32,14 @@ def test_online_aime_runs_and_writes_its_curve(tmp_path):
     assert (tmp_path / "run" / "curve.png").is_file()
     logged = next((tmp_path / "run" / "logs").rglob("online/score.csv")).read_text().splitlines()
     assert [line.split(",")[0] for line in logged] == ["240", "480"]  # through the TorchRL logger
+    trainer = subprocess.run([sys.executable, str(SCRIPT), *TINY, "online.env_steps=480", "online.trainer=torchrl",
+                              f"out_dir={tmp_path / 'trainer'}"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert trainer.returncode == 0, trainer.stderr[-3000:]
+    loop, under_trainer = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=False) for name in ("run", "trainer"))
+    assert under_trainer["step"] == loop["step"] == 4 and under_trainer["curve"] == loop["curve"]
+    for module, state in loop["modules"].items():  # torchrl.trainers.Trainer: the same updates, the same weights
+        for key, value in state.items():
+            assert torch.equal(under_trainer["modules"][module][key], value), (module, key)
     workers = subprocess.run([sys.executable, str(SCRIPT), *TINY, "online.env_steps=480", "online.workers=2",
                               "online.envs=2", f"out_dir={tmp_path / 'workers'}"],
                              capture_output=True, text=True, timeout=600, cwd=tmp_path)  # TorchRL's MultiSyncCollector
