@@ -81,6 +81,7 @@ def main(cfg: DictConfig) -> dict:
         cfg, "baselines", check=check
     )  # run folder, device, seed, logger; the folder locked
     out, device, logger = run.folder, run.device, run.logger
+    ranks = run.distributed  # one process, or a torchrun launch: rank 0 writes, the batch is split
 
     # --- data, split by episodes ------------------------------------------------------------------
     sensors = list(SENSORS[cfg.embodiment][cfg.setup])
@@ -121,7 +122,10 @@ def main(cfg: DictConfig) -> dict:
             )
         order = torch.randperm(total, generator=torch.Generator().manual_seed(cfg.seed)).tolist()
         held_out = min(total - 1, max(1, round(cfg.data.validation * total)))
-        train = AIMEDataset(folders, episodes=sorted(order[held_out:]), **kwargs)
+        local = ranks.local_batch_size(cfg.batch_size)  # each rank its share of every batch
+        train = AIMEDataset(
+            folders, episodes=sorted(order[held_out:]), **{**kwargs, "batch_size": local}
+        )
         valid = AIMEDataset(folders, episodes=sorted(order[:held_out]), **kwargs)
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
@@ -153,7 +157,9 @@ def main(cfg: DictConfig) -> dict:
     # --- training ---------------------------------------------------------------------------------
     net = dict(hidden=cfg.hidden, layers=cfg.layers, device=device)
     policy = make_stack_module(vector_dims, pixel_keys, action_dim, frames=frames, **net)
-    fit = dict(validate_every=cfg.validate_every, progress=cfg.progress, logger=logger)
+    fit = dict(
+        validate_every=cfg.validate_every, progress=cfg.progress, logger=logger, distributed=ranks
+    )
     summary = {}
     if cfg.method == "bc":  # the oracle: regress the demonstrations' own actions
         loss = BCLoss(policy)
@@ -235,6 +241,8 @@ def main(cfg: DictConfig) -> dict:
             log_prefix="policy",
             **fit,
         )
+    if not ranks.is_main:  # rank 0 evaluates and writes
+        return {}
     torch.save(policy.state_dict(), out / "policy.pt")
 
     # --- evaluation -------------------------------------------------------------------------------

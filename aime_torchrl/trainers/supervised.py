@@ -13,6 +13,7 @@ from tensordict import TensorDictBase
 from torchrl.objectives import LossModule
 from torchrl.record.loggers import Logger
 
+from aime_torchrl.trainers.distributed import DistributedContext
 from aime_torchrl.trainers.guard import total_loss
 from aime_torchrl.trainers.offline import train_offline
 
@@ -36,8 +37,12 @@ def train_with_validation(
     desc: str | None = None,
     logger: Logger | None = None,
     log_prefix: str = "train",
+    distributed: DistributedContext | None = None,
 ) -> dict:
     """Trains ``loss_module`` for ``steps`` steps and keeps the weights with the lowest validation loss.
+
+    With ``distributed`` (a ``torchrun`` launch, :func:`~aime_torchrl.trainers.init_distributed`) every rank
+    trains on its own batches in DDP and validates on the same batches, so every rank keeps the same weights.
 
     Every ``validate_every`` steps (and at the end) the loss on the fixed ``validation`` batches is
     computed (and logged as ``<log_prefix>/validation_loss``); the trainable weights of the best
@@ -72,7 +77,9 @@ def train_with_validation(
         if loss < best["loss"]:
             best.update(step=done, loss=loss, state=copy.deepcopy(loss_module.state_dict()))
 
-    train_offline(loss_module, sample, optimizer, steps=steps, grad_clip=grad_clip, progress=progress, desc=desc,
-                  logger=logger, log_every=validate_every, log_prefix=log_prefix, on_step=on_step)
+    distributed = distributed or DistributedContext()
+    train_offline(distributed.wrap(loss_module), sample, optimizer, steps=steps, grad_clip=grad_clip,
+                  progress=progress and distributed.is_main, desc=desc, logger=logger, log_every=validate_every,
+                  log_prefix=log_prefix, on_step=on_step, distributed=distributed)
     loss_module.load_state_dict(best["state"])
     return {"best_step": best["step"], "best_loss": best["loss"], "curve": curve}

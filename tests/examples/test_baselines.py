@@ -61,6 +61,17 @@ def test_baselines_train_and_evaluate(data_root, tmp_path):
         assert (tmp_path / method / "policy.pt").is_file()
 
 
+def test_baselines_run_under_torchrun(data_root, tmp_path):
+    """BCO(0) with 2 gloo ranks, each half of every batch: its IDM and policy in DDP, rank 0 alone writing."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    done = subprocess.run([*torchrun, str(ROOT / "examples" / "baselines.py"), *tiny(data_root), "method=bco",
+                           "threads=1", f"out_dir={tmp_path / 'bco'}"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("| BCO(0) | 1 |") == 1  # rank 0's table only
+    trained = json.loads((tmp_path / "bco" / "results.json").read_text())["training"]
+    assert [step for step, _ in trained["policy"]["curve"]] == [0, 10, 20]
+
+
 def test_baselines_and_compare_refuse_nothing_to_do_a_missing_device_and_a_folder_in_use(tmp_path):
     cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
     data_root = tmp_path / "datasets"  # never made: every refusal comes before the data
