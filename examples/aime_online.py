@@ -422,7 +422,7 @@ def main(cfg: DictConfig) -> dict:
         collector = Collector(explorer_env(cfg.seed + 3), explorer, **frames, device=device)
     stopped = f"stopped after {{}} env steps (resume=true out_dir={run.folder} continues)"
     with deferred_interrupt() as interrupted:  # SIGTERM/Ctrl-C: save after the batch, then stop
-        if frames_seen >= cfg.online.env_steps:
+        if frames_seen >= cfg.online.env_steps:  # a resumed run whose online phase is done
             pass
         elif cfg.online.trainer == "torchrl":  # the same steps under TorchRL's Trainer
             trainer = Trainer(

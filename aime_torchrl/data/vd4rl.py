@@ -27,6 +27,14 @@ from aime_torchrl.data.npz import DatasetFormatError, save_episode
 VD4RL_KEYS = ("action", "reward", "is_first", "is_last", "is_terminal")
 
 
+def _vd4rl_files(source: Path) -> list[Path]:
+    """The ``.npz`` files of a V-D4RL folder (in name order), or the one file given."""
+    files = sorted(source.glob("*.npz")) if source.is_dir() else [source]
+    if not files or not all(f.is_file() for f in files):
+        raise FileNotFoundError(f"No V-D4RL npz files at {source}.")
+    return files
+
+
 def _frames(path: Path, data: dict[str, np.ndarray]) -> np.ndarray:
     if "image" in data:
         frames = data["image"]
@@ -64,9 +72,7 @@ def convert_vd4rl(source: str | Path, out: str | Path) -> Path:
         ['0.npz', 'info.json']
     """
     source, out = Path(source), Path(out)
-    files = sorted(source.glob("*.npz")) if source.is_dir() else [source]
-    if not files or not all(f.is_file() for f in files):
-        raise FileNotFoundError(f"No V-D4RL npz files at {source}.")
+    files = _vd4rl_files(source)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -122,9 +128,7 @@ def open_vd4rl(source: str | Path, *, horizon: int, batch_size: int, root: str |
         progress (bool, optional): a progress bar while the storage is built. Defaults to ``True``.
     """
     source = Path(source).expanduser().resolve()
-    files = sorted(source.glob("*.npz")) if source.is_dir() else [source]
-    if not files or not all(f.is_file() for f in files):
-        raise FileNotFoundError(f"No V-D4RL npz files at {source}.")
+    files = _vd4rl_files(source)
     stamp = hashlib.sha1(json.dumps([[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]).encode())
     root = Path(root) if root is not None else default_root()
     out = root / "vd4rl" / f"{'-'.join(source.parts[-3:])}-{stamp.hexdigest()[:10]}"
