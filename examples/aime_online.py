@@ -26,6 +26,8 @@
 
 The run folder, resumption (resume=true out_dir=<run>; SIGTERM and Ctrl-C save after the current
 batch), logger and config checks are the library's (start_run), as in examples/aime_walker.py.
+Under torchrun every rank collects its share of each batch of env steps with its own envs and
+online windows, batch_size is the global batch, the losses train in DDP and rank 0 writes.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
+from torch import nn
 from torchrl.collectors import Collector, MultiSyncCollector
 from torchrl.data import LazyTensorStorage
 from torchrl.envs import InitTracker, SerialEnv, TransformedEnv
@@ -75,6 +78,7 @@ from aime_torchrl.trainers import (
     GuardedBackward,
     load_checkpoint,
     start_run,
+    DistributedContext,
     train_offline,
 )
 
@@ -129,16 +133,17 @@ def check(
         )
 
 
-def offline_linear(cfg: DictConfig, device: torch.device, train: bool):
+def offline_linear(cfg: DictConfig, device: torch.device, train: bool, ranks: DistributedContext):
     """Data and both offline phases on the linear system (``train``: a resumed run loads the weights
-    from its checkpoint): the world model, the policy, the offline and demonstration buffers, the
-    online env maker, the score and the video maker (none here)."""
+    from its checkpoint; under torchrun in DDP): the world model, the policy, the offline and
+    demonstration buffers, the online env maker, the score and the video maker (none here)."""
+    batch_size = ranks.local_batch_size(cfg.batch_size)
     length = 60  # steps per episode
     system = LinearControlSystem(obs_dim=4, action_dim=2, seed=cfg.seed)
     embodiment = system.rollout(64, length, policy="random", seed=cfg.seed + 1).to(device)
     demos = system.rollout(16, length, policy="expert", seed=cfg.seed + 2).exclude("action")
-    offline_rb = make_window_buffer(embodiment, horizon=cfg.horizon, batch_size=cfg.batch_size)
-    demo_rb = make_window_buffer(demos.to(device), horizon=cfg.horizon, batch_size=cfg.batch_size)
+    offline_rb = make_window_buffer(embodiment, horizon=cfg.horizon, batch_size=batch_size)
+    demo_rb = make_window_buffer(demos.to(device), horizon=cfg.horizon, batch_size=batch_size)
 
     # phase 1: the world model; phase 2: the policy from the demonstrations' observations
     world_model = RSSMWorldModel.from_config(
@@ -153,28 +158,33 @@ def offline_linear(cfg: DictConfig, device: torch.device, train: bool):
     if train:
         wm_optimizer = torch.optim.Adam(world_model.parameters(), lr=cfg.lr)
         train_offline(
-            WorldModelLoss(world_model),
+            ranks.wrap(WorldModelLoss(world_model)),
             offline_rb.sample,
             wm_optimizer,
             steps=cfg.offline.phase1_steps,
             desc="phase 1",
-            progress=cfg.progress,
+            progress=cfg.progress and ranks.is_main,
+            distributed=ranks,
         )
         optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
         train_offline(
-            AIMELoss(world_model, policy),
+            ranks.wrap(AIMELoss(world_model, policy)),
             demo_rb.sample,
             optimizer,
             steps=cfg.offline.phase2_steps,
             desc="phase 2",
-            progress=cfg.progress,
+            progress=cfg.progress and ranks.is_main,
+            distributed=ranks,
         )
 
     def online_env(envs: int, seed: int):
         return make_linear_env(system, max_steps=length, seed=seed, batch_size=(envs,))
 
     def score() -> float:
-        """The mean reward per step: % of the way from random actions (0) to the expert (100)."""
+        """The mean reward per step: % of the way from random actions (0) to the expert (100);
+        rank 0's under torchrun (one batched rollout)."""
+        if not ranks.is_main:
+            return ranks.share(None)
         env = online_env(cfg.eval.episodes, 10_000)
         actor = FilteringActor(world_model, policy)
         env.append_transform(InitTracker())
@@ -182,14 +192,15 @@ def offline_linear(cfg: DictConfig, device: torch.device, train: bool):
         with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
             reward = env.rollout(length, actor)["next", "reward"].mean().item()
             random = env.rollout(length)["next", "reward"].mean().item()
-        return 100 * (1 - reward / random)
+        return ranks.share(100 * (1 - reward / random))
 
     return world_model, policy, offline_rb, demo_rb, online_env, score, None
 
 
-def offline_from_run(cfg: DictConfig, device: torch.device):
+def offline_from_run(cfg: DictConfig, device: torch.device, ranks: DistributedContext):
     """The same from a finished examples/aime_walker.py run: its world model, policy and datasets;
-    the score is the % of the demonstrations' return, as that example's; videos as its."""
+    the score is the % of the demonstrations' return, as that example's (the episodes spread over
+    the ranks under torchrun); videos as its."""
     folder = Path(hydra.utils.to_absolute_path(cfg.from_run))
     walker = OmegaConf.load(folder / "config.yaml")
     saved = load_checkpoint(folder / "world_model.pt")
@@ -208,7 +219,7 @@ def offline_from_run(cfg: DictConfig, device: torch.device):
     data = dict(
         root=walker.data.root,
         horizon=cfg.horizon,
-        batch_size=cfg.batch_size,
+        batch_size=ranks.local_batch_size(cfg.batch_size),
         images=walker.setup == "visual",
         seed=walker.data.build_seed,
         progress=False,
@@ -230,9 +241,12 @@ def offline_from_run(cfg: DictConfig, device: torch.device):
 
     def score() -> float:
         actor = FilteringActor(world_model, policy)
-        returns = seeded_episode_returns(
-            actor,
-            lambda s: make_env(*env_args, seed=s).append_transform(actor.make_env_transform(s)),
+        returns = ranks.spread(
+            lambda seeds: seeded_episode_returns(
+                actor,
+                lambda s: make_env(*env_args, seed=s).append_transform(actor.make_env_transform(s)),
+                seeds,
+            ),
             [10_000 + i for i in range(cfg.eval.episodes)],
         )
         return 100 * statistics.mean(returns) / statistics.mean(demo_rb.episode_returns)
@@ -251,19 +265,51 @@ def offline_from_run(cfg: DictConfig, device: torch.device):
     return world_model, policy, offline_rb, demo_rb, online_env, score, videos
 
 
+class PolicyLosses(nn.Module):
+    """The policy's objectives in one module (one DDP over the policy and its critic): the AIME loss
+    of the demonstrations times ``scale`` and, from ``starts`` (with a surrogate reward), the actor
+    and critic losses in imagination."""
+
+    def __init__(self, aime_loss: AIMELoss, rl_loss: OfflinePolicyLoss | None) -> None:
+        super().__init__()
+        self.aime_loss, self.rl_loss = aime_loss, rl_loss
+
+    def forward(self, demos: TensorDict, starts: TensorDict | None, *, scale: float) -> TensorDict:
+        losses = self.aime_loss(demos).apply(lambda x: scale * x)
+        if starts is not None:
+            losses.update(self.rl_loss(starts).select("loss_actor", "loss_value"))
+        return losses
+
+
 @hydra.main(config_path="../configs", config_name="aime_online", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
-    run = start_run(
-        cfg, "aime_online", resumable=RESUMABLE, check=check
-    )  # folder, resumption, seed, logger
+    run = start_run(  # folder, resumption (a finished run trains on to a raised online.env_steps)
+        cfg,
+        "aime_online",
+        resumable=RESUMABLE,
+        check=check,
+        train_on=lambda cfg, results: cfg.online.env_steps > results["env_steps"],
+    )
     if run.results is not None:  # a finished run
         return run.results
     cfg, device, logger = run.cfg, run.device, run.logger
+    ranks = run.distributed  # one process, or a torchrun launch: rank 0 writes, the batch is split
     world_model, policy, offline_rb, demo_rb, online_env, score, videos = (
-        offline_linear(cfg, device, train=run.resumed is None)
+        offline_linear(cfg, device, train=run.resumed is None, ranks=ranks)
         if cfg.from_run is None
-        else offline_from_run(cfg, device)
+        else offline_from_run(cfg, device, ranks)
     )
+    batch_size = ranks.local_batch_size(cfg.batch_size)
+    # every rank collects its share of each batch of env steps
+    frames_per_batch = ranks.local_batch_size(
+        cfg.online.frames_per_batch, key="online.frames_per_batch"
+    )
+    if frames_per_batch % (cfg.online.envs * max(cfg.online.workers, 1)):
+        raise ValueError(
+            f"online.frames_per_batch={cfg.online.frames_per_batch}: each of the "
+            f"{ranks.world_size} ranks' share must be a multiple of online.envs={cfg.online.envs} "
+            f"(times online.workers={cfg.online.workers})."
+        )
     wm_loss = WorldModelLoss(world_model)
     wm_optimizer = torch.optim.Adam(world_model.parameters(), lr=cfg.lr)
     aime_loss = AIMELoss(world_model, policy)
@@ -280,13 +326,13 @@ def main(cfg: DictConfig) -> dict:
 
     online_rb = WindowReplayBuffer(
         horizon=cfg.horizon,
-        batch_size=cfg.batch_size,
+        batch_size=batch_size,
         traj_key=("collector", "traj_ids"),
         storage=LazyTensorStorage(cfg.online.env_steps, device=device),
     )
     writer = TrajectoryWriter(online_rb)
     mixture = WindowMixture(
-        [offline_rb, online_rb], [1 - cfg.online.share, cfg.online.share], batch_size=cfg.batch_size
+        [offline_rb, online_rb], [1 - cfg.online.share, cfg.online.share], batch_size=batch_size
     )
 
     discriminator = make_discriminator(world_model, hidden=64)
@@ -304,6 +350,13 @@ def main(cfg: DictConfig) -> dict:
     )
     value_optimizer = torch.optim.Adam(value.parameters(), lr=cfg.lr)
     slow_critic = SoftUpdate(rl_loss.value_loss, tau=0.02)
+    # the losses as DDP trains them (themselves in one process): the policy's in one module, since
+    # the AIME loss and the actor loss share its parameters
+    optimized = dict(
+        world_model=ranks.wrap(wm_loss),
+        discriminator=ranks.wrap(disc_loss),
+        policy=ranks.wrap(PolicyLosses(aime_loss, rl_loss if cfg.online.reward == "ail" else None)),
+    )
     guards = {
         "world model": GuardedBackward(list(world_model.parameters()), desc="phase 3 world model"),
         "discriminator": GuardedBackward(list(discriminator.parameters()), desc="phase 3 reward"),
@@ -338,13 +391,20 @@ def main(cfg: DictConfig) -> dict:
     )  # weights, optimisers and random state of a resumed run
     if run.resumed is None:
         curve, frames_seen = [(0, score())], 0
-        print(f"env steps 0 (offline AIME): score {curve[0][1]:.1f} %")
+        if ranks.is_main:
+            print(f"env steps 0 (offline AIME): score {curve[0][1]:.1f} %")
     else:  # and its online windows (the envs start new episodes)
-        if run.resumed["online"] is not None:
-            online_rb.extend(run.resumed["online"])
-        writer.count = run.resumed["trajectories"]
+        shares, counts = run.resumed["online"], run.resumed["trajectories"]
+        if len(shares) == ranks.world_size:  # on as many ranks as saved: each its own windows
+            if shares[ranks.rank] is not None:
+                online_rb.extend(shares[ranks.rank])
+            writer.count = counts[ranks.rank]
+        else:  # on another number of ranks: every rank all of them (renumbered as written)
+            for share in filter(lambda share: share is not None, shares):
+                writer.extend(share)
         curve, frames_seen = run.resumed["curve"], run.resumed["frames"]
-        print(f"resumed after {frames_seen} env steps")
+        if ranks.is_main:
+            print(f"resumed after {frames_seen} env steps")
 
     last: dict[str, torch.Tensor] = {}  # the last update's ELBOs, logged after each batch
 
@@ -352,7 +412,7 @@ def main(cfg: DictConfig) -> dict:
         """One update of the world model, the discriminator and the policy (and its critic)."""
         nonlocal step
         # the world model, on the mixture of offline and online windows
-        model_losses = wm_loss(mixture.sample().to(device))
+        model_losses = optimized["world_model"](mixture.sample().to(device))
         guards["world model"].backward(model_losses, step)
         wm_optimizer.step()
         demo_window = demo_rb.sample().exclude("action").to(device)  # observations only
@@ -363,14 +423,16 @@ def main(cfg: DictConfig) -> dict:
             agent = latents(online_rb.sample().to(device))
             expert.set("expert", torch.ones(expert.shape, dtype=torch.bool, device=device))
             agent.set("expert", torch.zeros(agent.shape, dtype=torch.bool, device=device))
-            guards["discriminator"].backward(disc_loss(torch.cat([expert, agent])), step)
+            guards["discriminator"].backward(
+                optimized["discriminator"](torch.cat([expert, agent])), step
+            )
             disc_optimizer.step()
         # the policy: the AIME loss of the demonstrations and, on the surrogate reward, the actor
         # loss in imagination from the demonstrations' and the agent's latents; the critic
-        policy_losses = aime_loss(demo_window).apply(lambda x: cfg.online.aime_scale * x)
-        if cfg.online.reward == "ail":
-            starts = torch.cat([expert, agent]).exclude("expert")
-            policy_losses.update(rl_loss(starts).select("loss_actor", "loss_value"))
+        starts = (
+            torch.cat([expert, agent]).exclude("expert") if cfg.online.reward == "ail" else None
+        )
+        policy_losses = optimized["policy"](demo_window, starts, scale=cfg.online.aime_scale)
         guards["policy"].backward(policy_losses, step)
         policy_optimizer.step()
         if cfg.online.reward == "ail":
@@ -383,7 +445,7 @@ def main(cfg: DictConfig) -> dict:
     def collected(batch: TensorDict) -> None:  # whole trajectories into the online buffer
         nonlocal frames_seen
         writer.extend(batch.reshape(-1, batch.shape[-1]))  # [workers * envs, T]
-        frames_seen += batch.numel()
+        frames_seen += batch.numel() * ranks.world_size  # every rank collects as many
 
     def batch_done() -> None:  # after a batch's updates: the score, the logs, a checkpoint
         for guard in guards.values():
@@ -391,35 +453,37 @@ def main(cfg: DictConfig) -> dict:
         if cfg.online.workers:
             collector.update_policy_weights_()  # the workers act with the new weights
         curve.append((frames_seen, score()))
-        print(f"env steps {frames_seen}: score {curve[-1][1]:.1f} %")
+        if ranks.is_main:
+            print(f"env steps {frames_seen}: score {curve[-1][1]:.1f} %")
         if logger is not None:
             logger.log_scalar("online/score", curve[-1][1], step=frames_seen)
             for name, value in last.items():
                 logger.log_scalar(f"online/{name}", value.item(), step=frames_seen)
-        online = online_rb[:] if len(online_rb) else None
-        run.save(
+        run.save(  # with every rank's online windows
             "phase3",
             step,
             modules,
             optimizers,
-            online=online,
-            trajectories=writer.count,
+            online=ranks.gather(online_rb[:] if len(online_rb) else None),
+            trajectories=ranks.gather(writer.count),
             curve=curve,
             frames=frames_seen,
         )
 
-    frames = dict(
-        frames_per_batch=cfg.online.frames_per_batch,
-        total_frames=max(cfg.online.env_steps - frames_seen, 1),
+    frames = dict(  # this rank's share
+        frames_per_batch=frames_per_batch,
+        total_frames=max(-(-(cfg.online.env_steps - frames_seen) // ranks.world_size), 1),
     )
     if cfg.online.workers:  # worker processes, each with its own envs and a copy of the explorer
         makers = [
-            functools.partial(explorer_env, cfg.seed + 3 + 1000 * i)
+            functools.partial(explorer_env, ranks.seed(cfg.seed) + 3 + 1000 * i)
             for i in range(cfg.online.workers)
         ]
         collector = MultiSyncCollector(makers, explorer, **frames)
     else:
-        collector = Collector(explorer_env(cfg.seed + 3), explorer, **frames, device=device)
+        collector = Collector(
+            explorer_env(ranks.seed(cfg.seed) + 3), explorer, **frames, device=device
+        )
     stopped = f"stopped after {{}} env steps (resume=true out_dir={run.folder} continues)"
     with deferred_interrupt() as interrupted:  # SIGTERM/Ctrl-C: save after the batch, then stop
         if frames_seen >= cfg.online.env_steps:  # a resumed run whose online phase is done
@@ -439,13 +503,13 @@ def main(cfg: DictConfig) -> dict:
             stop: list[str] = []
 
             def skip_while_empty(batch: TensorDict) -> None:  # no update before a whole trajectory
-                if len(online_rb) == 0:
+                if ranks.any_rank(len(online_rb) == 0):  # (on every rank)
                     raise StopIteration
 
             def after_updates() -> None:
-                if len(online_rb):
+                if not ranks.any_rank(len(online_rb) == 0):
                     batch_done()
-                if interrupted():
+                if ranks.any_rank(interrupted()):  # a signal to one rank stops them all
                     stop.append(stopped.format(frames_seen))
                     trainer.request_stop(stop[0])
 
@@ -458,15 +522,17 @@ def main(cfg: DictConfig) -> dict:
         else:
             for batch in collector:
                 collected(batch)
-                if len(online_rb) == 0:
+                if ranks.any_rank(len(online_rb) == 0):  # no update before a whole trajectory
                     continue
                 for _ in range(cfg.online.updates_per_batch):
                     update()
                 batch_done()
-                if interrupted():
+                if ranks.any_rank(interrupted()):  # a signal to one rank stops them all
                     collector.shutdown()
                     raise KeyboardInterrupt(stopped.format(frames_seen))
     collector.shutdown()
+    if not ranks.is_main:  # rank 0 writes the results
+        return {}
 
     with open(run.folder / "curve.csv", "w", newline="") as f:
         csv.writer(f).writerows([("env_steps", "score_percent"), *curve])

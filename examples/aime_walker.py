@@ -216,23 +216,19 @@ def main(cfg: DictConfig) -> dict:
     eval_seed = cfg.eval.seed if cfg.eval.seed is not None else cfg.seed + 100
 
     def evaluate(policy, episodes: int, seed: int, desc: str) -> list[float]:
-        """Episode i in an env seeded seed + i; under torchrun each rank runs every world_size-th
-        episode and every rank gets all the returns back, in order (the same as one process)."""
-        seeds = [seed + i for i in range(episodes)][ranks.rank :: ranks.world_size]
-        mine = (
-            seeded_episode_returns(
+        """Episode i in an env seeded seed + i (under torchrun spread over the ranks, every rank
+        getting all the returns, in order: the same as one process)."""
+        return ranks.spread(
+            lambda seeds: seeded_episode_returns(
                 policy,
                 lambda s: make_env(*env_args, seed=s).append_transform(actor.make_env_transform(s)),
                 seeds,
                 workers=cfg.eval.workers,
                 progress=cfg.progress and ranks.is_main,
                 desc=desc,
-            )
-            if seeds
-            else []
+            ),
+            [seed + i for i in range(episodes)],
         )
-        shares = ranks.gather(mine)
-        return [shares[i % ranks.world_size][i // ranks.world_size] for i in range(episodes)]
 
     if cfg.phase2.policy:
         load_module(

@@ -132,10 +132,16 @@ def main(cfg: DictConfig) -> dict:
     if run.results is not None:
         return run.results
     cfg, device, logger = run.cfg, run.device, run.logger
+    ranks = run.distributed  # one process, or a torchrun launch: rank 0 writes, the batch is split
+    batch_size = {
+        stage: ranks.local_batch_size(cfg[stage].batch_size, key=f"{stage}.batch_size")
+        for stage in ("reward", "ensemble", "policy")
+    }
 
     # --- world models: a finished lawm_walker run, or one trained here (resumable too) ------------
     wm_dir = Path(cfg.world_models) if cfg.world_models is not None else run.folder / "world_models"
     if cfg.world_models is None and not (wm_dir / "results.json").exists():
+        # under torchrun every rank starts it, and the children train in DDP on their own
         command = [
             sys.executable,
             str(Path(__file__).with_name("lawm_walker.py")),
@@ -155,9 +161,10 @@ def main(cfg: DictConfig) -> dict:
                 f"setup={cfg.setup}",
                 f"seed={cfg.seed}",
                 f"fractions=[{','.join(map(str, cfg.fractions))}]",
+                f"models=[{','.join(cfg.models)}]",
                 *cfg.lawm_walker,
             ]
-        subprocess.run(command, check=True)
+        subprocess.run(command, check=True, env=ranks.child_env())
     wm_cfg = OmegaConf.load(wm_dir / "config.yaml")
     differ = [k for k in ("embodiment", "task", "setup") if wm_cfg[k] != cfg[k]]
     if differ:  # the policies act in cfg's env on the rewards of the world models' data
@@ -208,8 +215,9 @@ def main(cfg: DictConfig) -> dict:
             log_prefix=stage,
             checkpoint_every=cfg.checkpoint_every,
         )
+        optimized = ranks.wrap(loss)  # DDP across ranks (itself in one process)
         for step in loop:
-            losses = loss(sample().to(device))
+            losses = optimized(sample().to(device))
             loop.backward(losses)  # of the sum of the loss_* terms; clipped gradients
             optimizer.step()
             if after_step is not None:
@@ -267,15 +275,16 @@ def main(cfg: DictConfig) -> dict:
                 data = torch.cat([labelled, pseudo_label(idm, action_free, list(sensors))])
             latents = posterior_latents(world_model, data, seed=cfg.seed)
             buffer = TensorDictReplayBuffer(
-                storage=LazyTensorStorage(len(latents)), batch_size=cfg.policy.batch_size
+                storage=LazyTensorStorage(len(latents)), batch_size=batch_size["policy"]
             )
             buffer.extend(latents)
             rssm, keys = (
                 world_model.world_model if model == "latent" else world_model
             ), world_model.keys
 
-            # the reward model on the latents after each transition
-            torch.manual_seed(cfg.seed)
+            # the reward model on the latents after each transition (each rank draws its own
+            # batches; DDP starts every rank from rank 0's weights)
+            torch.manual_seed(ranks.seed(cfg.seed))
             reward_model = make_reward_model(rssm, hidden=cfg.reward.hidden)
             reward_file = run.folder / f"reward@{name}.pt"
             if reward_file.exists():
@@ -289,18 +298,19 @@ def main(cfg: DictConfig) -> dict:
                     {"reward": reward_model},
                     RewardLoss(reward_model),
                     optimizer,
-                    lambda: buffer.sample(cfg.reward.batch_size),
+                    lambda: buffer.sample(batch_size["reward"]),
                     cfg.reward.steps,
                     grad_clip=100.0,
                 )
-                save_module(reward_file, reward_model, dict(hidden=cfg.reward.hidden))
+                if ranks.is_main:
+                    save_module(reward_file, reward_model, dict(hidden=cfg.reward.hidden))
             reward_model = frozen(reward_model)
 
             # with a model-uncertainty penalty: a dynamics ensemble on the same transitions, its
             # unit the data's disagreement
             uncertainty = None
             if cfg.policy.uncertainty_scale > 0:
-                torch.manual_seed(cfg.seed)
+                torch.manual_seed(ranks.seed(cfg.seed))
                 shape = dict(members=cfg.ensemble.members, hidden=cfg.ensemble.hidden)
                 uncertainty = make_dynamics_ensemble(world_model, **shape)
                 ensemble_file = run.folder / f"ensemble@{name}.pt"
@@ -313,7 +323,7 @@ def main(cfg: DictConfig) -> dict:
                         {"ensemble": uncertainty},
                         DynamicsEnsembleLoss(uncertainty),
                         optimizer,
-                        lambda: buffer.sample(cfg.ensemble.batch_size),
+                        lambda: buffer.sample(batch_size["ensemble"]),
                         cfg.ensemble.steps,
                         grad_clip=100.0,
                     )
@@ -322,12 +332,13 @@ def main(cfg: DictConfig) -> dict:
                         latents[keys.state].to(device),
                         latents["behaviour_action"].to(device),
                     )
-                    save_module(ensemble_file, uncertainty, shape)
+                    if ranks.is_main:
+                        save_module(ensemble_file, uncertainty, shape)
                 uncertainty = frozen(uncertainty)
 
             # the policy by offline RL in imagination, in the real action space (a latent-action
             # model imagines through its action encoder)
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(ranks.seed(cfg.seed))
             policy = make_policy(
                 rssm.state_dim,
                 rssm.belief_dim,
@@ -377,7 +388,10 @@ def main(cfg: DictConfig) -> dict:
                 grad_clip=cfg.policy.grad_clip,
                 after_step=slow_critic.step,
             )
-            save_module(run.folder / f"policy@{name}.pt", policy, dict(hidden=cfg.policy.hidden))
+            if ranks.is_main:
+                save_module(
+                    run.folder / f"policy@{name}.pt", policy, dict(hidden=cfg.policy.hidden)
+                )
 
             # its return in the real env
             actor = (
@@ -392,14 +406,19 @@ def main(cfg: DictConfig) -> dict:
                 ).append_transform(actor.make_env_transform(seed))
 
             seeds = [1000 * cfg.seed + i for i in range(cfg.eval.episodes)]
-            returns = seeded_episode_returns(
-                actor,
-                env_of,
+            returns = ranks.spread(  # under torchrun each rank runs its share of the episodes
+                lambda share, actor=actor, env_of=env_of, name=name: seeded_episode_returns(
+                    actor,
+                    env_of,
+                    share,
+                    workers=cfg.eval.workers,
+                    progress=cfg.progress and ranks.is_main,
+                    desc=f"evaluating {name}",
+                ),
                 seeds,
-                workers=cfg.eval.workers,
-                progress=cfg.progress,
-                desc=f"evaluating {name}",
             )
+            if not ranks.is_main:
+                continue
             if cfg.eval.video and model == "latent":
                 with torch.random.fork_rng():
                     torch.manual_seed(seeds[0])
@@ -421,6 +440,8 @@ def main(cfg: DictConfig) -> dict:
             print(name, json.dumps(done[name]), flush=True)
 
     # --- report -----------------------------------------------------------------------------------
+    if not ranks.is_main:  # rank 0 writes the results
+        return {}
     results = dict(
         policies=done,
         expert_return=expert_return,

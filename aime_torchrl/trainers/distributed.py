@@ -7,6 +7,8 @@ per-rank sampling seeds, the global batch split across ranks, the losses wrapped
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -77,6 +79,33 @@ class DistributedContext:
         values: list[object] = [None] * self.world_size
         dist.all_gather_object(values, value)
         return values
+
+    def spread(self, function: Callable[[list], list], items: Sequence) -> list:
+        """``function(items)`` computed in shares (every rank calls it): rank r takes every world_size-th
+        item from the r-th, and every rank gets all the results back in the order of ``items``, as one
+        process computing ``function(items)`` would (e.g. evaluation episodes by their env seeds).
+
+        Examples:
+            >>> DistributedContext().spread(lambda seeds: [10 * s for s in seeds], [1, 2, 3])
+            [10, 20, 30]
+        """
+        mine = list(items)[self.rank :: self.world_size]
+        shares = self.gather(function(mine) if mine else [])
+        return [shares[i % self.world_size][i // self.world_size] for i in range(len(items))]
+
+    def child_env(self) -> dict[str, str]:
+        """The environment for a child process that every rank starts (another example, say): on a
+        data-parallel run the children form a run of their own, on a free port of rank 0's machine with
+        their own store (every rank calls it); this process's environment otherwise."""
+        env = dict(os.environ)
+        if self.enabled:
+            port = None
+            if self.is_main:
+                with socket.socket() as probe:
+                    probe.bind(("", 0))
+                    port = probe.getsockname()[1]
+            env.update(MASTER_PORT=str(self.share(port)), TORCHELASTIC_USE_AGENT_STORE="False")
+        return env
 
     def wrap(self, module: nn.Module) -> nn.Module:
         """``module`` (e.g. a loss module: its trained parameters) in DDP on a data-parallel run,

@@ -144,13 +144,16 @@ def start_run(
     *,
     resumable: Sequence[str] = (),
     check: Callable[[DictConfig], None] | None = None,
+    train_on: Callable[[DictConfig, dict[str, Any]], bool] | None = None,
 ) -> Run:
     """Starts or resumes the run of a Hydra app in ``cfg.out_dir``.
 
     With ``cfg.resume`` the run continues with its own saved config: only the keys that start with
     one of ``resumable`` may be changed on the command line (``resume=true out_dir=<run>`` is
     enough, wherever the folder has moved); a folder without a run is refused, and a finished run
-    (``results.json``) returns its results. Without it (or without a ``resume`` key), a folder that
+    (``results.json``) returns its results, unless ``train_on(cfg, results)`` says the command line
+    asks for more (a raised budget of a resumable key: it continues from its last checkpoint and
+    writes its results again at its end). Without it (or without a ``resume`` key), a folder that
     already holds a run is refused. ``check(cfg)`` and the device (``cfg.device``, see
     :func:`resolve_device`) are checked before anything is written: a run refused then leaves no
     folder (but one that held something before Hydra wrote into it). The folder is then locked for
@@ -186,6 +189,11 @@ def start_run(
     from omegaconf import OmegaConf
 
     folder = Path(hydra.utils.to_absolute_path(cfg.out_dir))
+
+    def finished(cfg: DictConfig) -> bool:
+        file = folder / "results.json"
+        return file.exists() and not (train_on is not None and train_on(cfg, json.loads(file.read_text())))
+
     checkpoint = RunCheckpoint(folder)
     lock = RunLock(folder)
     resumed = None
@@ -200,7 +208,7 @@ def start_run(
                     if HydraConfig.initialized() else None)  # the command line's keys (None: from the compose API)
         cfg = OmegaConf.create(checkpoint.resume_config(resumed["config"], OmegaConf.to_container(cfg), defaults,
                                                         resumable, explicit))
-        if (folder / "results.json").exists():  # nothing is written: no lock needed
+        if finished(cfg):  # nothing is written: no lock needed
             return _finished(cfg, folder, checkpoint, resumed)
     try:
         if check is not None:
@@ -229,7 +237,7 @@ def start_run(
         raise failure or RuntimeError(f"rank 0 refused the run in {folder} (its error says why).")
     if resumed is not None:  # read again, held: the run may have gone on, or finished, since
         resumed = checkpoint.load()
-        if (folder / "results.json").exists():
+        if finished(cfg):
             return _finished(cfg, folder, checkpoint, resumed, lock)
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)

@@ -71,3 +71,26 @@ def test_sigterm_saves_the_online_phase_and_resume_finishes_it(tmp_path):
     assert f"resumed after {saved['frames']} env steps" in done.stdout
     rows = list(csv.reader(open(out / "curve.csv")))[1:]
     assert [int(r[0]) for r in rows] == list(range(0, 1681, 240))  # every point once, across the stop, trained on
+
+
+def test_online_aime_runs_under_torchrun_and_resumes_in_one_process(tmp_path):
+    """2 gloo ranks, each collecting half of every batch with its own envs and training in DDP on half of every
+    batch: rank 0 alone writes the curve; one process resumes the run with both ranks' online windows."""
+    out = tmp_path / "run"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    done = subprocess.run([*torchrun, str(SCRIPT), *TINY, "online.env_steps=720", f"out_dir={out}"],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("run folder: ") == 1 and "(2 ranks)" in done.stdout
+    rows = list(csv.reader(open(out / "curve.csv")))
+    assert [r[0] for r in rows[1:]] == ["0", "480", "720"]  # 30 steps per env and batch: no episode ends at 240
+    saved = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert len(saved["online"]) == 2 and all(len(share) == 240 for share in saved["online"])  # 4 envs x 60 steps each
+    ids = [share["collector", "traj_ids"] for share in saved["online"]]  # each rank its own episodes
+    assert not torch.equal(saved["online"][0]["observation"], saved["online"][1]["observation"])
+    assert all(i.unique().tolist() == [0, 1, 2, 3] for i in ids)
+    resumed = subprocess.run([sys.executable, str(SCRIPT), "resume=true", f"out_dir={out}", "online.env_steps=960"],
+                             capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    online = torch.load(out / "checkpoint.pt", weights_only=False)["online"]
+    assert len(online) == 1 and online[0]["collector", "traj_ids"].unique().tolist() == list(range(12))  # 8 + 4 new

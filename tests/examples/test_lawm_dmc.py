@@ -16,7 +16,7 @@ ROOT = Path(__file__).parents[2]
 SCRIPT = ROOT / "examples" / "lawm_dmc.py"
 
 
-def run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+def run(tmp_path: Path, *extra: str, ranks: int = 1) -> subprocess.CompletedProcess:
     world_models = [f"data.root={tmp_path / 'data'}", "data.episodes=5", "data.held_out=1", "data.workers=1",
                     "world_model.belief_dim=16", "world_model.state_dim=4", "world_model.hidden=16", "train.steps=3",
                     "train.batch_size=4", "train.horizon=8", "idm.steps=3", "idm.batch_size=8", "idm.hidden=16",
@@ -27,7 +27,8 @@ def run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
             "ensemble.steps=3", "ensemble.batch_size=8", "ensemble.hidden=16", "eval.episodes=1", "checkpoint_every=2",
             "progress=false", "threads=1",
             *([] if any(e.startswith("out_dir=") for e in extra) else [f"out_dir={tmp_path / 'run'}"]), *extra]
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True)
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks)] if ranks > 1 else []
+    return subprocess.run([sys.executable, *torchrun, str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True)
 
 
 def test_lawm_dmc_trains_a_policy_per_world_model_and_resumes(tmp_path):
@@ -60,6 +61,20 @@ def test_lawm_dmc_trains_a_policy_per_world_model_and_resumes(tmp_path):
     # Finished world models of another task are refused (their data's rewards are not this task's).
     other = run(tmp_path, f"world_models={folder / 'world_models'}", "task=stand", f"out_dir={tmp_path / 'other'}")
     assert other.returncode != 0 and "was trained with task=walk; this run has task=stand" in other.stderr
+
+
+def test_lawm_dmc_runs_under_torchrun(tmp_path):
+    """2 gloo ranks: the world models trained first by lawm_walker.py under the same 2 ranks (its own process
+    group), then the reward model, ensemble and policy in DDP, the evaluation episodes spread over the ranks
+    and rank 0 alone writing."""
+    done = run(tmp_path, "fractions=[1.0]", "models=[labelled_only]", "eval.episodes=3", ranks=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = tmp_path / "run"
+    assert json.loads((folder / "world_models" / "results.json").read_text())["models"].keys() == {"labelled_only@1.0"}
+    policy = json.loads((folder / "results.json").read_text())["policies"]["labelled_only@1.0"]
+    assert len(policy["returns"]) == 3 and len(set(policy["returns"])) == 3  # 3 seeded episodes, not one rank's twice
+    assert done.stdout.count("run folder: ") == 2 and done.stdout.count("(2 ranks)") == 2  # lawm_dmc's, lawm_walker's
+    assert all((folder / f"{kind}@labelled_only@1.0.pt").is_file() for kind in ("reward", "ensemble", "policy"))
 
 
 def test_lawm_dmc_refuses_a_bad_config(tmp_path):
