@@ -44,7 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torch import nn
-from torchrl.collectors import Collector, MultiSyncCollector
+from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage
 from torchrl.envs import InitTracker, SerialEnv, TransformedEnv
 from torchrl.envs.utils import ExplorationType, set_exploration_type
@@ -479,7 +479,9 @@ def main(cfg: DictConfig) -> dict:
             functools.partial(explorer_env, ranks.seed(cfg.seed) + 3 + 1000 * i)
             for i in range(cfg.online.workers)
         ]
-        collector = MultiSyncCollector(makers, explorer, **frames)
+        collector = Collector(  # TorchRL's multi-process collector (sync: MultiSyncCollector)
+            makers, explorer, num_collectors=cfg.online.workers, sync=cfg.online.sync, **frames
+        )
     else:
         collector = Collector(
             explorer_env(ranks.seed(cfg.seed) + 3), explorer, **frames, device=device

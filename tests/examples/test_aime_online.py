@@ -46,6 +46,14 @@ def test_online_aime_runs_and_writes_its_curve(tmp_path):
     assert workers.returncode == 0, workers.stderr[-3000:]
     rows = list(csv.reader(open(tmp_path / "workers" / "curve.csv")))
     assert [r[0] for r in rows[1:]] == ["0", "240", "480"]
+    unsynced = subprocess.run([sys.executable, str(SCRIPT), *TINY, "online.env_steps=480", "online.workers=2",
+                               "online.envs=2", "online.sync=false", f"out_dir={tmp_path / 'async'}"],
+                              capture_output=True, text=True, timeout=600, cwd=tmp_path)  # TorchRL's MultiAsyncCollector
+    assert unsynced.returncode == 0, unsynced.stderr[-3000:]
+    assert [r[0] for r in list(csv.reader(open(tmp_path / "async" / "curve.csv")))[1:]] == ["0", "240", "480"]
+    for name in ("workers", "async"):  # the workers' episodes written whole, one id each: 60 steps per id
+        online = torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)["online"][0]
+        assert online["collector", "traj_ids"].bincount().tolist() == [60] * 8, name
     bad = subprocess.run([sys.executable, str(SCRIPT), "online.frames_per_batch=250", f"out_dir={tmp_path / 'bad'}"],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert bad.returncode != 0 and "online.frames_per_batch=250: must be a multiple of online.envs=4" in bad.stderr
