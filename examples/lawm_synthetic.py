@@ -20,7 +20,8 @@
    model through its action encoder), and how well the latent model's inverse model infers the true
    actions from observations alone (R^2).
 
-Writes ``results.json`` and ``table.md`` to ``--out``.
+Writes ``results.json`` and ``table.md`` to ``--out``. Under ``torchrun --nproc-per-node N`` every
+model trains in DDP, each rank on its share of ``--batch-size`` (the global batch), rank 0 writing.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from aime_torchrl.data import (
 from aime_torchrl.evaluation import latent_action_diagnostics, open_loop_errors
 from aime_torchrl.modules import LatentActionWorldModel, make_stack_module, stack_window
 from aime_torchrl.objectives import BCLoss, LatentActionLoss
-from aime_torchrl.trainers import train_offline
+from aime_torchrl.trainers import init_distributed, train_offline
 
 parser = argparse.ArgumentParser(
     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -99,19 +100,23 @@ parser.add_argument("--threads", type=int, default=1)
 parser.add_argument("--out", type=Path, default=Path("runs/lawm_synthetic"))
 args = parser.parse_args()
 torch.set_num_threads(args.threads)
+ranks = init_distributed("cpu")  # one process, or a torchrun launch: the batch split across ranks
+BATCH = ranks.local_batch_size(args.batch_size, key="--batch-size")
 SIZES = dict(belief_dim=64, state_dim=16, hidden=64)
 DIMS = {"observation": args.obs_dim}
 
 
 def fit(loss, sample, params) -> float:
     start, optimizer = time.perf_counter(), torch.optim.Adam(params, lr=1e-3)
-    train_offline(loss, sample, optimizer, steps=args.steps, progress=False)
+    train_offline(
+        ranks.wrap(loss), sample, optimizer, steps=args.steps, progress=False, distributed=ranks
+    )
     return time.perf_counter() - start
 
 
 def action_conditioned(episodes) -> tuple[RSSMWorldModel, float]:
     world_model = RSSMWorldModel.from_config(DIMS, args.action_dim, **SIZES)
-    buffer = make_window_buffer(episodes, horizon=args.horizon, batch_size=args.batch_size)
+    buffer = make_window_buffer(episodes, horizon=args.horizon, batch_size=BATCH)
     return world_model, fit(
         WorldModelLoss(world_model, nll_reweight=args.nll_reweight),
         buffer.sample,
@@ -128,7 +133,9 @@ def held_out_error(world_model: RSSMWorldModel, windows) -> float:
 
 results = []
 for seed in args.seeds:
-    torch.manual_seed(seed)
+    torch.manual_seed(
+        ranks.seed(seed)
+    )  # each rank its own windows (DDP starts from rank 0's weights)
     system = LinearControlSystem(obs_dim=args.obs_dim, action_dim=args.action_dim, seed=seed)
     episodes = system.rollout(args.episodes, args.length, policy="random", seed=1000 + seed)
     held_out = system.rollout(16, args.length, policy="random", seed=2000 + seed)
@@ -143,18 +150,22 @@ for seed in args.seeds:
         DIMS, args.action_dim, latent_action_dim=args.latent_action_dim, **SIZES
     )
     mixture = LabelledMixture(
-        make_window_buffer(labelled, horizon=args.horizon, batch_size=args.batch_size),
+        make_window_buffer(labelled, horizon=args.horizon, batch_size=BATCH),
         (
-            make_window_buffer(action_free, horizon=args.horizon, batch_size=args.batch_size)
+            make_window_buffer(action_free, horizon=args.horizon, batch_size=BATCH)
             if action_free is not None
             else None
         ),
-        batch_size=args.batch_size,
+        batch_size=BATCH,
         labelled_fraction=args.labelled_fraction,
     )
-    loss = LatentActionLoss(model, nll_reweight=args.nll_reweight, action_scale=args.action_scale,
-                            action_kl_scale=args.action_kl_scale,
-                            elbo_trains_inference=args.q_from == "elbo")
+    loss = LatentActionLoss(
+        model,
+        nll_reweight=args.nll_reweight,
+        action_scale=args.action_scale,
+        action_kl_scale=args.action_kl_scale,
+        elbo_trains_inference=args.q_from == "elbo",
+    )
     wall = fit(loss, mixture.sample, model.parameters())
     row["latent"] = dict(latent_action_diagnostics(model, windows), wall_s=wall)
 
@@ -166,7 +177,7 @@ for seed in args.seeds:
         idm = make_stack_module(
             DIMS, [], args.action_dim, frames=2, in_group="transition", hidden=64
         )
-        one_step = make_window_buffer(labelled, horizon=1, batch_size=256)
+        one_step = make_window_buffer(labelled, horizon=1, batch_size=256 // ranks.world_size)
         idm_wall = fit(
             BCLoss(idm), lambda: stack_window(one_step.sample(), list(DIMS)), idm.parameters()
         )
@@ -180,8 +191,11 @@ for seed in args.seeds:
             open_loop_mse=held_out_error(world_model, windows), wall_s=wall + idm_wall
         )
     results.append(row)
-    print(json.dumps(row), flush=True)
+    if ranks.is_main:
+        print(json.dumps(row), flush=True)
 
+if not ranks.is_main:  # rank 0 writes the results
+    raise SystemExit
 args.out.mkdir(parents=True, exist_ok=True)
 (args.out / "results.json").write_text(
     json.dumps(dict(config=vars(args) | {"out": str(args.out)}, runs=results), indent=1)
