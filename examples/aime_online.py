@@ -472,9 +472,11 @@ def main(cfg: DictConfig) -> dict:
 
     frames = dict(  # this rank's share
         frames_per_batch=frames_per_batch,
-        total_frames=max(-(-(cfg.online.env_steps - frames_seen) // ranks.world_size), 1),
+        total_frames=-(-(cfg.online.env_steps - frames_seen) // ranks.world_size),
     )
-    if cfg.online.workers:  # worker processes, each with its own envs and a copy of the explorer
+    if frames_seen >= cfg.online.env_steps:  # a resumed run whose online phase is done
+        collector = None
+    elif cfg.online.workers:  # worker processes, each with its own envs and a copy of the explorer
         makers = [
             functools.partial(explorer_env, ranks.seed(cfg.seed) + 3 + 1000 * i)
             for i in range(cfg.online.workers)
@@ -488,7 +490,7 @@ def main(cfg: DictConfig) -> dict:
         )
     stopped = f"stopped after {{}} env steps (resume=true out_dir={run.folder} continues)"
     with deferred_interrupt() as interrupted:  # SIGTERM/Ctrl-C: save after the batch, then stop
-        if frames_seen >= cfg.online.env_steps:  # a resumed run whose online phase is done
+        if collector is None:
             pass
         elif cfg.online.trainer == "torchrl":  # the same steps under TorchRL's Trainer
             trainer = Trainer(
@@ -532,7 +534,8 @@ def main(cfg: DictConfig) -> dict:
                 if ranks.any_rank(interrupted()):  # a signal to one rank stops them all
                     collector.shutdown()
                     raise KeyboardInterrupt(stopped.format(frames_seen))
-    collector.shutdown()
+    if collector is not None:
+        collector.shutdown()
     if not ranks.is_main:  # rank 0 writes the results
         return {}
 
