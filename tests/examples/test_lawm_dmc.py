@@ -28,7 +28,8 @@ def run(tmp_path: Path, *extra: str, ranks: int = 1) -> subprocess.CompletedProc
             "progress=false", "threads=1",
             *([] if any(e.startswith("out_dir=") for e in extra) else [f"out_dir={tmp_path / 'run'}"]), *extra]
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks)] if ranks > 1 else []
-    return subprocess.run([sys.executable, *torchrun, str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True)
+    return subprocess.run([sys.executable, *torchrun, str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
 
 
 def test_lawm_dmc_trains_a_policy_per_world_model_and_resumes(tmp_path):

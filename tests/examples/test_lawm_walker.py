@@ -21,7 +21,8 @@ def run(tmp_path: Path, *extra: str, ranks: int = 1) -> subprocess.CompletedProc
             "train.batch_size=4", "train.horizon=8", "idm.steps=3", "idm.batch_size=8", "idm.hidden=16", "eval.batches=1",
             "checkpoint_every=2", "progress=false", "threads=1", f"out_dir={tmp_path / 'run'}", *extra]
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks)] if ranks > 1 else []
-    return subprocess.run([sys.executable, *torchrun, str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True)
+    return subprocess.run([sys.executable, *torchrun, str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
 
 
 def test_lawm_walker_runs_under_torchrun(tmp_path):

@@ -34,7 +34,7 @@ def test_sigkill_while_writing_leaves_a_valid_checkpoint(tmp_path):
         assert proc.stdout.readline()  # one checkpoint written; now kill it at some point of the next writes
         time.sleep(delay)
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        proc.wait(timeout=60)
         state = load_checkpoint(path)
         assert (state["weights"] == state["step"]).all()
 
