@@ -133,11 +133,13 @@ def check(
         )
 
 
-def offline_linear(cfg: DictConfig, device: torch.device, train: bool, ranks: DistributedContext):
+def offline_linear(
+    cfg: DictConfig, device: torch.device, train: bool, ranks: DistributedContext, batch_size: int
+):
     """Data and both offline phases on the linear system (``train``: a resumed run loads the weights
     from its checkpoint; under torchrun in DDP): the world model, the policy, the offline and
-    demonstration buffers, the online env maker, the score and the video maker (none here)."""
-    batch_size = ranks.local_batch_size(cfg.batch_size)
+    demonstration buffers (``batch_size``: this rank's windows), the online env maker, the score and
+    the video maker (none here)."""
     length = 60  # steps per episode
     system = LinearControlSystem(obs_dim=4, action_dim=2, seed=cfg.seed)
     embodiment = system.rollout(64, length, policy="random", seed=cfg.seed + 1).to(device)
@@ -197,7 +199,9 @@ def offline_linear(cfg: DictConfig, device: torch.device, train: bool, ranks: Di
     return world_model, policy, offline_rb, demo_rb, online_env, score, None
 
 
-def offline_from_run(cfg: DictConfig, device: torch.device, ranks: DistributedContext):
+def offline_from_run(
+    cfg: DictConfig, device: torch.device, ranks: DistributedContext, batch_size: int
+):
     """The same from a finished examples/aime_walker.py run: its world model, policy and datasets;
     the score is the % of the demonstrations' return, as that example's (the episodes spread over
     the ranks under torchrun); videos as its."""
@@ -219,7 +223,7 @@ def offline_from_run(cfg: DictConfig, device: torch.device, ranks: DistributedCo
     data = dict(
         root=walker.data.root,
         horizon=cfg.horizon,
-        batch_size=ranks.local_batch_size(cfg.batch_size),
+        batch_size=batch_size,
         images=walker.setup == "visual",
         seed=walker.data.build_seed,
         progress=False,
@@ -294,12 +298,12 @@ def main(cfg: DictConfig) -> dict:
         return run.results
     cfg, device, logger = run.cfg, run.device, run.logger
     ranks = run.distributed  # one process, or a torchrun launch: rank 0 writes, the batch is split
-    world_model, policy, offline_rb, demo_rb, online_env, score, videos = (
-        offline_linear(cfg, device, train=run.resumed is None, ranks=ranks)
-        if cfg.from_run is None
-        else offline_from_run(cfg, device, ranks)
-    )
     batch_size = ranks.local_batch_size(cfg.batch_size)
+    world_model, policy, offline_rb, demo_rb, online_env, score, videos = (
+        offline_linear(cfg, device, run.resumed is None, ranks, batch_size)
+        if cfg.from_run is None
+        else offline_from_run(cfg, device, ranks, batch_size)
+    )
     # every rank collects its share of each batch of env steps
     frames_per_batch = ranks.local_batch_size(
         cfg.online.frames_per_batch, key="online.frames_per_batch"
