@@ -130,6 +130,8 @@ def main() -> None:
                         help="dreamerv3: classes per categorical; --state / classes categoricals (the same state size)")
     parser.add_argument("--q-from", default="labels", choices=["labels", "elbo"],
                         help="latent_action: what trains its inverse model (labels: the walker config's default)")
+    parser.add_argument("--filter", default="fused", choices=["fused", "loop"],
+                        help="phase 1's filter of our RSSM in eager mode: the fused node (the default) or autograd's loop")
     parser.add_argument("--pixels", action="store_true", help="the visual setup: 64x64 images only")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast around the loss")
     parser.add_argument("--device", default="cpu")
@@ -166,6 +168,7 @@ def main() -> None:
     else:
         world_model = RSSMWorldModel.from_config(vector, ACTION_DIM, pixel_keys=pixel_keys, variant=args.variant,
                                                  device=device, **sizes)
+        world_model.core.fused &= args.filter == "fused"
         nll = "dim_wise" if args.variant == "rssm" else "none"
         policy = make_policy(world_model.state_dim, world_model.belief_dim, ACTION_DIM, hidden=args.hidden, device=device)
         phases.append(("phase1", WorldModelLoss(world_model, nll_reweight=nll, compile=compile_),

@@ -38,6 +38,7 @@ from tensordict.nn import ProbabilisticTensorDictSequential, TensorDictModuleBas
 from tensordict.utils import NestedKey, unravel_key
 from torch import nn
 
+from aime_torchrl.modules.fused_filter import fusable, fused_observe
 from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.latent import CategoricalLatent, GaussianLatent, LatentDistribution, Params
 from aime_torchrl.modules.policy import TensorActor
@@ -248,9 +249,24 @@ class RSSMCore(WorldModelCore):
         self.observation_keys = list(observation_keys)
         self.keys, self.state_dim, self.belief_dim = keys, state_dim, belief_dim
         self.latent = GaussianLatent()
+        self.fused = fusable(transition, posterior)
 
     def encode(self, observations: Mapping[str, torch.Tensor], batch_size: torch.Size) -> torch.Tensor:
         return self.encoder(*(observations[key] for key in self.observation_keys))
+
+    def observe(self, embeddings, actions, *, state=None, belief=None, noise=None, sample=True, actor=None):
+        """The generic loop's rows; without an actor, in eager mode and without autocast, computed by
+        :class:`~aime_torchrl.modules.fused_filter.FusedRSSMFilter` (the same arithmetic, faster)."""
+        device = embeddings.device.type
+        if actor is not None or not self.fused or torch.compiler.is_compiling() or torch.is_autocast_enabled(device):
+            return super().observe(embeddings, actions, state=state, belief=belief, noise=noise, sample=sample,
+                                   actor=actor)
+        if state is None or belief is None:
+            state, belief = self.initial(embeddings.select(embeddings.ndim - 2, 0))
+        if sample and noise is None:
+            noise = self.draw_noise(actions.select(actions.ndim - 2, 0), actions.shape[-2])
+        return fused_observe(self.transition, self.posterior, embeddings, actions, state, belief,
+                             noise if sample else None)
 
     def filter_step(self, state, belief, action, embedding, noise, sample):
         belief = self.transition(state, belief, action)
