@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--q-from", default="labels", choices=["labels", "elbo"],
                         help="latent_action: what trains its inverse model (labels: the walker config's default)")
     parser.add_argument("--filter", default="fused", choices=["fused", "loop"],
-                        help="phase 1's filter of our RSSM in eager mode: the fused node (the default) or autograd's loop")
+                        help="our RSSM's filter in eager mode (both phases): the fused node (the default) or autograd's loop")
     parser.add_argument("--pixels", action="store_true", help="the visual setup: 64x64 images only")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast around the loss")
     parser.add_argument("--device", default="cpu")

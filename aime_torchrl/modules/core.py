@@ -38,7 +38,7 @@ from tensordict.nn import ProbabilisticTensorDictSequential, TensorDictModuleBas
 from tensordict.utils import NestedKey, unravel_key
 from torch import nn
 
-from aime_torchrl.modules.fused_filter import fusable, fused_observe
+from aime_torchrl.modules.fused_filter import fusable, fusable_policy, fused_observe
 from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.latent import CategoricalLatent, GaussianLatent, LatentDistribution, Params
 from aime_torchrl.modules.policy import TensorActor
@@ -255,10 +255,14 @@ class RSSMCore(WorldModelCore):
         return self.encoder(*(observations[key] for key in self.observation_keys))
 
     def observe(self, embeddings, actions, *, state=None, belief=None, noise=None, sample=True, actor=None):
-        """The generic loop's rows; without an actor, in eager mode and without autocast, computed by
+        """The generic loop's rows; in eager mode without autocast, with no actor or a policy of
+        :func:`~aime_torchrl.modules.make_policy` acting, computed by
         :class:`~aime_torchrl.modules.fused_filter.FusedRSSMFilter` (the same arithmetic, faster)."""
         device = embeddings.device.type
-        if actor is not None or not self.fused or torch.compiler.is_compiling() or torch.is_autocast_enabled(device):
+        acting = actor is not None
+        fusable_actor = not acting or (isinstance(actor, TensorActorSteps)
+                                       and fusable_policy(actor.policy, self.keys.belief, self.keys.state))
+        if not (self.fused and fusable_actor) or torch.compiler.is_compiling() or torch.is_autocast_enabled(device):
             return super().observe(embeddings, actions, state=state, belief=belief, noise=noise, sample=sample,
                                    actor=actor)
         if state is None or belief is None:
@@ -266,7 +270,8 @@ class RSSMCore(WorldModelCore):
         if sample and noise is None:
             noise = self.draw_noise(actions.select(actions.ndim - 2, 0), actions.shape[-2])
         return fused_observe(self.transition, self.posterior, embeddings, actions, state, belief,
-                             noise if sample else None)
+                             noise if sample else None, *((actor.policy, actor.noise) if acting else ()),
+                             belief_key=self.keys.belief)
 
     def filter_step(self, state, belief, action, embedding, noise, sample):
         belief = self.transition(state, belief, action)
@@ -442,6 +447,23 @@ class KeyedCore(WorldModelCore):
         return decoded
 
 
+class TensorActorSteps:
+    """The :data:`Actor` of a :class:`~aime_torchrl.modules.policy.TensorActor` (:func:`make_actor`):
+    at row t it acts on the latents with ``noise[t]`` (drawn at the row if ``noise`` is ``None``).
+    A core may run ``policy`` inside a fused filter instead (:class:`RSSMCore`)."""
+
+    def __init__(self, policy: TensorActor, keys: LatentKeys, noise: Sequence[torch.Tensor] | None) -> None:
+        self.policy, self.keys, self.noise = policy, keys, noise
+        self.latents = [unravel_key(k) for k in (keys.state, keys.belief, keys.encoded_latents)]
+        self.action_key = unravel_key(keys.action)
+
+    def __call__(self, t: int, state: torch.Tensor, belief: torch.Tensor, embedding: torch.Tensor) -> dict:
+        out = self.policy.act(dict(zip(self.latents, (state, belief, embedding))),
+                              None if self.noise is None else self.noise[t])
+        out["action"] = out.pop(self.action_key)
+        return out
+
+
 def make_actor(
     policy: TensorDictModuleBase,
     keys: LatentKeys,
@@ -460,13 +482,7 @@ def make_actor(
     latents = [unravel_key(k) for k in (keys.state, keys.belief, keys.encoded_latents)]
     action_key = unravel_key(keys.action)
     if isinstance(policy, TensorActor):
-
-        def act(t: int, state: torch.Tensor, belief: torch.Tensor, embedding: torch.Tensor) -> dict:
-            out = policy.act(dict(zip(latents, (state, belief, embedding))), None if noise is None else noise[t])
-            out["action"] = out.pop(action_key)
-            return out
-
-        return act
+        return TensorActorSteps(policy, keys, noise)
     others = dict(inputs or {})
 
     def act(t: int, state: torch.Tensor, belief: torch.Tensor, embedding: torch.Tensor) -> dict:
