@@ -108,6 +108,7 @@ class FusedRSSMFilter(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, spec, gates_in, hidden_in, noise, state, belief, w_state, w_hh, b_hh, w_first, *rest):
+        """The rollout, row by row, keeping what the backward reads (see the class)."""
         min_std, count, policy = spec
         layers, rest = rest[: 2 * count], rest[2 * count:]
         if policy is not None:
@@ -167,6 +168,7 @@ class FusedRSSMFilter(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_belief, g_state, g_mean, g_std, *g_policy):
+        """Backward through time for the activations, then each weight gradient as one GEMM over all rows."""
         min_std, count, policy = ctx.spec
         noise, w_state, w_hh, w_first, beliefs, states, prev_beliefs, r, z, n, h_n, raw, *rest = ctx.saved_tensors
         if policy is not None:
