@@ -12,14 +12,16 @@ arithmetic with fewer, larger operations, the way cuDNN runs an RNN:
 * before the loop, the parts of the GRU's input gates that read the actions and the parts of the
   posterior's first layers that read the embeddings are two GEMMs over the whole window (autograd
   differentiates them, outside the node);
-* in the loop, the mean and std MLPs run side by side as batched GEMMs (``bmm`` over the pair);
+* in the loop, the mean and std MLPs run side by side as batched GEMMs (``bmm`` over the pair),
+  the posterior's and, in AIME's phase 2, those of the policy acting inside the filter;
 * backward through time carries only the gradients of the activations; every weight gradient is
-  then one GEMM over all rows and the batch.
+  then one GEMM over all rows and the batch (none for a frozen world model).
 
 :func:`fused_observe` returns the rows of :meth:`~aime_torchrl.modules.core.WorldModelCore.observe`
-(without an actor: phase 1's filter and the filter of the data's own actions);
+with no actor (phase 1) or a :func:`~aime_torchrl.modules.make_policy` actor (phase 2);
 :class:`~aime_torchrl.modules.core.RSSMCore` uses it where its modules have the shapes it handles
-(:func:`fusable`), in eager mode (``torch.compile`` fuses the generic loop itself).
+(:func:`fusable`, :func:`fusable_policy`), in eager mode (``torch.compile`` fuses the generic loop
+itself).
 """
 from __future__ import annotations
 
