@@ -479,10 +479,10 @@ def make_actor(
     any other policy is called on a TensorDict of the step's latents, embedding and ``inputs``
     (per-row tensors of other keys it reads).
     """
-    latents = [unravel_key(k) for k in (keys.state, keys.belief, keys.encoded_latents)]
-    action_key = unravel_key(keys.action)
     if isinstance(policy, TensorActor):
         return TensorActorSteps(policy, keys, noise)
+    latents = [unravel_key(k) for k in (keys.state, keys.belief, keys.encoded_latents)]
+    action_key = unravel_key(keys.action)
     others = dict(inputs or {})
 
     def act(t: int, state: torch.Tensor, belief: torch.Tensor, embedding: torch.Tensor) -> dict:
