@@ -168,7 +168,8 @@ def main() -> None:
     else:
         world_model = RSSMWorldModel.from_config(vector, ACTION_DIM, pixel_keys=pixel_keys, variant=args.variant,
                                                  device=device, **sizes)
-        world_model.core.fused &= args.filter == "fused"
+        if hasattr(world_model.core, "fused"):  # our RSSM's core
+            world_model.core.fused &= args.filter == "fused"
         nll = "dim_wise" if args.variant == "rssm" else "none"
         policy = make_policy(world_model.state_dim, world_model.belief_dim, ACTION_DIM, hidden=args.hidden, device=device)
         phases.append(("phase1", WorldModelLoss(world_model, nll_reweight=nll, compile=compile_),

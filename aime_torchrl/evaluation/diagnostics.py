@@ -30,6 +30,10 @@ def world_model_diagnostics(
     * ``open_loop_mse``: the squared error per dimension of the vector sensors (images: per pixel,
       in [0, 1]) predicted open loop from ``context`` filtered frames on, over the predicted frames
       (:func:`~aime_torchrl.evaluation.open_loop_prediction`), and ``open_loop_mse_<sensor>``.
+    * how much that ELBO depends on the actions, which is what phase 2 infers them from:
+      ``elbo_drop_shuffled``, its drop when each window gets another window's actions (rolled over
+      the batch), and ``elbo_drop_halved``, when the actions are halved (a model blind to the
+      actions' magnitude drops nothing there); both with the same posterior noise as ``elbo``.
 
     Examples:
         >>> import torch
@@ -38,18 +42,30 @@ def world_model_diagnostics(
         >>> window = TensorDict({"observation": torch.randn(3, 10, 5), "action": torch.rand(3, 10, 2),
         ...     ("next", "observation"): torch.randn(3, 10, 5)}, [3, 10])
         >>> sorted(world_model_diagnostics(WorldModelLoss(wm), [window]))
-        ['elbo', 'kl', 'open_loop_mse', 'open_loop_mse_observation']
+        ['elbo', 'elbo_drop_halved', 'elbo_drop_shuffled', 'kl', 'open_loop_mse', 'open_loop_mse_observation']
     """
     world_model: RSSMWorldModel = loss.world_model
+    action_key = loss.tensor_keys.action
     totals: dict[str, float] = {}
     with torch.no_grad():
         for window in windows:
-            out = loss(window)
+            out = _same_noise(loss, window)
+            actions = window.get(action_key)
             values = {"elbo": out.get("elbo"), "kl": out.get("kl")}
+            for name, changed in (("shuffled", actions.roll(1, 0)), ("halved", actions / 2)):
+                values[f"elbo_drop_{name}"] = out.get("elbo") - _same_noise(loss, window.clone(False).set(action_key, changed)).get("elbo")
             values.update(open_loop_errors(world_model, window, context=context, action_key=loss.tensor_keys.action))
             for key, value in values.items():
                 totals[key] = totals.get(key, 0.0) + value.item() / len(windows)
     return totals
+
+
+def _same_noise(loss: WorldModelLoss, window: TensorDictBase) -> TensorDictBase:
+    """``loss(window)`` with the posterior's noise drawn from a fixed seed (on a forked stream), so
+    that windows that differ only in their actions are compared with the same noise."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return loss(window)
 
 
 def action_inference_diagnostics(loss: AIMELoss, windows: Sequence[TensorDictBase]) -> dict[str, float]:
@@ -108,7 +124,7 @@ class ImitationDiagnostics:
         ...             ("next", "observation"): torch.randn(3, 10, 5)}, [3, 10])
         >>> diagnostics = ImitationDiagnostics(Data(), Data(), batches=2, seed=0)
         >>> sorted(diagnostics.world_model(WorldModelLoss(wm)))[:3]
-        ['demos_elbo', 'demos_kl', 'demos_open_loop_mse']
+        ['demos_elbo', 'demos_elbo_drop_halved', 'demos_elbo_drop_shuffled']
         >>> sorted(diagnostics.actions(AIMELoss(wm, make_policy(4, 16, 2, hidden=16))))
         ['demos_action_mse', 'demos_phase2_elbo']
     """

@@ -54,8 +54,8 @@ class WorldModelCore:
     Subclasses set ``latent`` (a latent distribution), ``keys`` (the world model's
     :class:`~aime_torchrl.modules.LatentKeys`), ``state_dim``, ``belief_dim`` and
     ``external_noise``: whether the posterior's noise is an argument of :meth:`filter_step` (then
-    a whole window's noise is drawn before the loop, :meth:`draw_noise`) or sampled inside the
-    modules.
+    a whole window's standard normal noise, ``noise_dim`` wide, is drawn before the loop,
+    :meth:`draw_noise`) or sampled inside the modules.
     """
 
     latent: LatentDistribution
@@ -63,6 +63,7 @@ class WorldModelCore:
     state_dim: int
     belief_dim: int
     external_noise: bool
+    noise_dim: int
 
     def encode(self, observations: Mapping[str, torch.Tensor], batch_size: torch.Size) -> torch.Tensor:
         """The embedding ``[*batch_size, E]`` of the sensors ``[*batch_size, ...]``."""
@@ -97,14 +98,14 @@ class WorldModelCore:
         filter draws it); ``None`` for a core that samples inside its modules."""
         if not self.external_noise:
             return None
-        zeros = like.new_zeros(*like.shape[:-1], self.state_dim)
+        zeros = like.new_zeros(*like.shape[:-1], self.noise_dim)
         return [torch.randn_like(zeros) for _ in range(length)]
 
     def _draw(self, params: Params, noise: torch.Tensor | None, sample: bool) -> torch.Tensor:
-        """The state of a Gaussian-parameterised step: a sample for ``noise`` (drawn now if ``None``), or the mode."""
+        """The state of a step: a sample for ``noise`` (drawn now if ``None``), or the mode."""
         if not sample:
             return self.latent.mode(params)
-        return self.latent.sample(params, torch.randn_like(params[0]) if noise is None else noise)
+        return self.latent.sample(params, self.latent.noise_like(params) if noise is None else noise)
 
     def observe(
         self,
@@ -247,7 +248,7 @@ class RSSMCore(WorldModelCore):
         self.encoder, self.transition, self.posterior, self.prior_head = encoder, transition, posterior, prior
         self.decoders = dict(decoders)
         self.observation_keys = list(observation_keys)
-        self.keys, self.state_dim, self.belief_dim = keys, state_dim, belief_dim
+        self.keys, self.state_dim, self.belief_dim, self.noise_dim = keys, state_dim, belief_dim, state_dim
         self.latent = GaussianLatent()
         self.fused = fusable(transition, posterior)
 
@@ -295,16 +296,20 @@ class RSSMCore(WorldModelCore):
 
 
 class DreamerV3Core(WorldModelCore):
-    """TorchRL's DreamerV3 RSSM (``RSSMPriorV3`` as the transition, ``RSSMPosteriorV3``) with this
-    package's encoder and decoders, through the modules' public ``forward``: categorical latents,
-    sampled (straight-through, with unimix) inside the modules; the prior's logits come from the
-    transition, in the loop.
+    """TorchRL's DreamerV3 RSSM (``RSSMPriorV3`` with its block GRU as the transition,
+    ``RSSMPosteriorV3``) with this package's encoder and decoders, on plain tensors: categorical
+    latents, the posterior's noise an argument (:class:`~aime_torchrl.modules.latent.CategoricalLatent`
+    samples, straight-through with unimix, as the modules do), the prior's logits batched over a
+    window after the loop, as :class:`RSSMCore`'s. The modules' networks are called by their
+    submodules' names (``rnn``, ``rnn_to_prior_projector``, ``obs_rnn_to_post_projector``: the names
+    of their checkpoints' entries), so the filter never computes the prior's logits and sample that
+    ``RSSMPriorV3.forward`` adds to every step.
 
     Args and keyword args as :class:`RSSMCore`'s, ``transition``/``posterior`` being TorchRL's
     modules (there is no separate prior), and ``unimix`` (the modules' uniform mixture).
     """
 
-    external_noise = False
+    external_noise = True
 
     def __init__(
         self,
@@ -319,24 +324,32 @@ class DreamerV3Core(WorldModelCore):
         belief_dim: int,
         unimix: float,
     ) -> None:
+        if getattr(transition, "recurrent_model", None) != "block_gru":
+            raise ValueError("DreamerV3Core runs RSSMPriorV3(recurrent_model='block_gru') only.")
         self.encoder, self.transition, self.posterior = encoder, transition, posterior
         self.decoders = dict(decoders)
         self.observation_keys = list(observation_keys)
         self.keys, self.state_dim, self.belief_dim = keys, state_dim, belief_dim
+        self.classes = (posterior.num_categoricals, posterior.num_classes)
+        self.noise_dim = posterior.num_categoricals
         self.latent = CategoricalLatent(unimix)
 
     encode = RSSMCore.encode
     decode = RSSMCore.decode
 
     def filter_step(self, state, belief, action, embedding, noise, sample):
-        prior_logits, _, belief = self.transition(state, belief, action)  # its prior sample is not the state
-        posterior_logits, sampled = self.posterior(belief, embedding)
-        state = sampled if sample else self.latent.mode((posterior_logits,))
-        return belief, (prior_logits,), (posterior_logits,), state, {}
+        belief = self.transition.rnn(state, belief, action)
+        logits = self.posterior.obs_rnn_to_post_projector(torch.cat([belief, embedding], -1))
+        posterior = (logits.unflatten(-1, self.classes),)
+        return belief, None, posterior, self._draw(posterior, noise, sample), {}
 
     def prior_step(self, state, belief, action, noise, sample):
-        prior_logits, sampled, belief = self.transition(state, belief, action)
-        return belief, (prior_logits,), sampled if sample else self.latent.mode((prior_logits,))
+        belief = self.transition.rnn(state, belief, action)
+        prior = self.prior(belief)
+        return belief, prior, self._draw(prior, noise, sample)
+
+    def prior(self, belief: torch.Tensor) -> Params:
+        return (self.transition.rnn_to_prior_projector(belief).unflatten(-1, self.classes),)
 
 
 def run_module(module: TensorDictModuleBase, step: dict, batch: torch.Size) -> dict:
@@ -389,6 +402,7 @@ class KeyedCore(WorldModelCore):
         self.decoders = dict(decoders or {})
         self.observation_keys = list(observation_keys)
         self.keys, self.latent, self.state_dim, self.belief_dim = keys, latent, state_dim, belief_dim
+        self.noise_dim = state_dim
         self._prior_keys = [unravel_key(k) for k in latent.prior_keys(keys)]
         self._posterior_keys = [unravel_key(k) for k in latent.posterior_keys(keys)]
         self._in_loop_prior = set(self._prior_keys) <= {unravel_key(k) for k in transition.out_keys}

@@ -98,7 +98,7 @@ class FilteringActor(TensorDictModuleBase):
     def make_noise_source(self, seed: int) -> NoiseSource:
         """A transform that writes the posterior noise of every step into the env's tensordict
         from its own generator (seeded with ``seed``), for reproducible episodes in batched envs."""
-        return NoiseSource("posterior_noise", (self.world_model.state_dim,), seed)
+        return NoiseSource("posterior_noise", (self.world_model.core.noise_dim,), seed)
 
     @dispatch(auto_batch_size=False)
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
@@ -114,7 +114,8 @@ class FilteringActor(TensorDictModuleBase):
         noise = None
         if self.sample_posterior and core.external_noise:
             noise = tensordict.get("posterior_noise", None)
-            noise = torch.randn_like(state) if noise is None else noise
+            if noise is None:
+                noise = torch.randn(*state.shape[:-1], core.noise_dim, dtype=state.dtype, device=state.device)
         rows = core.observe(embedding.unsqueeze(-2), prev_action.unsqueeze(-2), state=state, belief=belief,
                             noise=None if noise is None else [noise], sample=self.sample_posterior)
         next_belief, next_state = rows["next_belief"].squeeze(-2), rows["next_state"].squeeze(-2)

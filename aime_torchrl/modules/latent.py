@@ -92,9 +92,13 @@ class GaussianLatent:
         return params[0]
 
     def sample(self, params: Params, noise: torch.Tensor) -> torch.Tensor:
-        """The reparameterised sample for standard normal ``noise``."""
+        """The reparameterised sample for standard normal ``noise`` ``[..., D]``."""
         mean, std = params
         return mean + std * noise
+
+    def noise_like(self, params: Params) -> torch.Tensor:
+        """Standard normal noise for one :meth:`sample` of ``params``."""
+        return torch.randn_like(params[0])
 
     def posterior_keys(self, keys: LatentKeys) -> list[NestedKey]:
         """Where frames hold the posterior's parameters."""
@@ -110,8 +114,10 @@ class CategoricalLatent:
     one-hot ``[..., N * K]``, each distribution mixed with ``unimix`` of the uniform one.
 
     ``kl`` is per categorical (``[..., N]``); free nats (DreamerV3's free bits) apply to each of the
-    two balanced terms (``free_nats_per_term = True``). Samples (straight-through) are drawn by the
-    modules that produce the logits (TorchRL's ``RSSMPriorV3``/``RSSMPosteriorV3``).
+    two balanced terms (``free_nats_per_term = True``). A sample is one-hot forward and the mixed
+    probabilities backward (straight-through, as TorchRL's ``RSSMPriorV3``/``RSSMPosteriorV3`` sample),
+    drawn by inverting each categorical's CDF at ``Phi(noise)`` for standard normal ``noise``
+    ``[..., N]``: every external noise of the library is standard normal.
 
     Examples:
         >>> import torch
@@ -119,6 +125,8 @@ class CategoricalLatent:
         >>> logits = (torch.zeros(3, 4, 5),)
         >>> latent.kl(logits, logits).shape, latent.mode(logits).shape
         (torch.Size([3, 4]), torch.Size([3, 20]))
+        >>> latent.sample((torch.tensor([[0.0, 9.0, 0.0]]),), torch.zeros(1)).tolist()
+        [0.0, 1.0, 0.0]
     """
 
     name = "categorical"
@@ -132,6 +140,21 @@ class CategoricalLatent:
 
     def mode(self, params: Params) -> torch.Tensor:
         return categorical_mode(params[0])
+
+    def sample(self, params: Params, noise: torch.Tensor) -> torch.Tensor:
+        """The straight-through one-hot sample ``[..., N * K]`` for standard normal ``noise`` ``[..., N]``."""
+        logits = params[0]
+        probs = logits.softmax(-1)
+        if self.unimix > 0:
+            probs = (1 - self.unimix) * probs + self.unimix / logits.shape[-1]
+        uniform = torch.special.ndtr(noise).unsqueeze(-1)
+        index = (uniform > probs.detach().cumsum(-1)).sum(-1, keepdim=True).clamp_max(logits.shape[-1] - 1)
+        one_hot = torch.zeros_like(probs).scatter_(-1, index, 1.0)
+        return (probs + (one_hot - probs).detach()).flatten(-2)
+
+    def noise_like(self, params: Params) -> torch.Tensor:
+        """Standard normal noise ``[..., N]`` for one :meth:`sample` of ``params``."""
+        return torch.randn_like(params[0][..., 0])
 
     def posterior_keys(self, keys: LatentKeys) -> list[NestedKey]:
         return [keys.posterior_logits]

@@ -44,7 +44,7 @@ WORLD_MODEL_PRESETS: dict[str, dict] = {
     # encoders and decoders are this package's (vector MLPs, the reference's 64x64 conv nets).
     "dreamerv3": dict(
         belief_dim=256, hidden=256, categoricals=16, classes=16, blocks=8, unimix=0.01, layers=2,
-        activation=nn.SiLU, norm=True, vector_encoder=256, learn_std=False,
+        activation=nn.SiLU, norm=True, vector_encoder=256, learn_std=False, action_norm=True,
     ),
 }
 
@@ -407,6 +407,8 @@ def _dreamerv3_world_model(cls, vector_dims, action_dim, pixel_keys, idm, device
         in_keys=[keys.state, keys.belief, keys.action],
         out_keys=[keys.prior_logits, keys.prior_state, keys.next("belief")],
     )
+    if not cfg["action_norm"]:
+        _drop_action_norm(transition.module)
     posterior = TensorDictModule(
         RSSMPosteriorV3(hidden_dim=cfg["hidden"], rnn_hidden_dim=belief_dim, obs_embed_dim=enc.embedding_dim,
                         use_rms_norm=True, **latents),
@@ -420,6 +422,20 @@ def _dreamerv3_world_model(cls, vector_dims, action_dim, pixel_keys, idm, device
     return cls(encoder, transition, posterior, _decoders(decoder_nets, keys), None, None,
                observation_keys=observation_keys, state_dim=state_dim, belief_dim=belief_dim, action_dim=action_dim,
                latent="categorical", unimix=cfg["unimix"], keys=keys, core=core)
+
+
+def _drop_action_norm(prior: nn.Module) -> None:
+    """Removes the RMS norm after the action's projection in ``RSSMPriorV3``'s block GRU
+    (``rnn.action_projection``: Linear, norm, SiLU). Normalised, ``W a + b`` hardly depends on the
+    action's magnitude (exactly not, while ``b`` is zero): harmless when the actions are given, it
+    leaves AIME's inferred actions free along each ray."""
+    projection = getattr(getattr(prior, "rnn", None), "action_projection", None)
+    if not (isinstance(projection, nn.Sequential) and len(projection) == 3 and isinstance(projection[0], nn.Linear)):
+        raise TypeError(
+            "world_model.action_norm=false expects TorchRL's RSSMPriorV3 block GRU with rnn.action_projection = "
+            f"(Linear, norm, activation); this TorchRL has {projection!r}. Set world_model.action_norm=true."
+        )
+    projection[1] = nn.Identity()
 
 
 def _fmt(keys) -> str:

@@ -103,3 +103,74 @@ def test_the_filtering_actor_acts_from_the_posterior_s_likeliest_classes():
 def test_a_belief_the_block_gru_cannot_split_is_refused_naming_the_config_keys():
     with pytest.raises(ValueError, match=r"belief_dim 30 is not a multiple of blocks 4.*world_model.blocks"):
         v3_world_model(belief_dim=30)
+
+
+def test_the_tensor_core_is_torchrl_s_modules_step_by_step():
+    """Rows, prior/posterior logits and every gradient equal those of RSSMPriorV3/RSSMPosteriorV3's own
+    forward, given the same draws (the posterior's uniforms are Phi of the core's standard normal noise)."""
+    wm = v3_world_model(unimix=0.01).double()  # float64 (TorchRL's RMS norm computes in float32: 1e-5)
+    core = wm.core
+    batch, time = 3, 6
+    embeddings = torch.randn(batch, time, core.encoder.embedding_dim, dtype=torch.float64)
+    actions = torch.rand(batch, time, 2, dtype=torch.float64) * 2 - 1
+    noise = core.draw_noise(actions[:, 0], time)
+    rows = core.observe(embeddings, actions, noise=noise)
+    prior = core.prior_params(rows)[0]
+    ours = (rows["next_belief"], rows["next_state"], rows["posterior"][0], prior)
+
+    state, belief = core.initial(actions[:, 0])
+    steps = []
+    for t in range(time):  # the modules' public forward; their sampling uniforms by the test-only keyword
+        prior_logits, _, belief = core.transition(state, belief, actions[:, t])
+        logits, state = core.posterior(belief, embeddings[:, t], _uniform=torch.special.ndtr(noise[t]))
+        steps.append((belief, state, logits, prior_logits))
+    theirs = tuple(torch.stack(seq, 1) for seq in zip(*steps))
+    for name, a, b in zip(("next_belief", "next_state", "posterior", "prior"), ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=name)
+
+    weights = [torch.randn_like(x) for x in ours]
+    params = list(core.transition.parameters()) + list(core.posterior.parameters())
+    grads_ours = torch.autograd.grad(sum((w * x).sum() for w, x in zip(weights, ours)), params)
+    grads_theirs = torch.autograd.grad(sum((w * x).sum() for w, x in zip(weights, theirs)), params)
+    for a, b in zip(grads_ours, grads_theirs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_categorical_samples_follow_the_mixed_probabilities():
+    from aime_torchrl.modules.latent import CategoricalLatent
+
+    logits = torch.tensor([[1.0, -2.0, 0.5, 0.0]]).expand(200_000, 1, 4)
+    torch.manual_seed(0)
+    samples = CategoricalLatent(unimix=0.1).sample((logits,), torch.randn(200_000, 1))
+    expected = 0.9 * logits[0, 0].softmax(-1) + 0.1 / 4
+    torch.testing.assert_close(samples.mean(0), expected, atol=5e-3, rtol=0)
+    assert torch.equal(samples.sum(-1), torch.ones(200_000))
+
+
+def test_the_filtering_actor_samples_the_posterior_with_its_noise_source():
+    from tensordict import TensorDict
+
+    from aime_torchrl.modules import FilteringActor
+
+    wm = v3_world_model()
+    actor = FilteringActor(wm, make_policy(wm.state_dim, wm.belief_dim, 2, hidden=16))
+    step = TensorDict({"a": torch.randn(5, 3), "b": torch.randn(5, 2), "belief": torch.zeros(5, wm.belief_dim),
+                       "state": torch.zeros(5, wm.state_dim), "prev_action": torch.zeros(5, 2),
+                       "posterior_noise": torch.randn(5, wm.core.noise_dim)}, [5])
+    assert actor.make_noise_source(0).shape == (4,)  # one normal per categorical
+    with set_exploration_type(ExplorationType.DETERMINISTIC):
+        first, second = actor(step.clone()), actor(step.clone())
+    assert torch.equal(first["next", "state"], second["next", "state"])  # the same noise, the same sample
+    assert torch.equal(first["next", "state"].view(5, 4, 5).sum(-1), torch.ones(5, 4))
+
+
+def test_without_the_action_norm_the_belief_sees_the_action_s_magnitude():
+    state, belief = torch.zeros(4, 20), torch.randn(4, 32)
+    action = torch.rand(4, 2) * 2 - 1
+    change = {}
+    for action_norm in (True, False):
+        torch.manual_seed(0)  # the same weights (the norm is dropped after they are drawn)
+        rnn = v3_world_model(action_norm=action_norm).core.transition.rnn
+        change[action_norm] = (rnn(state, belief, action / 2) - rnn(state, belief, action)).abs().max()
+    # DreamerV3's RMS norm after the action's projection (bias zero at init) keeps little but its direction
+    assert change[True] < 0.1 * change[False]
