@@ -53,7 +53,8 @@ def world_model_diagnostics(
             actions = window.get(action_key)
             values = {"elbo": out.get("elbo"), "kl": out.get("kl")}
             for name, changed in (("shuffled", actions.roll(1, 0)), ("halved", actions / 2)):
-                values[f"elbo_drop_{name}"] = out.get("elbo") - _same_noise(loss, window.clone(False).set(action_key, changed)).get("elbo")
+                changed_window = window.clone(False).set(action_key, changed)
+                values[f"elbo_drop_{name}"] = out.get("elbo") - _same_noise(loss, changed_window).get("elbo")
             values.update(open_loop_errors(world_model, window, context=context, action_key=loss.tensor_keys.action))
             for key, value in values.items():
                 totals[key] = totals.get(key, 0.0) + value.item() / len(windows)
