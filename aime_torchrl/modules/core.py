@@ -63,7 +63,11 @@ class WorldModelCore:
     state_dim: int
     belief_dim: int
     external_noise: bool
-    noise_dim: int
+
+    @property
+    def noise_dim(self) -> int:
+        """The width of a row's posterior noise (:meth:`draw_noise`): the state's by default."""
+        return self.state_dim
 
     def encode(self, observations: Mapping[str, torch.Tensor], batch_size: torch.Size) -> torch.Tensor:
         """The embedding ``[*batch_size, E]`` of the sensors ``[*batch_size, ...]``."""
@@ -248,7 +252,7 @@ class RSSMCore(WorldModelCore):
         self.encoder, self.transition, self.posterior, self.prior_head = encoder, transition, posterior, prior
         self.decoders = dict(decoders)
         self.observation_keys = list(observation_keys)
-        self.keys, self.state_dim, self.belief_dim, self.noise_dim = keys, state_dim, belief_dim, state_dim
+        self.keys, self.state_dim, self.belief_dim = keys, state_dim, belief_dim
         self.latent = GaussianLatent()
         self.fused = fusable(transition, posterior)
 
@@ -330,9 +334,15 @@ class DreamerV3Core(WorldModelCore):
         self.decoders = dict(decoders)
         self.observation_keys = list(observation_keys)
         self.keys, self.state_dim, self.belief_dim = keys, state_dim, belief_dim
-        self.classes = (posterior.num_categoricals, posterior.num_classes)
-        self.noise_dim = posterior.num_categoricals
         self.latent = CategoricalLatent(unimix)
+
+    @property
+    def noise_dim(self) -> int:
+        return self.posterior.num_categoricals  # one normal per categorical
+
+    @property
+    def classes(self) -> tuple[int, int]:
+        return self.posterior.num_categoricals, self.posterior.num_classes
 
     encode = RSSMCore.encode
     decode = RSSMCore.decode
@@ -402,7 +412,6 @@ class KeyedCore(WorldModelCore):
         self.decoders = dict(decoders or {})
         self.observation_keys = list(observation_keys)
         self.keys, self.latent, self.state_dim, self.belief_dim = keys, latent, state_dim, belief_dim
-        self.noise_dim = state_dim
         self._prior_keys = [unravel_key(k) for k in latent.prior_keys(keys)]
         self._posterior_keys = [unravel_key(k) for k in latent.posterior_keys(keys)]
         self._in_loop_prior = set(self._prior_keys) <= {unravel_key(k) for k in transition.out_keys}
