@@ -31,6 +31,7 @@ core once, when it is built.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import torch
 from tensordict import TensorDict
@@ -78,6 +79,13 @@ class WorldModelCore:
         noise: torch.Tensor | None, sample: bool,
     ) -> tuple[torch.Tensor, Params | None, Params, torch.Tensor, dict]:
         raise NotImplementedError
+
+    def filter_inputs(self, embeddings: torch.Tensor, actions: torch.Tensor | None) -> Sequence:
+        """What :meth:`filter_step` gets as each row's ``embedding`` in :meth:`observe`: the rows of
+        ``embeddings`` ``[*B, T, E]``. A core may compute here, once for the window, what its steps
+        would compute from the embeddings alone or from the data's ``actions`` (``None`` where an
+        actor chooses them)."""
+        return embeddings.unbind(embeddings.ndim - 2)
 
     def prior_step(
         self, state: torch.Tensor, belief: torch.Tensor, action: torch.Tensor, noise: torch.Tensor | None,
@@ -149,6 +157,7 @@ class WorldModelCore:
         if state is None or belief is None:
             state, belief = self.initial(embeddings.select(time_dim, 0))
         embedded, given = embeddings.unbind(time_dim), actions.unbind(time_dim)
+        inputs = self.filter_inputs(embeddings, actions if actor is None else None)
         names = ("state", "belief", "action", "next_belief", "next_state")
         seqs: dict[str, list] = {name: [] for name in names}
         posteriors, priors, outputs = [], [], {}
@@ -166,7 +175,7 @@ class WorldModelCore:
             seqs["action"].append(action)
             step_noise = None if noise is None else noise[t]
             belief, prior, posterior, state, produced = self.filter_step(
-                state, belief, action, embedded[t], step_noise, sample)
+                state, belief, action, inputs[t], step_noise, sample)
             seqs["next_belief"].append(belief)
             seqs["next_state"].append(state)
             posteriors.append(posterior)
@@ -299,15 +308,34 @@ class RSSMCore(WorldModelCore):
         return decoded
 
 
+class _V3Weights(NamedTuple):
+    """A window's views of the DreamerV3 RSSM's first layers, split by what they read (made once per
+    window in :meth:`DreamerV3Core.filter_inputs`; their gradients flow back to the parameters)."""
+
+    latents: torch.Tensor  # the block GRU's first block-linear layer on the belief's and state's projections
+    action: torch.Tensor  # the same layer on the action's projection
+    own_block: torch.Tensor  # the same layer on each block's own belief: [blocks, block, block]
+    bias: torch.Tensor
+    hidden_rest: nn.Module  # the rest of the GRU's hidden layers (norm, activation, further layers)
+    posterior_belief: torch.Tensor  # the posterior's first layer on the belief
+    posterior_rest: nn.Module  # the posterior's layers after its first
+
+
 class DreamerV3Core(WorldModelCore):
     """TorchRL's DreamerV3 RSSM (``RSSMPriorV3`` with its block GRU as the transition,
     ``RSSMPosteriorV3``) with this package's encoder and decoders, on plain tensors: categorical
     latents, the posterior's noise an argument (:class:`~aime_torchrl.modules.latent.CategoricalLatent`
     samples, straight-through with unimix, as the modules do), the prior's logits batched over a
-    window after the loop, as :class:`RSSMCore`'s. The modules' networks are called by their
-    submodules' names (``rnn``, ``rnn_to_prior_projector``, ``obs_rnn_to_post_projector``: the names
-    of their checkpoints' entries), so the filter never computes the prior's logits and sample that
-    ``RSSMPriorV3.forward`` adds to every step.
+    window after the loop, as :class:`RSSMCore`'s.
+
+    The filter computes the modules' arithmetic from their submodules (``rnn``, ``rnn_to_prior_projector``,
+    ``obs_rnn_to_post_projector``: the names of their checkpoints' entries) in fewer, larger
+    operations: no prior logits and sample per step (``RSSMPriorV3.forward`` adds them), the
+    posterior's first layer on the embeddings and the block GRU's on the data's actions computed for
+    the whole window before the loop (:meth:`filter_inputs`), the block GRU's first layer as one GEMM
+    on the projections and a small batched one on each block's own belief instead of a GEMM on the
+    projections repeated for every block. A test holds it equal to the modules' own ``forward``;
+    imagination (:meth:`prior_step`) calls that ``forward``.
 
     Args and keyword args as :class:`RSSMCore`'s, ``transition``/``posterior`` being TorchRL's
     modules (there is no separate prior), and ``unimix`` (the modules' uniform mixture).
@@ -347,11 +375,47 @@ class DreamerV3Core(WorldModelCore):
     encode = RSSMCore.encode
     decode = RSSMCore.decode
 
+    def filter_inputs(self, embeddings, actions):
+        """Each row's ``(embedding part, action part, weights)``: the posterior's first layer on the
+        row's embedding (with its bias), the block GRU's first layer on the projection of the data's
+        action (``None`` where an actor acts), and the window's :class:`_V3Weights`."""
+        rnn, head = self.transition.rnn, self.posterior.obs_rnn_to_post_projector
+        block_linear = rnn.hidden_layers[0]
+        blocks, block_in, block = block_linear.weight.shape
+        features = block_linear.weight[:, block:].transpose(0, 1).reshape(block_in - block, blocks * block)
+        projection = features.shape[0] // 3  # [belief's, state's, action's projections] in the GRU's order
+        weights = _V3Weights(features[:2 * projection], features[2 * projection:], block_linear.weight[:, :block],
+                             block_linear.bias, rnn.hidden_layers[1:], head[0].weight[:, :self.belief_dim], head[1:])
+        embedded = nn.functional.linear(embeddings, head[0].weight[:, self.belief_dim:], head[0].bias)
+        time_dim = embeddings.ndim - 2
+        acted = [None] * embeddings.shape[time_dim]
+        if actions is not None:
+            acted = (rnn.action_projection(_bounded(actions)) @ weights.action).unbind(time_dim)
+        return [(e, a, weights) for e, a in zip(embedded.unbind(time_dim), acted)]
+
     def filter_step(self, state, belief, action, embedding, noise, sample):
-        belief = self.transition.rnn(state, belief, action)
-        logits = self.posterior.obs_rnn_to_post_projector(torch.cat([belief, embedding], -1))
+        """A row of the filter; ``embedding`` is the row's entry of :meth:`filter_inputs`."""
+        embedded, acted, weights = embedding
+        belief = self._block_gru(state, belief, action, acted, weights)
+        logits = weights.posterior_rest(nn.functional.linear(belief, weights.posterior_belief) + embedded)
         posterior = (logits.unflatten(-1, self.classes),)
         return belief, None, posterior, self._draw(posterior, noise, sample), {}
+
+    def _block_gru(self, state, belief, action, acted, weights: _V3Weights) -> torch.Tensor:
+        """The block GRU's next belief (its ``forward``'s arithmetic; ``acted``: the action's part of
+        its first layer, computed from ``action`` if ``None``)."""
+        rnn = self.transition.rnn
+        if acted is None:
+            acted = rnn.action_projection(_bounded(action)) @ weights.action
+        blocks, block, _ = weights.own_block.shape
+        own = torch.bmm(belief.reshape(-1, blocks, block).transpose(0, 1), weights.own_block)
+        projected = torch.cat([rnn.belief_projection(belief), rnn.state_projection(state)], -1)
+        hidden = projected @ weights.latents + acted + own.transpose(0, 1).reshape(belief.shape) + weights.bias
+        gates = rnn.gates(weights.hidden_rest(hidden)).unflatten(-1, (blocks, 3, block))
+        reset, candidate, update = (gate.flatten(-2) for gate in gates.unbind(-2))
+        candidate = (reset.sigmoid() * candidate).tanh()
+        update = (update - 1.0).sigmoid()  # the block GRU's update bias
+        return update * candidate + (1 - update) * belief
 
     def prior_step(self, state, belief, action, noise, sample):
         belief = self.transition.rnn(state, belief, action)
@@ -360,6 +424,11 @@ class DreamerV3Core(WorldModelCore):
 
     def prior(self, belief: torch.Tensor) -> Params:
         return (self.transition.rnn_to_prior_projector(belief).unflatten(-1, self.classes),)
+
+
+def _bounded(action: torch.Tensor) -> torch.Tensor:
+    """The action as DreamerV3's block GRU reads it: divided by its magnitude where that exceeds 1."""
+    return action / action.detach().abs().clamp_min(1)
 
 
 def run_module(module: TensorDictModuleBase, step: dict, batch: torch.Size) -> dict:
