@@ -49,12 +49,13 @@ def categorical_kl(logits_q: torch.Tensor, logits_p: torch.Tensor, unimix: float
         >>> categorical_kl(torch.zeros(2, 4), torch.zeros(2, 4))
         tensor([0., 0.])
     """
-    log_q, log_p = logits_q.log_softmax(-1), logits_p.log_softmax(-1)
-    if unimix > 0:
-        classes = logits_q.shape[-1]
-        log_q = ((1 - unimix) * log_q.exp() + unimix / classes).log()
-        log_p = ((1 - unimix) * log_p.exp() + unimix / classes).log()
-    return (log_q.exp() * (log_q - log_p)).sum(-1)
+    if unimix == 0:
+        log_q = logits_q.log_softmax(-1)
+        return (log_q.exp() * (log_q - logits_p.log_softmax(-1))).sum(-1)
+    classes = logits_q.shape[-1]
+    q = (1 - unimix) * logits_q.softmax(-1) + unimix / classes
+    p = (1 - unimix) * logits_p.softmax(-1) + unimix / classes
+    return (q * (q.log() - p.log())).sum(-1)
 
 
 def categorical_mode(logits: torch.Tensor) -> torch.Tensor:
