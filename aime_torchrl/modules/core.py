@@ -9,7 +9,9 @@ Every world model of the library runs on a *core*: an object holding its network
 * ``encode(observations, batch_size) -> embedding``;
 * ``filter_step(state, belief, action, embedding, noise, sample) -> (belief', prior, posterior,
   state', outputs)``: the transition and the posterior (``prior``: the prior's parameters when the
-  transition computes them, as DreamerV3's does, else ``None``);
+  transition computes them, else ``None``), ``embedding`` being the row's entry of
+  ``filter_inputs(embeddings, actions)`` (the row's embedding, or what the core computed for the
+  whole window before the loop);
 * ``prior_step(state, belief, action, noise, sample) -> (belief', prior, state')``: a step of imagination;
 * ``prior(belief) -> params``: the prior, batched over a window after the loop;
 * ``decode(belief, state) -> {sensor: (loc, scale)}``: the decoders' Gaussians;
