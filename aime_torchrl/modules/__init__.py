@@ -9,6 +9,7 @@ from aime_torchrl.modules.discriminator import AdversarialReward, make_adversari
 from aime_torchrl.modules.dynamics_ensemble import DynamicsEnsemble, make_dynamics_ensemble
 from aime_torchrl.modules.filter_actor import FilteringActor
 from aime_torchrl.modules.fused_filter import fused_observe, FusedRSSMFilter
+from aime_torchrl.modules.fused_v3_filter import fused_v3_observe, FusedV3Filter
 from aime_torchrl.modules.imagination import make_imagination_env, make_reward_model, PriorStep
 from aime_torchrl.modules.frozen_view import frozen, FrozenView
 from aime_torchrl.modules.frame_stack import frame_stack_transform, FrameStackMLP, make_stack_module, stack_window
@@ -43,6 +44,8 @@ __all__ = [
     "FrozenView",
     "FusedRSSMFilter",
     "fused_observe",
+    "FusedV3Filter",
+    "fused_v3_observe",
     "GaussianHead",
     "GaussianMLPDecoder",
     "LATENT_ACTION_KEYS",

@@ -42,6 +42,7 @@ from tensordict.utils import NestedKey, unravel_key
 from torch import nn
 
 from aime_torchrl.modules.fused_filter import fusable, fusable_policy, fused_observe
+from aime_torchrl.modules.fused_v3_filter import fusable_v3, fused_v3_observe
 from aime_torchrl.modules.keys import LatentKeys
 from aime_torchrl.modules.latent import CategoricalLatent, GaussianLatent, LatentDistribution, Params
 from aime_torchrl.modules.policy import TensorActor
@@ -377,22 +378,61 @@ class DreamerV3Core(WorldModelCore):
     encode = RSSMCore.encode
     decode = RSSMCore.decode
 
-    def filter_inputs(self, embeddings, actions):
-        """Each row's ``(embedding part, action part, weights)``: the posterior's first layer on the
-        row's embedding (with its bias), the block GRU's first layer on the projection of the data's
-        action (``None`` where an actor acts), and the window's :class:`_V3Weights`."""
+    @property
+    def fused(self) -> bool:
+        """Whether :meth:`observe` may run :class:`~aime_torchrl.modules.fused_v3_filter.FusedV3Filter`
+        (TorchRL's modules as :func:`~aime_torchrl.modules.fused_v3_filter.fusable_v3` knows them)."""
+        if "_fusable" not in self.__dict__:
+            self._fusable = fusable_v3(self.transition, self.posterior)
+        return self._fusable
+
+    @fused.setter
+    def fused(self, value: bool) -> None:  # False: the generic loop (as RSSMCore.fused)
+        self._fusable = bool(value) and fusable_v3(self.transition, self.posterior)
+
+    def observe(self, embeddings, actions, *, state=None, belief=None, noise=None, sample=True, actor=None):
+        """The generic loop's rows; in eager mode without autocast, sampling, with no actor or a policy
+        of :func:`~aime_torchrl.modules.make_policy` acting, computed by
+        :class:`~aime_torchrl.modules.fused_v3_filter.FusedV3Filter` (the same arithmetic, faster)."""
+        acting = actor is not None
+        if (torch.compiler.is_compiling() or torch.is_autocast_enabled(embeddings.device.type) or not sample
+                or not self.fused or acting and not (
+                    isinstance(actor, TensorActorSteps) and actions.shape[-2] > 1
+                    and fusable_policy(actor.policy, self.keys.belief, self.keys.state))):
+            return super().observe(embeddings, actions, state=state, belief=belief, noise=noise, sample=sample,
+                                   actor=actor)
+        if state is None or belief is None:
+            state, belief = self.initial(embeddings.select(embeddings.ndim - 2, 0))
+        if noise is None:
+            noise = self.draw_noise(actions.select(actions.ndim - 2, 0), actions.shape[-2])
+        return fused_v3_observe(self, embeddings, actions, state, belief, noise,
+                                *((actor.policy, actor.noise) if acting else ()))
+
+    def filter_weights(self) -> _V3Weights:
+        """The window's :class:`_V3Weights` (views of the parameters: gradients flow back to them)."""
         rnn, head = self.transition.rnn, self.posterior.obs_rnn_to_post_projector
         block_linear = rnn.hidden_layers[0]
         blocks, block_in, block = block_linear.weight.shape
         features = block_linear.weight[:, block:].transpose(0, 1).reshape(block_in - block, blocks * block)
         projection = features.shape[0] // 3  # [belief's, state's, action's projections] in the GRU's order
-        weights = _V3Weights(features[:2 * projection], features[2 * projection:], block_linear.weight[:, :block],
-                             block_linear.bias, rnn.hidden_layers[1:], head[0].weight[:, :self.belief_dim], head[1:])
+        return _V3Weights(features[:2 * projection], features[2 * projection:], block_linear.weight[:, :block],
+                          block_linear.bias, rnn.hidden_layers[1:], head[0].weight[:, :self.belief_dim], head[1:])
+
+    def action_features(self, actions: torch.Tensor) -> torch.Tensor:
+        """The block GRU's projection of ``actions`` (bounded as DreamerV3 bounds them)."""
+        return self.transition.rnn.action_projection(_bounded(actions))
+
+    def filter_inputs(self, embeddings, actions):
+        """Each row's ``(embedding part, action part, weights)``: the posterior's first layer on the
+        row's embedding (with its bias), the block GRU's first layer on the projection of the data's
+        action (``None`` where an actor acts), and the window's :class:`_V3Weights`."""
+        head = self.posterior.obs_rnn_to_post_projector
+        weights = self.filter_weights()
         embedded = nn.functional.linear(embeddings, head[0].weight[:, self.belief_dim:], head[0].bias)
         time_dim = embeddings.ndim - 2
         acted = [None] * embeddings.shape[time_dim]
         if actions is not None:
-            acted = (rnn.action_projection(_bounded(actions)) @ weights.action).unbind(time_dim)
+            acted = (self.action_features(actions) @ weights.action).unbind(time_dim)
         return [(e, a, weights) for e, a in zip(embedded.unbind(time_dim), acted)]
 
     def filter_step(self, state, belief, action, embedding, noise, sample):
@@ -408,7 +448,7 @@ class DreamerV3Core(WorldModelCore):
         its first layer, computed from ``action`` if ``None``)."""
         rnn = self.transition.rnn
         if acted is None:
-            acted = rnn.action_projection(_bounded(action)) @ weights.action
+            acted = self.action_features(action) @ weights.action
         blocks, block, _ = weights.own_block.shape
         own = torch.bmm(belief.reshape(-1, blocks, block).transpose(0, 1), weights.own_block)
         projected = torch.cat([rnn.belief_projection(belief), rnn.state_projection(state)], -1)

@@ -16,6 +16,8 @@ only, so no code path branches on which one it is.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from tensordict.utils import NestedKey
 
@@ -49,13 +51,27 @@ def categorical_kl(logits_q: torch.Tensor, logits_p: torch.Tensor, unimix: float
         >>> categorical_kl(torch.zeros(2, 4), torch.zeros(2, 4))
         tensor([0., 0.])
     """
+    (q, log_q), (_, log_p) = _mixed(logits_q, unimix), _mixed(logits_p, unimix)
+    return (q * (log_q - log_p)).sum(-1)
+
+
+def _mixed(logits: torch.Tensor, unimix: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The probabilities of ``logits [..., K]`` mixed with ``unimix`` of the uniform, and their log."""
     if unimix == 0:
-        log_q = logits_q.log_softmax(-1)
-        return (log_q.exp() * (log_q - logits_p.log_softmax(-1))).sum(-1)
-    classes = logits_q.shape[-1]
-    q = (1 - unimix) * logits_q.softmax(-1) + unimix / classes
-    p = (1 - unimix) * logits_p.softmax(-1) + unimix / classes
-    return (q * (q.log() - p.log())).sum(-1)
+        log_probs = logits.log_softmax(-1)
+        return log_probs.exp(), log_probs
+    probs = (1 - unimix) * logits.softmax(-1) + unimix / logits.shape[-1]
+    return probs, probs.log()
+
+
+def balanced_terms(kl: Callable[[Params, Params], torch.Tensor], posterior: Params, prior: Params,
+                   balance: float | None) -> list[tuple[float, torch.Tensor]]:
+    """The weighted terms of KL balancing: ``[(1, KL(q || p))]``, or with ``balance = alpha``
+    ``[(alpha, KL(sg(q) || p)), (1 - alpha, KL(q || sg(p)))]`` (each of the value of ``KL(q || p)``)."""
+    if balance is None:
+        return [(1.0, kl(posterior, prior))]
+    detached = (tuple(p.detach() for p in posterior), tuple(p.detach() for p in prior))
+    return [(balance, kl(detached[0], prior)), (1 - balance, kl(posterior, detached[1]))]
 
 
 def categorical_mode(logits: torch.Tensor) -> torch.Tensor:
@@ -88,6 +104,10 @@ class GaussianLatent:
 
     def kl(self, posterior: Params, prior: Params) -> torch.Tensor:
         return gaussian_kl(*posterior, *prior)
+
+    def balanced_kl(self, posterior: Params, prior: Params, balance: float | None) -> list[tuple[float, torch.Tensor]]:
+        """The weighted terms of KL balancing (:func:`balanced_terms`)."""
+        return balanced_terms(self.kl, posterior, prior, balance)
 
     def mode(self, params: Params) -> torch.Tensor:
         return params[0]
@@ -138,6 +158,15 @@ class CategoricalLatent:
 
     def kl(self, posterior: Params, prior: Params) -> torch.Tensor:
         return categorical_kl(posterior[0], prior[0], self.unimix)
+
+    def balanced_kl(self, posterior: Params, prior: Params, balance: float | None) -> list[tuple[float, torch.Tensor]]:
+        """The weighted terms of KL balancing (:func:`balanced_terms`), both from one computation of
+        the mixed probabilities and their logs."""
+        if balance is None:
+            return [(1.0, self.kl(posterior, prior))]
+        (q, log_q), (_, log_p) = _mixed(posterior[0], self.unimix), _mixed(prior[0], self.unimix)
+        return [(balance, (q.detach() * (log_q.detach() - log_p)).sum(-1)),
+                (1 - balance, (q * (log_q - log_p.detach())).sum(-1))]
 
     def mode(self, params: Params) -> torch.Tensor:
         return categorical_mode(params[0])

@@ -51,12 +51,9 @@ def _balanced_terms(
 ) -> list[tuple[float, torch.Tensor]]:
     """The weighted KL terms of balancing: ``[(1, KL(q || p))]``, or with ``balance = alpha``
     ``[(alpha, KL(sg(q) || p)), (1 - alpha, KL(q || sg(p)))]``."""
-    if balance is None:
-        return [(1.0, latent.kl(posterior, prior))]
-    if not 0.0 <= balance <= 1.0:
+    if balance is not None and not 0.0 <= balance <= 1.0:
         raise ValueError(f"kl_balance must be in [0, 1] or None, got {balance}.")
-    detached = (tuple(p.detach() for p in posterior), tuple(p.detach() for p in prior))
-    return [(balance, latent.kl(detached[0], prior)), (1 - balance, latent.kl(posterior, detached[1]))]
+    return latent.balanced_kl(posterior, prior, balance)
 
 
 def free_nats_kl(kl: torch.Tensor, nats: float) -> torch.Tensor:
@@ -114,7 +111,7 @@ def latent_kl(
         latent = make_latent(latent, unimix)
     terms = _balanced_terms(latent, posterior, prior, balance)
     if latent.free_nats_per_term:
-        value = latent.kl(posterior, prior).detach().sum(-1)
+        value = terms[0][1].detach().sum(-1)  # every term's value is KL(q || p)
         return value, sum(weight * free_nats_kl(kl, free_nats).sum(-1) for weight, kl in terms)
     kl = sum(weight * kl for weight, kl in terms)  # [*B, T, D]
     return kl.detach().sum(-1), free_nats_kl(kl, free_nats).sum(-1)

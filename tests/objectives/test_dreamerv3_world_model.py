@@ -110,6 +110,7 @@ def test_the_tensor_core_is_torchrl_s_modules_step_by_step():
     forward, given the same draws (the posterior's uniforms are Phi of the core's standard normal noise)."""
     wm = v3_world_model(unimix=0.01).double()  # float64 (TorchRL's RMS norm computes in float32: 1e-5)
     core = wm.core
+    core.fused = False  # the loop of filter_step; the fused node equals it (tests/modules/test_fused_v3_filter.py)
     batch, time = 3, 6
     embeddings = torch.randn(batch, time, core.encoder.embedding_dim, dtype=torch.float64)
     actions = torch.rand(batch, time, 2, dtype=torch.float64) * 2 - 1
