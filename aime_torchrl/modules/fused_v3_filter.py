@@ -126,20 +126,22 @@ class FusedV3Filter(torch.autograd.Function):
 
         p_inputs: list[list[torch.Tensor]] = [[] for _ in range(policy[1] if policy else 0)]
         beliefs, states, logits_rows = [], [], []
+        w_lat_belief, w_lat_state = w_lat.split(w_bp.shape[0])
+        acted_rows, post_rows, uniform_rows = acted_in.unbind(0), post_in.unbind(0), uniform.unbind(0)
+        noise_rows = action_noise.unbind(0) if policy is not None else ()
         for t in range(steps):
             keep(state=state, belief=belief)
             pb, pb_pre, pb_normed, pb_inv = _norm_silu(torch.addmm(b_bp, belief, w_bp.t()), n_bp)
             ps, ps_pre, ps_normed, ps_inv = _norm_silu(torch.addmm(b_sp, state, w_sp.t()), n_sp)
-            features = torch.cat([pb, ps], -1)
-            x = torch.addmm(acted_in[t], features, w_lat) + _blocks(belief, own)
-            keep(features=features, pb_pre=pb_pre, pb_normed=pb_normed, pb_inv=pb_inv,
+            x = torch.addmm(torch.addmm(acted_rows[t], pb, w_lat_belief), ps, w_lat_state) + _blocks(belief, own)
+            keep(pb=pb, ps=ps, pb_pre=pb_pre, pb_normed=pb_normed, pb_inv=pb_inv,
                  ps_pre=ps_pre, ps_normed=ps_normed, ps_inv=ps_inv)
             if policy is not None:  # acts from the previous latents
                 latents = torch.cat([belief, state] if belief_first else [state, belief], -1)
                 out = _pair_forward(torch.addmm(p_bias, latents, p_first.t()), p_layers, p_inputs)
                 loc, p_raw = out[0], out[1]
                 scale = F.softplus(p_raw) + p_min_std
-                action = torch.addcmul(loc, scale, action_noise[t]).tanh().clamp(-limit, limit)
+                action = torch.addcmul(loc, scale, noise_rows[t]).tanh().clamp(-limit, limit)
                 if t:
                     pa, pa_pre, pa_normed, pa_inv = _norm_silu(torch.addmm(b_a, action, w_a.t()), n_a)
                     x = torch.addmm(x, pa, w_act)
@@ -153,11 +155,11 @@ class FusedV3Filter(torch.autograd.Function):
             reset, update = reset.sigmoid(), (update - 1.0).sigmoid()  # the block GRU's update bias
             candidate_out = (reset * candidate).tanh()
             belief = update * candidate_out + (1 - update) * belief
-            q, q_pre, q_normed, q_inv = _norm_silu(torch.addmm(post_in[t], belief, w_pb.t()), n_post)
+            q, q_pre, q_normed, q_inv = _norm_silu(torch.addmm(post_rows[t], belief, w_pb.t()), n_post)
             logits = torch.addmm(b_post, q, w_post.t())
             probs = logits.view(batch, cats, classes).softmax(-1)
             mixed = (1 - unimix) * probs + unimix / classes if unimix > 0 else probs
-            index = (uniform[t].unsqueeze(-1) > mixed.cumsum(-1)).sum(-1, keepdim=True).clamp_max(classes - 1)
+            index = (uniform_rows[t].unsqueeze(-1) > mixed.cumsum(-1)).sum(-1, keepdim=True).clamp_max(classes - 1)
             one_hot = torch.zeros_like(mixed).scatter_(-1, index, 1.0)
             state = (mixed + (one_hot - mixed)).flatten(1)
             keep(y=y, h_pre=h_pre, h_normed=h_normed, h_inv=h_inv, reset=reset, candidate=candidate,
@@ -204,44 +206,49 @@ class FusedV3Filter(torch.autograd.Function):
             for name, value in values.items():
                 grads.setdefault(name, []).append(value)
 
+        r = {name: value.unbind(0) for name, value in s.items()}  # row views, made at once
+        g_belief, g_state, g_logits = g_belief.unbind(0), g_state.unbind(0), g_logits.unbind(0)
+        if policy is not None:
+            g_action_out, g_loc_out, g_scale_out = (x.unbind(0) for x in (g_action_out, g_loc_out, g_scale_out))
+            noise_rows, p_input_rows = action_noise.unbind(0), [x.unbind(0) for x in p_inputs]
         for t in reversed(range(steps)):
-            probs = s["probs"][t]
+            probs = r["probs"][t]
             g_probs = (g_state[t] + d_state).view(batch, cats, classes) * (1 - unimix)
             g_logit = g_logits[t] + (probs * (g_probs - (g_probs * probs).sum(-1, keepdim=True))).flatten(1)
-            g_q1, g_q_pre = _norm_silu_backward(g_logit @ w_post, s["q_pre"][t], s["q_normed"][t], s["q_inv"][t], n_post)
+            g_q1, g_q_pre = _norm_silu_backward(g_logit @ w_post, r["q_pre"][t], r["q_normed"][t], r["q_inv"][t], n_post)
             g_h = torch.addmm(g_belief[t] + d_belief, g_q1, w_pb)
             # the gated update, backward
-            update, c_out, reset, candidate = s["update"][t], s["candidate_out"][t], s["reset"][t], s["candidate"][t]
-            prev_belief = s["belief"][t]
+            update, c_out, reset, candidate = r["update"][t], r["candidate_out"][t], r["reset"][t], r["candidate"][t]
+            prev_belief = r["belief"][t]
             g_update = g_h * (c_out - prev_belief) * update * (1 - update)
             g_c = g_h * update * (1 - c_out * c_out)
             g_candidate = g_c * reset
             g_reset = g_c * candidate * reset * (1 - reset)
             g_gates = torch.stack([g.view(batch, own.shape[0], -1) for g in (g_reset, g_candidate, g_update)], 2)
             g_gates = g_gates.reshape(batch, -1)
-            g_x, g_h_pre = _norm_silu_backward(_blocks(g_gates, w_gates.transpose(1, 2)), s["h_pre"][t],
-                                               s["h_normed"][t], s["h_inv"][t], n_hidden)
+            g_x, g_h_pre = _norm_silu_backward(_blocks(g_gates, w_gates.transpose(1, 2)), r["h_pre"][t],
+                                               r["h_normed"][t], r["h_inv"][t], n_hidden)
             g_features = g_x @ w_lat.t()
-            g_zb, g_pb_pre = _norm_silu_backward(g_features[:, :width], s["pb_pre"][t], s["pb_normed"][t],
-                                                 s["pb_inv"][t], n_bp)
-            g_zs, g_ps_pre = _norm_silu_backward(g_features[:, width:], s["ps_pre"][t], s["ps_normed"][t],
-                                                 s["ps_inv"][t], n_sp)
+            g_zb, g_pb_pre = _norm_silu_backward(g_features[:, :width], r["pb_pre"][t], r["pb_normed"][t],
+                                                 r["pb_inv"][t], n_bp)
+            g_zs, g_ps_pre = _norm_silu_backward(g_features[:, width:], r["ps_pre"][t], r["ps_normed"][t],
+                                                 r["ps_inv"][t], n_sp)
             d_belief = torch.addmm(g_h * (1 - update) + _blocks(g_x, own.transpose(1, 2)), g_zb, w_bp)
             d_state = g_zs @ w_sp
             keep(logit=g_logit, q1=g_q1, q_pre=g_q_pre, gates=g_gates, x=g_x, h_pre=g_h_pre, zb=g_zb,
                  pb_pre=g_pb_pre, zs=g_zs, ps_pre=g_ps_pre)
             if policy is not None:  # the policy at row t acted from the same previous latents
-                a_t = s["action"][t]
+                a_t = r["action"][t]
                 if t:
-                    g_za, g_pa_pre = _norm_silu_backward(g_x @ w_act.t(), s["pa_pre"][t - 1], s["pa_normed"][t - 1],
-                                                         s["pa_inv"][t - 1], n_a)
+                    g_za, g_pa_pre = _norm_silu_backward(g_x @ w_act.t(), r["pa_pre"][t - 1], r["pa_normed"][t - 1],
+                                                         r["pa_inv"][t - 1], n_a)
                     keep(za=g_za, pa_pre=g_pa_pre)
                     g_pre = (g_action_out[t] + g_za @ w_a) * (1 - a_t * a_t) * (a_t.abs() < limit)
                 else:
                     g_pre = torch.zeros_like(a_t)
                 g_loc = g_loc_out[t] + g_pre
-                g_p_raw = torch.addcmul(g_scale_out[t], g_pre, action_noise[t]) * torch.sigmoid(s["p_raw"][t])
-                g_px = _pair_backward(torch.stack([g_loc, g_p_raw]), p_layers, [x[t] for x in p_inputs], p_grads)
+                g_p_raw = torch.addcmul(g_scale_out[t], g_pre, noise_rows[t]) * torch.sigmoid(r["p_raw"][t])
+                g_px = _pair_backward(torch.stack([g_loc, g_p_raw]), p_layers, [x[t] for x in p_input_rows], p_grads)
                 keep(p_first=g_px)
                 g_latents = g_px @ p_first
                 state_dim = d_state.shape[-1]
@@ -257,7 +264,7 @@ class FusedV3Filter(torch.autograd.Function):
             lambda: _norm_weight_grad(g["pb_pre"], s["pb_normed"], n_bp),
             lambda: flat(g["zs"]).t() @ flat(s["state"]), lambda: g["zs"].sum((0, 1)),
             lambda: _norm_weight_grad(g["ps_pre"], s["ps_normed"], n_sp),
-            lambda: flat(s["features"]).t() @ flat(g["x"]),
+            lambda: flat(torch.cat([s["pb"], s["ps"]], -1)).t() @ flat(g["x"]),
             lambda: _blocks_weight_grad(s["belief"], g["x"], blocks),
             lambda: _norm_weight_grad(g["h_pre"], s["h_normed"], n_hidden),
             lambda: _blocks_weight_grad(s["y"], g["gates"], blocks), lambda: g["gates"].sum((0, 1)),
