@@ -170,7 +170,7 @@ def main() -> None:
                                                  device=device, **sizes)
         if hasattr(world_model.core, "fused"):  # our RSSM's core
             world_model.core.fused &= args.filter == "fused"
-        nll = "dim_wise" if args.variant == "rssm" else "none"
+        nll = "dim_wise" if args.variant in ("rssm", "dreamerv3") else "none"  # the presets' learned-std decoders
         policy = make_policy(world_model.state_dim, world_model.belief_dim, ACTION_DIM, hidden=args.hidden, device=device)
         phases.append(("phase1", WorldModelLoss(world_model, nll_reweight=nll, compile=compile_),
                        list(world_model.parameters())))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 import statistics
 import sys
@@ -76,6 +77,9 @@ def plot_diagnostics(runs: list[dict], path: Path) -> None:
 
 
 def mean_std(values: list[float], digits: int = 1) -> str:
+    values = [v for v in values if not math.isnan(v)]  # e.g. no wall time for a run made elsewhere
+    if not values:
+        return "-"
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
     return f"{statistics.mean(values):.{digits}f} +- {statistics.pstdev(values):.{digits}f}"

@@ -41,10 +41,14 @@ WORLD_MODEL_PRESETS: dict[str, dict] = {
     ),
     # TorchRL's DreamerV3 RSSM (RSSMPriorV3 with its block GRU, RSSMPosteriorV3): categorical latents
     # (categoricals x classes, straight-through samples, 1 % unimix); small sizes for a CPU. The
-    # encoders and decoders are this package's (vector MLPs, the reference's 64x64 conv nets).
+    # encoders and decoders are this package's (vector MLPs, the reference's 64x64 conv nets). Two
+    # changes for AIME, which infers actions from how much the ELBO depends on them: decoders that
+    # learn their std (DreamerV3's are fixed) and no RMS norm after the block GRU's action projection
+    # (it leaves only the action's direction to the belief); with TorchRL's modules as they are
+    # (learn_std=False, action_norm=True) AIME does not imitate (docs/dreamerv3).
     "dreamerv3": dict(
         belief_dim=256, hidden=256, categoricals=16, classes=16, blocks=8, unimix=0.01, layers=2,
-        activation=nn.SiLU, norm=True, vector_encoder=256, learn_std=False, action_norm=True,
+        activation=nn.SiLU, norm=True, vector_encoder=256, learn_std=True, action_norm=False,
     ),
 }
 
@@ -432,8 +436,9 @@ def _drop_action_norm(prior: nn.Module) -> None:
     projection = getattr(getattr(prior, "rnn", None), "action_projection", None)
     if not (isinstance(projection, nn.Sequential) and len(projection) == 3 and isinstance(projection[0], nn.Linear)):
         raise TypeError(
-            "world_model.action_norm=false expects TorchRL's RSSMPriorV3 block GRU with rnn.action_projection = "
-            f"(Linear, norm, activation); this TorchRL has {projection!r}. Set world_model.action_norm=true."
+            "world_model.action_norm=false (the dreamerv3 preset's default) expects TorchRL's RSSMPriorV3 block GRU "
+            f"with rnn.action_projection = (Linear, norm, activation); this TorchRL has {projection!r}. Set "
+            "world_model.action_norm=true (AIME then infers the actions' direction only)."
         )
     projection[1] = nn.Identity()
 
