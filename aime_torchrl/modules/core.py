@@ -338,7 +338,9 @@ class DreamerV3Core(WorldModelCore):
     the whole window before the loop (:meth:`filter_inputs`), the block GRU's first layer as one GEMM
     on the projections and a small batched one on each block's own belief instead of a GEMM on the
     projections repeated for every block. A test holds it equal to the modules' own ``forward``;
-    imagination (:meth:`prior_step`) calls that ``forward``.
+    imagination (:meth:`prior_step`) calls that ``forward``. In eager mode :meth:`observe` runs the
+    same arithmetic as one autograd node with its own backward
+    (:class:`~aime_torchrl.modules.fused_v3_filter.FusedV3Filter`) where it recognises the modules.
 
     Args and keyword args as :class:`RSSMCore`'s, ``transition``/``posterior`` being TorchRL's
     modules (there is no separate prior), and ``unimix`` (the modules' uniform mixture).
