@@ -13,6 +13,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from aime_torchrl.modules import make_decoder
+from aime_torchrl.modules.latent import balanced_terms, CategoricalLatent
 from aime_torchrl.objectives import balanced_kl, elbo_terms, free_nats_kl, gaussian_kl
 from conftest import make_window
 
@@ -49,6 +50,28 @@ def test_kl_balance_splits_gradients():
     assert mp.grad.item() == pytest.approx(0.8 * -0.5)
     with pytest.raises(ValueError, match="kl_balance"):
         balanced_kl(mq, sq, mp, sp, balance=1.5)
+
+
+@pytest.mark.parametrize("unimix", [0.0, 0.01])
+def test_categorical_kl_balance_shares_one_computation_with_the_same_gradients(unimix):
+    """CategoricalLatent.balanced_kl (one softmax and log of each side) gives the generic detached
+    terms' values and gradients."""
+    latent = CategoricalLatent(unimix)
+    torch.manual_seed(0)
+    q, p = torch.randn(3, 4, 5, dtype=torch.float64), torch.randn(3, 4, 5, dtype=torch.float64)
+    grads = []
+    for terms in (latent.balanced_kl, lambda *a: balanced_terms(latent.kl, *a)):
+        q_, p_ = q.clone().requires_grad_(), p.clone().requires_grad_()
+        out = terms((q_,), (p_,), 0.8)
+        weights = torch.linspace(0.5, 2, 12, dtype=torch.float64).view(3, 4)
+        sum(w * (kl * weights).sum() for w, kl in out).backward()
+        grads.append((q_.grad, p_.grad, [kl.detach() for _, kl in out]))
+    (gq, gp, values), (gq_ref, gp_ref, values_ref) = grads
+    torch.testing.assert_close(gq, gq_ref)
+    torch.testing.assert_close(gp, gp_ref)
+    for a, b in zip(values, values_ref):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(values[0], latent.kl((q,), (p,)))
 
 
 class _Constant(nn.Module):
