@@ -153,6 +153,7 @@ def study(cfg: DictConfig, out: Path) -> None:
         futures = {
             folder: pool.submit(run_job, command, folder, "results.json")
             for command, folder in jobs
+            if folder in todo  # a finished run is not started again (its stdout.log stays)
         }
         for folder, future in futures.items():
             wall = future.result()

@@ -183,6 +183,9 @@ def test_imitation_study_runs_variants_skips_done_runs_and_reports_diagnostics(d
     table = (tmp_path / "docs" / "table.md").read_text()
     assert "| quick | random -> stand | 0 |" in table and "| phase2_more | random -> stand | 0 |" in table
     assert (tmp_path / "docs" / "figure.png").is_file() and (tmp_path / "docs" / "diagnostics.png").is_file()
+    log = out / "cells" / "quick" / "random-stand-seed0" / "stdout.log"
+    first_log = log.read_text()
     again = subprocess.run(args[:4] + ["run=[quick]"] + args[5:], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "1 runs, 1 already done" in again.stdout
+    assert log.read_text() == first_log  # the finished run was not started again
     assert "| phase2_more |" in (out / "table.md").read_text()  # the report keeps every run found
