@@ -170,7 +170,7 @@ class FusedV3Filter(torch.autograd.Function):
             logits_rows.append(logits)
         beliefs = torch.stack(beliefs)
         names = sorted(saved)
-        ctx.spec, ctx.names, ctx.p_count = spec, names, len(p_inputs)
+        ctx.spec, ctx.names = spec, names
         ctx.save_for_backward(
             beliefs, w_bp, g_bp, w_sp, g_sp, w_lat, own, g_hidden, w_gates, w_pb, g_post, w_post,
             *(torch.stack(saved[name]) for name in names), *(torch.stack(x) for x in p_inputs),
