@@ -69,3 +69,19 @@ def small_world_model(dims: dict | None = None, action_dim: int = 2, device="cpu
     return RSSMWorldModel.from_config(
         {"observation": 4} if dims is None else dims, action_dim, device=device, **kwargs
     )
+
+
+def filter_rows_and_grads(model, observe, observations, actions, *others, extra_loss, **kwargs):
+    """``observe(core, embeddings, actions, **kwargs)``'s rows of ``model`` and the parameter gradients
+    of ``model`` and ``others`` (by ``"<i>.<name>"``) for a loss on every row: fixed weights on the
+    latents plus ``extra_loss(rows)`` (the posterior, the actions, the actor's outputs)."""
+    for module in (model, *others):
+        module.zero_grad()
+    core = model.core
+    embeddings = core.encode({"observation": observations}, actions.shape[:-1])
+    rows = observe(core, embeddings, actions, **kwargs)
+    weights = {key: torch.linspace(-1, 1, rows[key].numel(), dtype=rows[key].dtype).view_as(rows[key])
+               for key in ("state", "belief", "next_state", "next_belief")}
+    (sum((rows[key] * w).sum() for key, w in weights.items()) + extra_loss(rows)).backward()
+    named = [(f"{i}.{name}", p) for i, m in enumerate((model, *others)) for name, p in m.named_parameters()]
+    return rows, {name: p.grad.clone() for name, p in named if p.grad is not None}

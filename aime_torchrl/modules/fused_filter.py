@@ -321,7 +321,7 @@ def fused_observe(
     """
     gru = transition.gru
     state_dim, belief_dim = state.shape[-1], belief.shape[-1]
-    batch_shape, steps = actions.shape[:-2], actions.shape[-2]
+    steps = actions.shape[-2]
     time_major = lambda x: x.reshape(-1, steps, x.shape[-1]).transpose(0, 1)  # noqa: E731
     w_action = gru.weight_ih[:, state_dim:]
     data_actions = actions if policy is None else torch.cat([actions[..., :1, :], torch.zeros_like(actions[..., 1:, :])], -2)
@@ -331,36 +331,54 @@ def fused_observe(
     hidden_in = time_major(F.linear(embeddings, first_weight[:, belief_dim:], torch.cat([mean[0].bias, std[0].bias])))
     state0, belief0 = state.reshape(-1, state_dim), belief.reshape(-1, belief_dim)
     noise = torch.zeros_like(gates_in[..., :state_dim]) if noise is None else time_major(torch.stack(list(noise), -2))
-    spec, extra = (posterior.min_std, len(mean) - 1, None), []
+    policy_spec, extra = None, []
     if policy is not None:
-        net = policy.module[0].module
-        p_mean, p_std = _linears(net.mean), _linears(net.std)
-        limit = 1.0 - torch.finfo(actions.dtype).resolution
-        belief_first = unravel_key(policy.feature_keys[0]) == unravel_key(belief_key)
-        spec = (*spec[:2], (net.min_std, len(p_mean) - 1, limit, belief_first))
-        if policy_noise is None:
-            policy_noise = [torch.randn_like(actions[..., 0, :]) for _ in range(steps)]
-        extra = [w_action, time_major(torch.stack(list(policy_noise), -2)),
-                 torch.cat([p_mean[0].weight, p_std[0].weight]), torch.cat([p_mean[0].bias, p_std[0].bias]),
-                 *_stacked(p_mean, p_std)]
+        policy_spec, policy_inputs = policy_in_filter(policy, actions, belief_key, policy_noise, time_major)
+        extra = [w_action, *policy_inputs]
     outputs = FusedRSSMFilter.apply(
-        spec, gates_in, hidden_in, noise, state0, belief0, gru.weight_ih[:, :state_dim], gru.weight_hh, gru.bias_hh,
-        first_weight[:, :belief_dim], *_stacked(mean, std), *extra,
+        (posterior.min_std, len(mean) - 1, policy_spec), gates_in, hidden_in, noise, state0, belief0,
+        gru.weight_ih[:, :state_dim], gru.weight_hh, gru.bias_hh, first_weight[:, :belief_dim], *_stacked(mean, std),
+        *extra,
     )
-    batch_major = lambda x: x.transpose(0, 1).reshape(*batch_shape, steps, x.shape[-1])  # noqa: E731
-    next_belief, next_state, means, stds = (batch_major(x) for x in outputs[:4])
+    return filter_rows(outputs[:2], outputs[2:4], outputs[4:], state, belief, actions, policy)
+
+
+def policy_in_filter(policy: nn.Module, actions: torch.Tensor, belief_key: object,
+                     policy_noise: Sequence[torch.Tensor] | None, time_major) -> tuple[tuple, list[torch.Tensor]]:
+    """A :func:`fusable_policy`'s part of a fused filter's inputs: its spec ``(min_std, further layers,
+    tanh limit, belief_first)`` and its tensors (its noise time-major, drawn if ``None``; its mean and std
+    MLPs' first layers and biases side by side; their further layers stacked by pairs)."""
+    net = policy.module[0].module
+    p_mean, p_std = _linears(net.mean), _linears(net.std)
+    limit = 1.0 - torch.finfo(actions.dtype).resolution
+    belief_first = unravel_key(policy.feature_keys[0]) == unravel_key(belief_key)
+    if policy_noise is None:
+        policy_noise = [torch.randn_like(actions[..., 0, :]) for _ in range(actions.shape[-2])]
+    tensors = [time_major(torch.stack(list(policy_noise), -2)), torch.cat([p_mean[0].weight, p_std[0].weight]),
+               torch.cat([p_mean[0].bias, p_std[0].bias]), *_stacked(p_mean, p_std)]
+    return (net.min_std, len(p_mean) - 1, limit, belief_first), tensors
+
+
+def filter_rows(latents: Sequence[torch.Tensor], posterior: Sequence[torch.Tensor], acting: Sequence[torch.Tensor],
+                state: torch.Tensor, belief: torch.Tensor, actions: torch.Tensor, policy: nn.Module | None) -> dict:
+    """:meth:`~aime_torchrl.modules.core.WorldModelCore.observe`'s rows from a fused filter's time-major
+    outputs: ``latents`` (beliefs, states), the ``posterior``'s parameters and, with a ``policy``,
+    ``acting`` (its actions, locs and scales; row 0 keeps the data's action)."""
+    batch_shape, steps = actions.shape[:-2], actions.shape[-2]
+    batch_major = lambda x: x.transpose(0, 1).reshape(*batch_shape, steps, *x.shape[2:])  # noqa: E731
+    next_belief, next_state = (batch_major(x) for x in latents)
     rows = {
         "state": torch.cat([state.unsqueeze(-2), next_state[..., :-1, :]], -2),
         "belief": torch.cat([belief.unsqueeze(-2), next_belief[..., :-1, :]], -2),
         "action": actions,
         "next_belief": next_belief,
         "next_state": next_state,
-        "posterior": (means, stds),
+        "posterior": tuple(batch_major(x) for x in posterior),
         "prior": None,
         "outputs": {},
     }
     if policy is not None:
-        acted, loc, scale = (batch_major(x) for x in outputs[4:])
+        acted, loc, scale = (batch_major(x) for x in acting)
         rows["action"] = torch.cat([actions[..., :1, :], acted[..., 1:, :]], -2)
         rows["outputs"] = dict(zip(policy.written[1:], (loc, scale)))
     return rows

@@ -27,16 +27,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from tensordict.utils import unravel_key
 from torch import nn
 from torch.nn import functional as F
 
 from aime_torchrl.modules.fused_filter import (
-    _linears,
     _pair_backward,
     _pair_forward,
     _pair_weight_grads,
-    _stacked,
+    filter_rows,
+    policy_in_filter,
 )
 
 _Norm = tuple[torch.Tensor, float] | None  # an RMS norm's (weight, eps), None for no norm
@@ -370,41 +369,18 @@ def fused_v3_observe(
     action_norm = rnn.action_projection[1]
     eps = tuple(m.eps for m in (rnn.belief_projection[1], rnn.state_projection[1], rnn.hidden_layers[1], head[1]))
     eps += (getattr(action_norm, "eps", None),)
-    spec, extra = (eps, core.latent.unimix, core.classes, None), []
+    policy_spec, extra = None, []
     if policy is not None:
-        net = policy.module[0].module
-        p_mean, p_std = _linears(net.mean), _linears(net.std)
-        limit = 1.0 - torch.finfo(actions.dtype).resolution
-        belief_first = unravel_key(policy.feature_keys[0]) == unravel_key(core.keys.belief)
-        spec = (*spec[:3], (net.min_std, len(p_mean) - 1, limit, belief_first))
-        if policy_noise is None:
-            policy_noise = [torch.randn_like(actions[..., 0, :]) for _ in range(steps)]
+        policy_spec, policy_inputs = policy_in_filter(policy, actions, core.keys.belief, policy_noise, time_major)
         extra = [rnn.action_projection[0].weight, rnn.action_projection[0].bias,
-                 action_norm.weight if eps[4] is not None else None,
-                 weights.action, time_major(torch.stack(list(policy_noise), -2)),
-                 torch.cat([p_mean[0].weight, p_std[0].weight]), torch.cat([p_mean[0].bias, p_std[0].bias]),
-                 *_stacked(p_mean, p_std)]
+                 action_norm.weight if eps[4] is not None else None, weights.action, *policy_inputs]
     bp, sp = rnn.belief_projection, rnn.state_projection
     outputs = FusedV3Filter.apply(
-        spec, time_major(acted), time_major(post_in), uniform, state.reshape(-1, state_dim),
-        belief.reshape(-1, belief_dim), bp[0].weight, bp[0].bias, bp[1].weight, sp[0].weight, sp[0].bias,
-        sp[1].weight, weights.latents, weights.own_block, rnn.hidden_layers[1].weight, rnn.gates.weight,
-        rnn.gates.bias, weights.posterior_belief, head[1].weight, head[3].weight, head[3].bias, *extra,
+        (eps, core.latent.unimix, core.classes, policy_spec), time_major(acted), time_major(post_in), uniform,
+        state.reshape(-1, state_dim), belief.reshape(-1, belief_dim), bp[0].weight, bp[0].bias, bp[1].weight,
+        sp[0].weight, sp[0].bias, sp[1].weight, weights.latents, weights.own_block, rnn.hidden_layers[1].weight,
+        rnn.gates.weight, rnn.gates.bias, weights.posterior_belief, head[1].weight, head[3].weight, head[3].bias,
+        *extra,
     )
-    batch_major = lambda x: x.transpose(0, 1).reshape(*batch_shape, steps, x.shape[-1])  # noqa: E731
-    next_belief, next_state, logits = (batch_major(x) for x in outputs[:3])
-    rows = {
-        "state": torch.cat([state.unsqueeze(-2), next_state[..., :-1, :]], -2),
-        "belief": torch.cat([belief.unsqueeze(-2), next_belief[..., :-1, :]], -2),
-        "action": actions,
-        "next_belief": next_belief,
-        "next_state": next_state,
-        "posterior": (logits.unflatten(-1, core.classes),),
-        "prior": None,
-        "outputs": {},
-    }
-    if policy is not None:
-        acted_rows, loc, scale = (batch_major(x) for x in outputs[3:])
-        rows["action"] = torch.cat([actions[..., :1, :], acted_rows[..., 1:, :]], -2)
-        rows["outputs"] = dict(zip(policy.written[1:], (loc, scale)))
-    return rows
+    logits = outputs[2].unflatten(-1, core.classes)
+    return filter_rows(outputs[:2], (logits,), outputs[3:], state, belief, actions, policy)

@@ -12,6 +12,7 @@ import torch
 from aime_torchrl.modules import make_actor, make_policy, RSSMWorldModel
 from aime_torchrl.modules.core import WorldModelCore
 from aime_torchrl.modules.fused_filter import fusable_policy, FusedRSSMFilter
+from conftest import filter_rows_and_grads
 
 
 def pair_layers(sizes: list[int]) -> list[torch.Tensor]:
@@ -44,19 +45,12 @@ def test_backward_passes_gradcheck(layers, acting):
 
 
 def rows_and_grads(model, observe, observations, actions, *others, **kwargs):
-    """The rows and the parameter gradients of ``model`` and ``others`` for a loss on every row."""
-    for module in (model, *others):
-        module.zero_grad()
-    core = model.core
-    embeddings = core.encode({"observation": observations}, actions.shape[:-1])
-    rows = observe(core, embeddings, actions, **kwargs)
-    weights = {key: torch.linspace(-1, 1, rows[key].numel(), dtype=torch.float64).view_as(rows[key])
-               for key in ("state", "belief", "next_state", "next_belief")}
-    loss = sum((rows[key] * w).sum() for key, w in weights.items())
-    loss = loss + rows["posterior"][0].square().sum() + rows["posterior"][1].log().sum()
-    (loss + rows["action"].square().sum() + sum(v.sum() for v in rows["outputs"].values())).backward()
-    named = [(f"{i}.{name}", p) for i, m in enumerate((model, *others)) for name, p in m.named_parameters()]
-    return rows, {name: p.grad.clone() for name, p in named if p.grad is not None}
+    """The rows and parameter gradients for a loss on every row (the Gaussian posterior's both parameters)."""
+    def extra_loss(rows):
+        posterior = rows["posterior"][0].square().sum() + rows["posterior"][1].log().sum()
+        return posterior + rows["action"].square().sum() + sum(v.sum() for v in rows["outputs"].values())
+
+    return filter_rows_and_grads(model, observe, observations, actions, *others, extra_loss=extra_loss, **kwargs)
 
 
 @pytest.mark.parametrize("sample", [True, False])

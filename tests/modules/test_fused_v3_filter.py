@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from aime_torchrl.modules import make_actor, make_policy, RSSMWorldModel
 from aime_torchrl.modules.core import WorldModelCore
 from aime_torchrl.modules.fused_v3_filter import fusable_v3
+from conftest import filter_rows_and_grads
 
 F64 = dict(dtype=torch.float64)
 
@@ -47,18 +48,13 @@ def v3_model(action_norm: bool) -> RSSMWorldModel:
 
 
 def rows_and_grads(model, observe, observations, actions, *others, **kwargs):
-    """The rows and the parameter gradients of ``model`` and ``others`` for a loss on every row."""
-    for module in (model, *others):
-        module.zero_grad()
-    core = model.core
-    embeddings = core.encode({"observation": observations}, actions.shape[:-1])
-    rows = observe(core, embeddings, actions, **kwargs)
-    weights = {key: torch.linspace(-1, 1, rows[key].numel(), **F64).view_as(rows[key])
-               for key in ("state", "belief", "next_state", "next_belief")}
-    loss = sum((rows[key] * w).sum() for key, w in weights.items()) + rows["posterior"][0].pow(3).sum()
-    (loss + rows["action"].pow(3).sum() + sum(v.square().sum() for v in rows["outputs"].values())).backward()
-    named = [(f"{i}.{name}", p) for i, m in enumerate((model, *others)) for name, p in m.named_parameters()]
-    return rows, {name: p.grad.clone() for name, p in named if p.grad is not None}
+    """The rows and parameter gradients for a loss on every row (the posterior's logits, the actions and
+    the actor's outputs nonlinearly)."""
+    def extra_loss(rows):
+        outputs = sum(v.square().sum() for v in rows["outputs"].values())
+        return rows["posterior"][0].pow(3).sum() + rows["action"].pow(3).sum() + outputs
+
+    return filter_rows_and_grads(model, observe, observations, actions, *others, extra_loss=extra_loss, **kwargs)
 
 
 def assert_same(fused, loop, fused_grads, loop_grads):
